@@ -1,0 +1,2 @@
+// Gradient rules for this op group are registered here (see rule-registry.ts).
+export {};

@@ -1,0 +1,14 @@
+export { DataType, dtypeInfo, dtypeName, dtypeFromOrt, isFloat } from './dtype.js';
+export type { TensorData } from './dtype.js';
+export type { Attribute, ConcreteType, Dim, Graph, Model, Node, OpsetImport, Tensor, TensorType, ValueInfo } from './ir.js';
+export { cloneGraph, defaultOpset, numel } from './ir.js';
+export { attr, getFloat, getFloats, getInt, getInts, getString, getTensor } from './attrs.js';
+export { decodeModel, encodeModel } from './codec.js';
+export { GraphBuilder } from './graph-builder.js';
+export { topologicalOrder } from './topo.js';
+export { inferShapes } from './shape-inference.js';
+export type { InferOptions, ShapeTable } from './shape-inference.js';
+export { registerOp, lookupOp, registeredOps } from './op-registry.js';
+export type { InferContext, OpSchema } from './op-registry.js';
+export { broadcastShapes, normalizeAxis, tensorInts, int64Tensor } from './ops/common.js';
+export { DynamicShapeError, GraphError, OnnxDecodeError, ShapeInferenceError, UnsupportedOpError } from './errors.js';

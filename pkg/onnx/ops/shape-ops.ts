@@ -1,0 +1,2 @@
+// Shape inference for this op group is registered here (see op-registry.ts).
+export {};

@@ -1,0 +1,2 @@
+export { OrtSession, toOrt, fromOrt } from './ort-session.js';
+export type { SessionOptions } from './ort-session.js';

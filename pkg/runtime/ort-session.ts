@@ -1,0 +1,56 @@
+import * as ort from 'onnxruntime-node';
+import { dtypeFromOrt, dtypeInfo, encodeModel, type Model, type Tensor, type TensorData } from '../onnx/index.js';
+
+/** Options for an onnxruntime-node session. */
+export interface SessionOptions {
+  /** Intra-op threads. @default 1 (deterministic and leaves cores to other stages) */
+  intraOpThreads?: number;
+  /** ORT graph optimization level. @default 'all' */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+/**
+ * The one place Tessera talks to onnxruntime-node. Takes and returns IR tensors so callers never
+ * handle ort.Tensor. Note: run() blocks the event loop for its whole duration.
+ */
+export class OrtSession {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly inputNames: readonly string[],
+    readonly outputNames: readonly string[],
+  ) {}
+
+  static async create(model: Model | Uint8Array, opts: SessionOptions = {}): Promise<OrtSession> {
+    const bytes = model instanceof Uint8Array ? model : encodeModel(model);
+    const session = await ort.InferenceSession.create(bytes, {
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: opts.optimization ?? 'all',
+      intraOpNumThreads: opts.intraOpThreads ?? 1,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+    });
+    return new OrtSession(session, session.inputNames, session.outputNames);
+  }
+
+  /** Runs with named feeds; fetches all outputs unless a subset is named (ORT still runs the whole graph). */
+  async run(feeds: Record<string, Tensor>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = toOrt(t);
+    const results = fetches ? await this.session.run(ortFeeds, [...fetches]) : await this.session.run(ortFeeds);
+    const out: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries(results)) out[name] = fromOrt(t);
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+export function toOrt(t: Tensor): ort.Tensor {
+  return new ort.Tensor(dtypeInfo(t.dtype).ort as 'float32', t.data as Float32Array, t.dims);
+}
+
+export function fromOrt(t: ort.Tensor): Tensor {
+  return { dtype: dtypeFromOrt(t.type), dims: [...t.dims], data: t.data as TensorData };
+}
