@@ -43,7 +43,7 @@ registerOp('Where', {
 registerOp('Cast', {
   infer(ctx) {
     const to = getInt(ctx.node, 'to');
-    if (to === undefined) ctx.fail('Cast needs attribute "to"');
+    if (to === undefined) return ctx.fail('Cast needs attribute "to"');
     dtypeInfo(to);
     return [{ dtype: to as DataType, shape: [...ctx.input(0).shape] }];
   },
@@ -63,7 +63,7 @@ registerOp('Cast', {
 registerOp('Constant', {
   infer(ctx) {
     const t = constantValue(ctx.node);
-    if (!t) ctx.fail('Constant must have a "value", "value_float(s)" or "value_int(s)" attribute');
+    if (!t) return ctx.fail('Constant must have a "value", "value_float(s)" or "value_int(s)" attribute');
     return [{ dtype: t.dtype, shape: [...t.dims] }];
   },
   fold: (ctx) => [constantValue(ctx.node)!],

@@ -17,7 +17,7 @@ registerOp('MatMul', {
     try {
       batch = broadcastShapes(a2.slice(0, -2), b2.slice(0, -2));
     } catch (e) {
-      ctx.fail(`MatMul batch dimensions: ${(e as Error).message}`);
+      return ctx.fail(`MatMul batch dimensions: ${(e as Error).message}`);
     }
     const out = [...batch, a2[a2.length - 2]!, b2[b2.length - 1]!];
     if (a.length === 1) out.splice(out.length - 2, 1);
