@@ -1,0 +1,11 @@
+export { encodeTensorFrames, decodeFrame, tensorFromPayload, FRAME_MAGIC, FRAME_VERSION, TensorKind, Encoding } from './frame.js';
+export type { EncodeOptions, Frame, FrameMeta } from './frame.js';
+export { Reassembler, transferKey } from './reassembler.js';
+export type { ReassemblerOptions, ReassemblyEvent } from './reassembler.js';
+export { CreditSender, CreditReceiver, encodeGrant, decodeGrant } from './credit.js';
+export type { CreditReceiverOptions } from './credit.js';
+export { ResendTracker } from './resend.js';
+export type { ResendDecision, ResendOptions } from './resend.js';
+export { toHalf, fromHalf, float32ToHalfArray, halfToFloat32Array } from './fp16.js';
+export { crc32 } from './crc32.js';
+export { BadMagicError, ChunkChecksumError, CreditError, FrameError, FrameMismatchError, ReassemblyOverflowError, TensorDigestError, TruncatedFrameError } from './errors.js';

@@ -1,0 +1,202 @@
+import { DataType, type Tensor } from '../onnx/index.js';
+import { Rng } from '../data/rng.js';
+import {
+  BadMagicError, ChunkChecksumError, CreditError, CreditReceiver, CreditSender, FrameMismatchError, Reassembler, ReassemblyOverflowError,
+  ResendTracker, TensorDigestError, TruncatedFrameError, crc32, decodeFrame, decodeGrant, encodeGrant, encodeTensorFrames, fromHalf, toHalf,
+  type FrameMeta, type ReassemblyEvent,
+} from './index.js';
+
+const meta: FrameMeta = { job: 'ns/job', step: 7, microBatch: 3, name: 'h.12', kind: 'activation' };
+const f32 = (n: number, seed = 1): Tensor => {
+  const r = new Rng(seed);
+  return { dtype: DataType.FLOAT, dims: [n], data: Float32Array.from({ length: n }, () => r.normal()) };
+};
+
+function collect(frames: Uint8Array[], opts?: ConstructorParameters<typeof Reassembler>[1]): ReassemblyEvent[] {
+  const events: ReassemblyEvent[] = [];
+  const r = new Reassembler((e) => events.push(e), opts);
+  for (const f of frames) r.push(f);
+  return events;
+}
+
+describe('crc32', () => {
+  test('matches the standard check value', () => {
+    expect(crc32(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
+  });
+});
+
+describe('tensor frames', () => {
+  test.each([
+    ['float32', f32(1000)],
+    ['int64', { dtype: DataType.INT64, dims: [2, 3], data: BigInt64Array.from([1n, -2n, 3n, 2n ** 40n, 0n, -1n]) } as Tensor],
+    ['float16 bits', { dtype: DataType.FLOAT16, dims: [4], data: Uint16Array.from([0x3c00, 0xc000, 0x7bff, 0]) } as Tensor],
+    ['empty', { dtype: DataType.FLOAT, dims: [0, 5], data: new Float32Array(0) } as Tensor],
+    ['scalar', { dtype: DataType.DOUBLE, dims: [], data: Float64Array.of(Math.PI) } as Tensor],
+  ])('round trip %s', (_n, t) => {
+    const ev = collect(encodeTensorFrames(meta, t, { maxPayload: 512 }));
+    expect(ev).toHaveLength(1);
+    const e = ev[0]!;
+    if (e.type !== 'tensor') throw e.error;
+    expect(e.meta).toEqual(meta);
+    expect(e.tensor.dims).toEqual(t.dims);
+    expect(Array.from(e.tensor.data as ArrayLike<unknown>)).toEqual(Array.from(t.data as ArrayLike<unknown>));
+  });
+
+  test('every frame respects maxPayload; exact fill and one byte over', () => {
+    const header = encodeTensorFrames(meta, f32(1), { maxPayload: 1000 })[0]!.length - 4;
+    const max = header + 400; // 400 payload bytes = 100 floats per frame
+    const a = encodeTensorFrames(meta, f32(300), { maxPayload: max });
+    expect(a).toHaveLength(3);
+    expect(a.every((f) => f.length === max)).toBe(true);
+    const b = encodeTensorFrames(meta, f32(301), { maxPayload: max });
+    expect(b).toHaveLength(4);
+    expect(b[3]!.length).toBe(header + 4);
+  });
+
+  test('out-of-order and duplicate chunks reassemble once', () => {
+    const frames = encodeTensorFrames(meta, f32(900), { maxPayload: 700 });
+    const order = [...frames].reverse();
+    const ev = collect([order[0]!, ...order, order[1]!]);
+    expect(ev.filter((e) => e.type === 'tensor')).toHaveLength(1);
+    expect(ev.filter((e) => e.type === 'error')).toHaveLength(0);
+  });
+
+  test('fp16 transfer halves the bytes and round-trips exactly representable values', () => {
+    const t: Tensor = { dtype: DataType.FLOAT, dims: [6], data: Float32Array.from([1, -2, 0.5, 65504, 0, -0.25]) };
+    const frames = encodeTensorFrames(meta, t, { encoding: 'fp16' });
+    expect(decodeFrame(frames[0]!).payload.length).toBe(12);
+    const e = collect(frames)[0]!;
+    if (e.type !== 'tensor') throw e.error;
+    expect(Array.from(e.tensor.data as Float32Array)).toEqual([1, -2, 0.5, 65504, 0, -0.25]);
+  });
+
+  describe('rejections', () => {
+    const frames = encodeTensorFrames(meta, f32(300), { maxPayload: 600 });
+    const flip = (f: Uint8Array, at: number) => { const c = f.slice(); c[at] = c[at]! ^ 0x40; return c; };
+    test.each([
+      ['bad magic', () => flip(frames[0]!, 0), BadMagicError],
+      ['corrupted header byte (step)', () => flip(frames[0]!, 13), ChunkChecksumError],
+      ['corrupted payload byte', () => flip(frames[0]!, frames[0]!.length - 3), ChunkChecksumError],
+      ['truncated frame', () => frames[0]!.subarray(0, frames[0]!.length - 10), ChunkChecksumError],
+      ['frame shorter than the fixed header', () => frames[0]!.subarray(0, 40), TruncatedFrameError],
+    ])('%s', (_n, make, cls) => {
+      expect(() => decodeFrame(make())).toThrow(cls);
+      const ev = collect([make()]);
+      expect(ev).toHaveLength(1);
+      expect(ev[0]!.type).toBe('error');
+      expect((ev[0] as { error: Error }).error).toBeInstanceOf(cls);
+    });
+
+    test('a chunk whose content changed but whose checksum was recomputed fails the tensor digest', () => {
+      // A sender bug or a forged chunk: the per-frame CRC is valid, the whole-tensor SHA-256 is not.
+      const other = encodeTensorFrames(meta, f32(300, 99), { maxPayload: 600 });
+      const hlen = new DataView(other[1]!.buffer).getUint16(8, true);
+      const forged = other[1]!.slice();
+      forged.set(frames[0]!.subarray(48, 80), 48); // claim the first tensor's digest
+      new DataView(forged.buffer).setUint32(hlen - 4, crc32(forged.subarray(0, hlen - 4), forged.subarray(hlen)), true);
+      const ev = collect([frames[0]!, forged, ...frames.slice(2)]);
+      expect(ev.map((e) => e.type)).toEqual(['error']);
+      expect((ev[0] as { error: Error }).error).toBeInstanceOf(TensorDigestError);
+    });
+
+    test('chunks of one transfer that disagree on shape are rejected', () => {
+      const a = encodeTensorFrames(meta, f32(300), { maxPayload: 600 });
+      const b = encodeTensorFrames(meta, { ...f32(300), dims: [10, 30] }, { maxPayload: 600 });
+      const ev = collect([a[0]!, b[1]!]);
+      expect((ev[0] as { error: Error }).error).toBeInstanceOf(FrameMismatchError);
+    });
+
+    test('bounded memory: the oldest incomplete transfer is dropped with an error', () => {
+      const first = encodeTensorFrames({ ...meta, microBatch: 1 }, f32(300), { maxPayload: 600 });
+      const second = encodeTensorFrames({ ...meta, microBatch: 2 }, f32(300), { maxPayload: 600 });
+      const ev = collect([first[0]!, second[0]!], { maxPending: 1 });
+      expect(ev).toHaveLength(1);
+      expect((ev[0] as { error: Error }).error).toBeInstanceOf(ReassemblyOverflowError);
+      expect(ev[0]!.meta?.microBatch).toBe(1);
+    });
+  });
+});
+
+describe('fp16 conversion', () => {
+  test.each([
+    [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65520, 0x7c00], [6.103515625e-5, 0x0400], [5.960464477539063e-8, 0x0001],
+    [1e-8, 0x0000], [-1e-8, 0x8000], [Infinity, 0x7c00], [-Infinity, 0xfc00], [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02],
+  ])('toHalf(%p) = %p', (x, h) => {
+    expect(toHalf(x)).toBe(h);
+  });
+  test('NaN stays NaN and every half value round-trips', () => {
+    expect(Number.isNaN(fromHalf(toHalf(NaN)))).toBe(true);
+    const bad: number[] = [];
+    for (let h = 0; h < 0x10000; h++) {
+      const x = fromHalf(h);
+      if (!Number.isNaN(x) && toHalf(x) !== h) bad.push(h);
+    }
+    expect(bad).toEqual([]);
+  });
+});
+
+describe('credit flow control', () => {
+  test('a sender never has more bytes out than granted, over random interleavings', () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const rng = new Rng(seed);
+      const rx = new CreditReceiver({ window: 1000 + rng.int(5000) });
+      const tx = new CreditSender();
+      tx.onGrant(decodeGrant(encodeGrant(rx.initialGrant())));
+      const inFlight: number[] = [];
+      let buffered = 0;
+      const grants: number[] = [];
+      for (let i = 0; i < 2000; i++) {
+        const r = rng.next();
+        if (r < 0.5) {
+          const size = 1 + rng.int(600);
+          if (tx.trySend(size)) { inFlight.push(size); }
+        } else if (r < 0.75 && inFlight.length > 0) {
+          const n = inFlight.shift()!;
+          rx.onReceive(n); // throws if the sender overran its credit
+          buffered += n;
+        } else if (r < 0.95 && buffered > 0) {
+          const n = Math.min(buffered, 1 + rng.int(800));
+          buffered -= n;
+          const g = rx.onConsume(n);
+          if (g !== undefined) grants.push(g);
+        } else if (grants.length > 0) {
+          // Grants may arrive late, reordered or duplicated.
+          const k = rng.int(grants.length);
+          tx.onGrant(grants[k]!);
+          if (rng.next() < 0.5) grants.splice(k, 1);
+        }
+        expect(tx.available).toBeGreaterThanOrEqual(0);
+      }
+      expect(tx.bytesSent).toBeGreaterThan(0);
+    }
+  });
+
+  test('the receiver detects an overrun and over-consumption', () => {
+    const rx = new CreditReceiver({ window: 100 });
+    expect(() => rx.onReceive(101)).toThrow(CreditError);
+    const rx2 = new CreditReceiver({ window: 100 });
+    rx2.onReceive(10);
+    expect(() => rx2.onConsume(11)).toThrow(CreditError);
+  });
+
+  test('grant codec is 8 bytes little-endian and rejects other sizes', () => {
+    expect(Array.from(encodeGrant(0x0102))).toEqual([2, 1, 0, 0, 0, 0, 0, 0]);
+    expect(() => decodeGrant(new Uint8Array(7))).toThrow(CreditError);
+  });
+});
+
+describe('resend tracker', () => {
+  test('resends with backoff, stops on ack, gives up after max attempts', () => {
+    const t = new ResendTracker({ timeoutMs: 100, backoff: 2, maxAttempts: 3 });
+    t.sent('a', 0);
+    t.sent('b', 0);
+    expect(t.due(99)).toEqual([]);
+    expect(t.due(100)).toEqual([{ key: 'a', action: 'resend', attempt: 2 }, { key: 'b', action: 'resend', attempt: 2 }]);
+    expect(t.ack('b')).toBe(true);
+    expect(t.due(299)).toEqual([]);
+    expect(t.due(300)).toEqual([{ key: 'a', action: 'resend', attempt: 3 }]);
+    expect(t.due(699)).toEqual([]);
+    expect(t.due(700)).toEqual([{ key: 'a', action: 'give-up', attempts: 3 }]);
+    expect(t.size).toBe(0);
+  });
+});
