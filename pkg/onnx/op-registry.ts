@@ -28,6 +28,8 @@ export interface OpSchema {
    * every non-omitted input is constant.
    */
   fold?(ctx: InferContext, inputs: (Tensor | undefined)[]): Tensor[];
+  /** Fold from input types alone, even when inputs are not constant (Shape, Size). @default false */
+  foldsFromTypes?: boolean;
 }
 
 const registry = new Map<string, OpSchema>();

@@ -86,7 +86,7 @@ export function inferShapes(graph: Graph, opts: InferOptions): ShapeTable {
     });
     // Fold Constant nodes and small integer/bool values (shape arithmetic), never weights.
     const foldable = node.opType === 'Constant' || outs.every((t) => !isFloat(t.dtype) && t.shape.reduce((a, b) => a * b, 1) <= 4096);
-    if (schema.fold && foldable && node.inputs.every((x) => x === '' || constants.has(x))) {
+    if (schema.fold && foldable && (schema.foldsFromTypes || node.inputs.every((x) => x === '' || constants.has(x)))) {
       const folded = schema.fold(ctx, node.inputs.map((x) => (x === '' ? undefined : constants.get(x))));
       node.outputs.forEach((o, i) => { if (o !== '' && folded[i]) constants.set(o, folded[i]!); });
     }
