@@ -12,3 +12,5 @@ export { registerOp, lookupOp, registeredOps } from './op-registry.js';
 export type { InferContext, OpSchema } from './op-registry.js';
 export { broadcastShapes, normalizeAxis, tensorInts, int64Tensor } from './ops/common.js';
 export { DynamicShapeError, GraphError, OnnxDecodeError, ShapeInferenceError, UnsupportedOpError } from './errors.js';
+export { windowGeometry } from './ops/conv.js';
+export type { WindowGeometry } from './ops/conv.js';
