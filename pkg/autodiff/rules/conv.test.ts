@@ -1,6 +1,8 @@
-import { DataType, attr, type Tensor } from '../../onnx/index.js';
+import { DataType, attr, inferShapes, type Tensor } from '../../onnx/index.js';
 import { Rng } from '../../data/rng.js';
-import { gradCheck, singleOpModel } from '../testing/gradcheck.js';
+import { gradCheck, singleOpModel, withRandomLoss } from '../testing/gradcheck.js';
+import { buildTrainingGraph } from '../training-graph.js';
+import { OrtSession } from '../../runtime/index.js';
 import { lookupGradRule, registerGradRule } from '../rule-registry.js';
 
 const F = DataType.FLOAT;
@@ -74,5 +76,56 @@ describe('Conv / pooling gradient rules (float32, finite differences through onn
     } finally {
       registerGradRule('Conv', original);
     }
+  });
+});
+
+describe('MaxPool gradient with tied window maxima', () => {
+  // Ties make finite differences meaningless; the contract is instead that each window's dY goes to
+  // the one element onnxruntime reports as its arg-max (Indices, flat over the whole N*C*H*W tensor).
+  const cases: [string, number[], Spec['attrs']][] = [
+    ['2x2 stride 2', [2, 2, 4, 4], { kernel_shape: ints([2, 2]), strides: ints([2, 2]) }],
+    ['3x3 stride 1 pad 1', [2, 3, 4, 5], { kernel_shape: ints([3, 3]), pads: ints([1, 1, 1, 1]) }],
+  ];
+  test.each(cases)('%s', async (_name, shape, attrs) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    // Values in {0, 1}: nearly every window has tied maxima.
+    const xData = Float32Array.from({ length: n }, (_, i) => ((i * 7) % 3 === 0 ? 1 : 0));
+    const feeds = { x: { dtype: F, dims: shape, data: xData } };
+
+    const withIndices = singleOpModel({ op: 'MaxPool', inputs: [x(shape)], attrs, outputs: [{ name: 'y', dtype: F, shape: [] }, { name: 'i', dtype: DataType.INT64, shape: [] }] });
+    const fwd = await OrtSession.create(withIndices);
+    const ref = await fwd.run(feeds);
+    await fwd.release();
+    const indices = Array.from(ref.i!.data as BigInt64Array, Number);
+    const [, , h, wd] = shape as [number, number, number, number];
+    const [, , oh, ow] = ref.y!.dims as [number, number, number, number];
+    const kh = attrs!.kernel_shape!.value as number[];
+    const st = (attrs!.strides?.value as number[] | undefined) ?? [1, 1];
+    const pd = (attrs!.pads?.value as number[] | undefined) ?? [0, 0, 0, 0];
+
+    const plain = singleOpModel({ op: 'MaxPool', inputs: [x(shape)], attrs });
+    const loss = withRandomLoss(plain, inferShapes(plain.graph, { opset: 20 }).types, 3);
+    const tg = buildTrainingGraph(loss, { loss: 'loss', frozen: () => true, inputGrads: ['x'], allowNoParams: true });
+    const train = await OrtSession.create(tg.model);
+    const out = await train.run(feeds);
+    await train.release();
+    const dx = out[tg.gradOutputs.get('x')!]!.data as Float32Array;
+    const dy = loss.graph.initializers.get('r/y0')!.data as Float32Array;
+
+    const expected = new Float64Array(n);
+    indices.forEach((flat, k) => {
+      // The reported index lies in window k's image and channel, and inside its (padded) extent.
+      const plane = Math.floor(k / (oh * ow));
+      const [r, c] = [Math.floor((k % (oh * ow)) / ow), k % ow];
+      const [ir, ic] = [Math.floor((flat % (h * wd)) / wd), flat % wd];
+      expect(Math.floor(flat / (h * wd))).toBe(plane);
+      expect(ir - (r * st[0]! - pd[0]!)).toBeGreaterThanOrEqual(0);
+      expect(ir - (r * st[0]! - pd[0]!)).toBeLessThan(kh[0]!);
+      expect(ic - (c * st[1]! - pd[1]!)).toBeGreaterThanOrEqual(0);
+      expect(ic - (c * st[1]! - pd[1]!)).toBeLessThan(kh[1]!);
+      expect(xData[flat]).toBe(ref.y!.data[k]);
+      expected[flat]! += dy[k]!;
+    });
+    for (let i = 0; i < n; i++) expect(dx[i]).toBeCloseTo(expected[i]!, 5);
   });
 });
