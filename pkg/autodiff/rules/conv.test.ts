@@ -48,6 +48,7 @@ describe('Conv / pooling gradient rules (float32, finite differences through onn
     ['MaxPool 3x3 stride 1 pad 1 (overlapping)', { op: 'MaxPool', inputs: [x([2, 2, 5, 5])], attrs: { kernel_shape: ints([3, 3]), pads: ints([1, 1, 1, 1]) } }],
     ['MaxPool ceil_mode', { op: 'MaxPool', inputs: [x([1, 2, 7, 6])], attrs: { kernel_shape: ints([3, 2]), strides: ints([2, 2]), ceil_mode: attr.int(1) } }],
     ['MaxPool dilation 2', { op: 'MaxPool', inputs: [x([1, 1, 7, 6])], attrs: { kernel_shape: ints([2, 2]), dilations: ints([2, 2]) } }],
+    ['MaxPool SAME_UPPER stride 2', { op: 'MaxPool', inputs: [x([1, 2, 5, 6])], attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), auto_pad: attr.string('SAME_UPPER') } }],
     ['MaxPool with Indices output', { op: 'MaxPool', inputs: [x([2, 2, 4, 4])], outputs: [{ name: 'y', dtype: F, shape: [] }, { name: 'i', dtype: DataType.INT64, shape: [] }], attrs: { kernel_shape: ints([2, 2]), strides: ints([2, 2]) } }],
     ['AveragePool 2x2 stride 2', { op: 'AveragePool', inputs: [x([1, 2, 4, 6])], attrs: { kernel_shape: ints([2, 2]), strides: ints([2, 2]) } }],
     ['AveragePool pads, count_include_pad=0', { op: 'AveragePool', inputs: [x([1, 2, 5, 5])], attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]) } }],
@@ -55,6 +56,8 @@ describe('Conv / pooling gradient rules (float32, finite differences through onn
     ['AveragePool asymmetric pads stride 1', { op: 'AveragePool', inputs: [x([1, 1, 5, 4])], attrs: { kernel_shape: ints([2, 3]), pads: ints([1, 0, 0, 2]) } }],
     ['AveragePool ceil_mode, count_include_pad=0', { op: 'AveragePool', inputs: [x([1, 2, 6, 7])], attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]), ceil_mode: attr.int(1) } }],
     ['AveragePool ceil_mode, count_include_pad=1', { op: 'AveragePool', inputs: [x([1, 1, 6, 7])], attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]), ceil_mode: attr.int(1), count_include_pad: attr.int(1) } }],
+    ['AveragePool dilation 2 + pads', { op: 'AveragePool', inputs: [x([1, 2, 7, 6])], attrs: { kernel_shape: ints([2, 2]), dilations: ints([2, 2]), pads: ints([1, 0, 0, 1]) } }],
+    ['AveragePool SAME_LOWER stride 2', { op: 'AveragePool', inputs: [x([1, 2, 6, 7])], attrs: { kernel_shape: ints([3, 2]), strides: ints([2, 2]), auto_pad: attr.string('SAME_LOWER') } }],
     ['GlobalAveragePool', { op: 'GlobalAveragePool', inputs: [x([2, 3, 4, 5])] }],
   ];
   test.each(cases)('%s', async (_name, spec) => {
