@@ -1,0 +1,213 @@
+import { PlanInputError } from './errors.js';
+import type { Device, ModelChain, Plan, PlanMethod, PlanOptions, Schedule, StagePlan } from './types.js';
+
+/**
+ * The cost model, shared by every search (exact, heuristic, even split, brute force) so that
+ * their answers are comparable number for number.
+ *
+ * Per micro-batch, stage s on device d holding layers [a, b):
+ *   compute = sum(fwd + bwd FLOPs) / d.flops
+ *   link(s, s+1) = activationBytesOut[b-1] / min(bw_s, bw_s+1) + max(lat_s, lat_s+1)
+ *     The activation goes forward and its gradient (same size) comes back on the same link in the
+ *     other direction; links are full duplex, so one link is busy `link` per micro-batch in each
+ *     direction. A middle stage's two links are charged independently (as with separate peer
+ *     paths or a non-blocking switch). If both shared one half-duplex NIC, the true cost would be
+ *     at most the sum; modelling that would make a stage depend on both neighbours and grow the
+ *     exact DP's state from (subset, device, layer) to (subset, device, device, layer, layer).
+ *   sendMs = link(s, s+1), recvMs = link(s-1, s), stageMs = max(compute, send, recv)
+ *   memory = sum(param + optimizer state) + sum(stash) x inFlight
+ * Pipeline: bottleneck = max stageMs; step = (m + p - 1) x bottleneck, the classic fill/drain
+ * bound for both GPipe and 1F1B when every stage is charged the slowest stage's period.
+ */
+
+export interface ResolvedOptions {
+  schedule: Schedule;
+  microBatches: number;
+  stages: 'auto' | number;
+  exactMaxDevices: number;
+  localSearchBudget: number;
+}
+
+export function resolveOptions(opts: PlanOptions = {}): ResolvedOptions {
+  const r: ResolvedOptions = {
+    schedule: opts.schedule ?? '1f1b',
+    microBatches: opts.microBatches ?? 8,
+    stages: opts.stages ?? 'auto',
+    exactMaxDevices: opts.exactMaxDevices ?? 8,
+    localSearchBudget: opts.localSearchBudget ?? 4000,
+  };
+  if (r.schedule !== '1f1b' && r.schedule !== 'gpipe') throw new PlanInputError(`unknown schedule "${String(r.schedule)}"`, 'schedule');
+  if (!Number.isInteger(r.microBatches) || r.microBatches < 1) throw new PlanInputError('must be an integer >= 1', 'microBatches');
+  if (r.stages !== 'auto' && (!Number.isInteger(r.stages) || r.stages < 1)) throw new PlanInputError("must be 'auto' or an integer >= 1", 'stages');
+  return r;
+}
+
+/** Micro-batches stage s of p stashes at peak. */
+export function inFlight(schedule: Schedule, microBatches: number, p: number, s: number): number {
+  return schedule === 'gpipe' ? microBatches : Math.min(p - s, microBatches);
+}
+
+const nonNegative = (v: number): boolean => Number.isFinite(v) && v >= 0;
+
+export function validateInputs(model: ModelChain, fleet: readonly Device[]): void {
+  if (model.layers.length === 0) throw new PlanInputError('the chain has no layers', 'model.layers');
+  model.layers.forEach((l, i) => {
+    for (const k of ['fwdFlops', 'bwdFlops', 'paramBytes', 'optimizerStateBytes', 'activationBytesOut', 'stashBytes'] as const) {
+      if (!nonNegative(l[k])) throw new PlanInputError(`must be a finite number >= 0, got ${l[k]}`, `model.layers[${i}].${k}`);
+    }
+  });
+  if (fleet.length === 0) throw new PlanInputError('the fleet has no devices', 'fleet');
+  const seen = new Set<string>();
+  fleet.forEach((d, i) => {
+    if (seen.has(d.id)) throw new PlanInputError(`duplicate device id "${d.id}"`, `fleet[${i}].id`);
+    seen.add(d.id);
+    for (const k of ['flops', 'linkBandwidth'] as const) {
+      if (!(Number.isFinite(d[k]) && d[k] > 0)) throw new PlanInputError(`must be a finite number > 0, got ${d[k]}`, `fleet[${i}].${k}`);
+    }
+    for (const k of ['memoryBytes', 'linkLatency'] as const) {
+      if (!nonNegative(d[k])) throw new PlanInputError(`must be a finite number >= 0, got ${d[k]}`, `fleet[${i}].${k}`);
+    }
+  });
+}
+
+/** Prefix sums over the chain so any stage costs O(1). */
+export class ChainCosts {
+  readonly L: number;
+  private readonly work: Float64Array;
+  private readonly fixed: Float64Array;
+  private readonly stash: Float64Array;
+  private readonly act: Float64Array;
+  /** Total FLOPs of one micro-batch (fwd + bwd). */
+  readonly totalWork: number;
+
+  constructor(readonly model: ModelChain) {
+    const L = (this.L = model.layers.length);
+    this.work = new Float64Array(L + 1);
+    this.fixed = new Float64Array(L + 1);
+    this.stash = new Float64Array(L + 1);
+    this.act = new Float64Array(L);
+    model.layers.forEach((l, i) => {
+      this.work[i + 1] = this.work[i]! + l.fwdFlops + l.bwdFlops;
+      this.fixed[i + 1] = this.fixed[i]! + l.paramBytes + l.optimizerStateBytes;
+      this.stash[i + 1] = this.stash[i]! + l.stashBytes;
+      this.act[i] = l.activationBytesOut;
+    });
+    this.totalWork = this.work[L]!;
+  }
+
+  computeMs(d: Device, a: number, b: number): number {
+    return ((this.work[b]! - this.work[a]!) / d.flops) * 1000;
+  }
+
+  /** Weights + optimizer state of layers [a, b). */
+  fixedBytes(a: number, b: number): number {
+    return this.fixed[b]! - this.fixed[a]!;
+  }
+
+  stashBytes(a: number, b: number): number {
+    return this.stash[b]! - this.stash[a]!;
+  }
+
+  memoryBytes(a: number, b: number, inFlight: number): number {
+    return this.fixedBytes(a, b) + this.stashBytes(a, b) * inFlight;
+  }
+
+  /** Link time for a cut placed before layer `cut` (after layer cut-1) between devices x -> y. */
+  linkMs(x: Device, y: Device, cut: number): number {
+    const bw = Math.min(x.linkBandwidth, y.linkBandwidth);
+    return (this.act[cut - 1]! / bw + Math.max(x.linkLatency, y.linkLatency)) * 1000;
+  }
+
+  /** compute of [a, b) on d, or Infinity when the stage does not fit in d's memory. */
+  stageComputeMs(d: Device, a: number, b: number, inFlight: number): number {
+    return this.memoryBytes(a, b, inFlight) > d.memoryBytes ? Infinity : this.computeMs(d, a, b);
+  }
+}
+
+/** A stage assignment before costing. */
+export interface Assignment {
+  device: Device;
+  start: number;
+  end: number;
+}
+
+/** Lower bound on one step: all work spread perfectly over every device of the fleet. */
+export function lowerBoundMs(costs: ChainCosts, fleet: readonly Device[], microBatches: number): number {
+  const capacity = fleet.reduce((s, d) => s + d.flops, 0);
+  return ((costs.totalWork * microBatches) / capacity) * 1000;
+}
+
+/** Costs an ordered assignment. Does not check memory: callers decide whether overflow is an error. */
+export function evaluate(
+  costs: ChainCosts,
+  fleet: readonly Device[],
+  assignments: readonly Assignment[],
+  opts: ResolvedOptions,
+  method: PlanMethod,
+): Plan {
+  const p = assignments.length;
+  const m = opts.microBatches;
+  const stages: StagePlan[] = assignments.map((x, s) => {
+    const inf = inFlight(opts.schedule, m, p, s);
+    const computeMs = costs.computeMs(x.device, x.start, x.end);
+    const sendMs = s + 1 < p ? costs.linkMs(x.device, assignments[s + 1]!.device, x.end) : 0;
+    const recvMs = s > 0 ? costs.linkMs(assignments[s - 1]!.device, x.device, x.start) : 0;
+    return {
+      index: s,
+      deviceId: x.device.id,
+      deviceName: x.device.name,
+      layers: [x.start, x.end] as const,
+      computeMs,
+      sendMs,
+      recvMs,
+      stageMs: Math.max(computeMs, sendMs, recvMs),
+      inFlight: inf,
+      memoryBytes: costs.memoryBytes(x.start, x.end, inf),
+      memoryAvailable: x.device.memoryBytes,
+    };
+  });
+  let bottleneckStage = 0;
+  stages.forEach((st, s) => {
+    if (st.stageMs > stages[bottleneckStage]!.stageMs) bottleneckStage = s;
+  });
+  const bottleneckMs = stages[bottleneckStage]!.stageMs;
+  const predictedStepMs = stepMs(bottleneckMs, m, p);
+  const lb = lowerBoundMs(costs, fleet, m);
+  return {
+    method,
+    schedule: opts.schedule,
+    microBatches: m,
+    stages,
+    bottleneckStage,
+    bottleneckMs,
+    predictedStepMs,
+    lowerBoundMs: lb,
+    gap: predictedStepMs / lb,
+    microBatchesPerSecond: (m / predictedStepMs) * 1000,
+  };
+}
+
+export function stepMs(bottleneckMs: number, microBatches: number, p: number): number {
+  return (microBatches + p - 1) * bottleneckMs;
+}
+
+/**
+ * Picks the stage count from the best bottleneck per count: least predicted step, then least
+ * bottleneck, then fewer stages. Returns -1 when no count is feasible.
+ */
+export function pickStageCount(bestByCount: readonly number[], opts: ResolvedOptions): number {
+  let best = -1;
+  for (let p = 1; p < bestByCount.length; p++) {
+    const b = bestByCount[p]!;
+    if (!Number.isFinite(b)) continue;
+    if (opts.stages !== 'auto' && p !== opts.stages) continue;
+    if (best < 0) {
+      best = p;
+      continue;
+    }
+    const cur = stepMs(b, opts.microBatches, p);
+    const inc = stepMs(bestByCount[best]!, opts.microBatches, best);
+    if (cur < inc || (cur === inc && b < bestByCount[best]!)) best = p;
+  }
+  return best;
+}

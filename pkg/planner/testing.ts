@@ -1,0 +1,175 @@
+import { Rng } from '../data/rng.js';
+import { type Assignment, ChainCosts, type ResolvedOptions, evaluate, inFlight, pickStageCount, resolveOptions, validateInputs } from './cost.js';
+import type { Device, LayerCost, ModelChain, Plan, PlanOptions } from './types.js';
+
+/**
+ * Test helpers: exhaustive references and instance builders. Not exported from index.ts.
+ */
+
+/**
+ * Exhaustive reference: every ordered subset of the fleet x every composition of the layers into
+ * that many non-empty runs, each costed by `evaluate`. Returns the best bottleneck per stage count
+ * and the plan with the least predicted step (or undefined if nothing fits). Exponential: keep to
+ * about 6 devices and 10 layers.
+ */
+export function bruteForcePlan(
+  model: ModelChain,
+  fleet: readonly Device[],
+  options?: PlanOptions,
+): { plan: Plan | undefined; bestByCount: number[] } {
+  validateInputs(model, fleet);
+  const opts = resolveOptions(options);
+  const costs = new ChainCosts(model);
+  const L = costs.L;
+  const maxP = Math.min(fleet.length, L);
+  const bestByCount = new Array<number>(maxP + 1).fill(Infinity);
+  const bestPlan = new Array<Plan | undefined>(maxP + 1);
+  const fits = (as: readonly Assignment[]): boolean =>
+    as.every((a, s) => costs.memoryBytes(a.start, a.end, inFlight(opts.schedule, opts.microBatches, as.length, s)) <= a.device.memoryBytes);
+
+  const seq: Device[] = [];
+  const used = new Array<boolean>(fleet.length).fill(false);
+  const visitOrders = (): void => {
+    if (seq.length > 0) {
+      const p = seq.length;
+      // Every composition: choose p - 1 cut points among 1..L-1.
+      const cuts: number[] = [];
+      const visitCuts = (from: number): void => {
+        if (cuts.length === p - 1) {
+          const bounds = [0, ...cuts, L];
+          const as = seq.map((device, s) => ({ device, start: bounds[s]!, end: bounds[s + 1]! }));
+          if (!fits(as)) return;
+          const plan = evaluate(costs, fleet, as, opts, 'brute-force');
+          if (plan.bottleneckMs < bestByCount[p]!) {
+            bestByCount[p] = plan.bottleneckMs;
+            bestPlan[p] = plan;
+          }
+          return;
+        }
+        for (let c = from; c <= L - (p - 1 - cuts.length); c++) {
+          cuts.push(c);
+          visitCuts(c + 1);
+          cuts.pop();
+        }
+      };
+      visitCuts(1);
+    }
+    if (seq.length === maxP) return;
+    for (let d = 0; d < fleet.length; d++) {
+      if (used[d]) continue;
+      used[d] = true;
+      seq.push(fleet[d]!);
+      visitOrders();
+      seq.pop();
+      used[d] = false;
+    }
+  };
+  visitOrders();
+  const p = pickStageCount(bestByCount, opts);
+  return { plan: p < 0 ? undefined : bestPlan[p], bestByCount };
+}
+
+/**
+ * Second reference, for fleets too large for bruteForcePlan: exhaustive over every ordered subset
+ * of devices (DFS, built from the END of the pipeline), with optimal cuts per order by a plain
+ * chain DP extended one device at a time. Shares no code with the planner's search, only the cost
+ * model. Returns the least bottleneck per stage count. O(sum_p n!/(n-p)! x L^2).
+ */
+export function orderExhaustiveBottlenecks(model: ModelChain, fleet: readonly Device[], options?: PlanOptions): number[] {
+  const opts: ResolvedOptions = resolveOptions(options);
+  const costs = new ChainCosts(model);
+  const L = costs.L;
+  const n = fleet.length;
+  const maxP = Math.min(n, L);
+  const best = new Array<number>(maxP + 1).fill(Infinity);
+  const used = new Array<boolean>(n).fill(false);
+  // h[j]: least bottleneck for layers [j, L) on the current suffix, its first device being `first`.
+  const extend = (h: Float64Array, first: number, depth: number): void => {
+    const c = depth;
+    if (h[0]! < best[c]!) best[c] = h[0]!;
+    if (c === maxP) return;
+    const inf = inFlight(opts.schedule, opts.microBatches, c + 1, 0);
+    for (let d = 0; d < n; d++) {
+      if (used[d]) continue;
+      const dev = fleet[d]!;
+      const g = new Float64Array(L + 1).fill(Infinity);
+      for (let j = 0; j < L; j++) {
+        for (let k = j + 1; k < L; k++) {
+          if (!Number.isFinite(h[k]!)) continue;
+          const v = Math.max(costs.stageComputeMs(dev, j, k, inf), costs.linkMs(dev, fleet[first]!, k), h[k]!);
+          if (v < g[j]!) g[j] = v;
+        }
+      }
+      used[d] = true;
+      extend(g, d, c + 1);
+      used[d] = false;
+    }
+  };
+  for (let d = 0; d < n; d++) {
+    const h = new Float64Array(L + 1).fill(Infinity);
+    for (let j = 0; j < L; j++) h[j] = costs.stageComputeMs(fleet[d]!, j, L, inFlight(opts.schedule, opts.microBatches, 1, 0));
+    used[d] = true;
+    extend(h, d, 1);
+    used[d] = false;
+  }
+  return best;
+}
+
+/**
+ * A random instance: heterogeneous speeds (1-10x), memories, NIC bandwidths, and layers with
+ * uneven costs, scaled so memory binds on some devices (roughly 1/3 of the model per device).
+ */
+export function randomInstance(seed: number, nDevices: number, nLayers: number): { model: ModelChain; fleet: Device[] } {
+  const rng = new Rng(seed);
+  const layers: LayerCost[] = [];
+  for (let i = 0; i < nLayers; i++) {
+    const fwd = 1e9 * (0.2 + 2 * rng.next());
+    layers.push({
+      name: `l${i}`,
+      fwdFlops: fwd,
+      bwdFlops: 2 * fwd,
+      paramBytes: 1e6 * (0.5 + 4 * rng.next()),
+      optimizerStateBytes: 1e6 * 2 * (0.5 + 4 * rng.next()),
+      activationBytesOut: 1e6 * (0.1 + 4 * rng.next()),
+      stashBytes: 1e5 * (0.5 + 5 * rng.next()),
+    });
+  }
+  const total = layers.reduce((s, l) => s + l.paramBytes + l.optimizerStateBytes + 4 * l.stashBytes, 0);
+  const fleet: Device[] = [];
+  for (let d = 0; d < nDevices; d++) {
+    fleet.push({
+      id: `d${d}`,
+      name: `gpu${rng.int(3)}`,
+      flops: 1e11 * (1 + 9 * rng.next()),
+      memoryBytes: total * (0.15 + 0.6 * rng.next()),
+      linkBandwidth: 1e8 * (0.5 + 20 * rng.next()),
+      linkLatency: 1e-5 * rng.next(),
+    });
+  }
+  return { model: { name: `random-${seed}`, layers }, fleet };
+}
+
+/**
+ * A GPT-like chain: embedding, `blocks` transformer blocks, LM head, for one micro-batch of
+ * `microBatchSize` sequences. FLOPs follow Narayanan et al. 2021 (24bsh^2 + 4bs^2h per block
+ * forward, 2bshV for the head; backward 2x forward). Stash is 34sbh bytes per block, i.e. bf16
+ * with selective recomputation of attention (Korthikanti et al. 2022). Weights bf16 (2 B/param),
+ * AdamW mixed precision keeps grad bf16 + fp32 master, m, v (14 B/param).
+ */
+export function gptLikeChain(c: { blocks: number; hidden: number; seqLen: number; vocab: number; microBatchSize: number }): ModelChain {
+  const { blocks, hidden: h, seqLen: s, vocab: V, microBatchSize: b } = c;
+  const act = 2 * b * s * h;
+  const layer = (name: string, params: number, fwd: number, stash: number): LayerCost => ({
+    name,
+    fwdFlops: fwd,
+    bwdFlops: 2 * fwd,
+    paramBytes: 2 * params,
+    optimizerStateBytes: 14 * params,
+    activationBytesOut: act,
+    stashBytes: stash,
+  });
+  const layers: LayerCost[] = [layer('embed', V * h + s * h, 2 * b * s * h, act)];
+  for (let i = 0; i < blocks; i++) layers.push(layer(`block.${i}`, 12 * h * h + 13 * h, 24 * b * s * h * h + 4 * b * s * s * h, 34 * s * b * h));
+  layers.push(layer('lm_head', V * h, 2 * b * s * h * V, 4 * b * s * V));
+  return { name: `gpt-${blocks}x${h}`, layers };
+}
