@@ -125,3 +125,6 @@ function foldBinary(op: string, a: Tensor, b: Tensor, shape: number[]): Tensor {
   }
   return { dtype, dims: shape, data };
 }
+
+// Emitted by the Abs gradient rule.
+registerOp('Sign', { infer: (ctx) => [sameAs(ctx.input(0))] });
