@@ -83,20 +83,35 @@ export function orderExhaustiveBottlenecks(model: ModelChain, fleet: readonly De
   const maxP = Math.min(n, L);
   const best = new Array<number>(maxP + 1).fill(Infinity);
   const used = new Array<boolean>(n).fill(false);
+  // Tables so the DFS inner loop is array reads: compute[c][d][j * (L + 1) + k] (Infinity when
+  // [j, k) with c stages from here overflows d) and link[d][e][k].
+  const compute = Array.from({ length: maxP + 1 }, (_, c) =>
+    fleet.map((dev) => {
+      const t = new Float64Array((L + 1) * (L + 1)).fill(Infinity);
+      const inf = inFlight(opts.schedule, opts.microBatches, Math.max(c, 1), 0);
+      for (let j = 0; j < L; j++) for (let k = j + 1; k <= L; k++) t[j * (L + 1) + k] = costs.stageComputeMs(dev, j, k, inf);
+      return t;
+    }),
+  );
+  const link = fleet.map((x) =>
+    fleet.map((y) => {
+      const t = new Float64Array(L + 1);
+      for (let k = 1; k < L; k++) t[k] = costs.linkMs(x, y, k);
+      return t;
+    }),
+  );
   // h[j]: least bottleneck for layers [j, L) on the current suffix, its first device being `first`.
-  const extend = (h: Float64Array, first: number, depth: number): void => {
-    const c = depth;
+  const extend = (h: Float64Array, first: number, c: number): void => {
     if (h[0]! < best[c]!) best[c] = h[0]!;
     if (c === maxP) return;
-    const inf = inFlight(opts.schedule, opts.microBatches, c + 1, 0);
     for (let d = 0; d < n; d++) {
       if (used[d]) continue;
-      const dev = fleet[d]!;
+      const comp = compute[c + 1]![d]!;
+      const lk = link[d]![first]!;
       const g = new Float64Array(L + 1).fill(Infinity);
       for (let j = 0; j < L; j++) {
         for (let k = j + 1; k < L; k++) {
-          if (!Number.isFinite(h[k]!)) continue;
-          const v = Math.max(costs.stageComputeMs(dev, j, k, inf), costs.linkMs(dev, fleet[first]!, k), h[k]!);
+          const v = Math.max(comp[j * (L + 1) + k]!, lk[k]!, h[k]!);
           if (v < g[j]!) g[j] = v;
         }
       }
@@ -107,7 +122,7 @@ export function orderExhaustiveBottlenecks(model: ModelChain, fleet: readonly De
   };
   for (let d = 0; d < n; d++) {
     const h = new Float64Array(L + 1).fill(Infinity);
-    for (let j = 0; j < L; j++) h[j] = costs.stageComputeMs(fleet[d]!, j, L, inFlight(opts.schedule, opts.microBatches, 1, 0));
+    for (let j = 0; j < L; j++) h[j] = compute[1]![d]![j * (L + 1) + L]!;
     used[d] = true;
     extend(h, d, 1);
     used[d] = false;
