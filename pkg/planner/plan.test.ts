@@ -109,17 +109,20 @@ describe('exact planner vs exhaustive search', () => {
 describe('heuristic planner', () => {
   test.each([11, 12, 13, 14, 15])('seed %i: valid plan, never better than the exact optimum', (seed) => {
     const { model, fleet } = randomInstance(seed, 6, 10);
-    let exact: Plan;
-    try {
-      exact = planPipeline(model, fleet);
-    } catch (e) {
-      expect(e).toBeInstanceOf(PlanInfeasibleError);
-      return;
-    }
+    const exact = planPipeline(model, fleet);
     const heur = planPipeline(model, fleet, { exactMaxDevices: 0 });
     expect(heur.method).toBe('heuristic');
     checkPlan(model, fleet, heur);
     expect(heur.predictedStepMs).toBeGreaterThanOrEqual(exact.predictedStepMs * (1 - 1e-12));
+  });
+
+  test.each([1, 2, 3])('honours a forced stage count on a 12-device fleet: %i', (seed) => {
+    const { model, fleet } = randomInstance(300 + seed, 12, 16);
+    const stages = 2 + seed;
+    const plan = planPipeline(model, fleet, { stages });
+    expect(plan.method).toBe('heuristic');
+    expect(plan.stages).toHaveLength(stages);
+    checkPlan(model, fleet, plan);
   });
 });
 
