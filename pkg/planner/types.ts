@@ -83,7 +83,8 @@ export interface PlanOptions {
   stages?: 'auto' | number;
   /**
    * Fleets up to this many devices are planned exactly (DP over device subsets, O(2^n n^2 L^2));
-   * larger fleets use the order heuristic with local search.
+   * larger fleets use the order heuristic with local search. Memory is 2^n x n x (L + 1) doubles,
+   * so values much above 16 are impractical.
    * @default 8
    */
   exactMaxDevices?: number;
