@@ -91,6 +91,10 @@ export interface GradCheckOptions {
   seed?: number;
   /** Check at most this many elements per tensor (chosen at random). @default 64 */
   maxElements?: number;
+  /** Values for symbolic dims (e.g. { batch: 2 }). @default {} */
+  bindings?: Record<string, number>;
+  /** Use the loss output already in the model (named "loss") instead of a random functional. @default false */
+  useModelLoss?: boolean;
 }
 
 /**
@@ -101,13 +105,15 @@ export async function gradCheck(model: Model, opts: GradCheckOptions): Promise<G
   const rng = new Rng(opts.seed ?? 1);
   // First pass: infer output types through a throwaway training build of the bare model.
   const { inferShapes, defaultOpset } = await import('../../onnx/index.js');
-  const table0 = inferShapes(model.graph, { opset: defaultOpset(model) });
-  const lossModel = withRandomLoss(model, table0.types, (opts.seed ?? 1) + 100, opts.outputs);
+  const table0 = inferShapes(model.graph, { opset: defaultOpset(model), bindings: opts.bindings });
+  const lossModel = opts.useModelLoss
+    ? { ...model, graph: { ...model.graph, outputs: model.graph.outputs.filter((o) => o.name === 'loss') } }
+    : withRandomLoss(model, table0.types, (opts.seed ?? 1) + 100, opts.outputs);
   const floatInputs = model.graph.inputs.filter((v) => isFloat(v.type.dtype)).map((v) => v.name);
   const floatInits = [...model.graph.initializers].filter(([, t]) => isFloat(t.dtype)).map(([n]) => n);
   const wrt = opts.wrt ?? [...floatInputs, ...floatInits];
   const wrtInits = new Set(wrt.filter((n) => model.graph.initializers.has(n)));
-  const tg = buildTrainingGraph(lossModel, { loss: 'loss', frozen: (n) => !wrtInits.has(n), inputGrads: wrt.filter((n) => !wrtInits.has(n)), allowNoParams: true });
+  const tg = buildTrainingGraph(lossModel, { loss: 'loss', bindings: opts.bindings, frozen: (n) => !wrtInits.has(n), inputGrads: wrt.filter((n) => !wrtInits.has(n)), allowNoParams: true });
 
   const feeds: Record<string, Tensor> = {};
   for (const d of tg.dataInputs) {
