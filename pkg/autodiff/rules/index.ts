@@ -5,3 +5,4 @@ import './nn.js';
 import './reduce.js';
 import './shape-ops.js';
 import './conv.js';
+import './exported.js';
