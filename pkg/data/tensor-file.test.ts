@@ -27,7 +27,8 @@ function header(bytes: Uint8Array): { json: Record<string, unknown>; dataStart: 
 }
 
 /** Re-encodes `bytes` with a modified header (keeping the data section). */
-function withHeader(bytes: Uint8Array, edit: (h: any) => void): Uint8Array {
+function withHeader(bytes: Uint8Array, // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests poke arbitrary header fields
+  edit: (h: any) => void): Uint8Array {
   const { json, dataStart } = header(bytes);
   edit(json);
   const text = new TextEncoder().encode(JSON.stringify(json));
