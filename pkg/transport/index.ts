@@ -9,3 +9,12 @@ export type { ResendDecision, ResendOptions } from './resend.js';
 export { toHalf, fromHalf, float32ToHalfArray, halfToFloat32Array } from './fp16.js';
 export { crc32 } from './crc32.js';
 export { BadMagicError, ChunkChecksumError, CreditError, FrameError, FrameMismatchError, ReassemblyOverflowError, TensorDigestError, TruncatedFrameError } from './errors.js';
+export {
+  TensorSender, TensorReceiver, MemoryBus, MemoryHub, Direction, channelSubjects, registerBus, createBus,
+  InvalidSubjectError, CreditTimeoutError, ChannelClosedError, UnknownBusError,
+} from './tensor-channel.js';
+export type {
+  BusFactory, BusSubscription, ChannelAddress, ChannelEvent, MessageBus, TensorReceiverOptions, TensorReceiverStats, TensorSenderOptions, TensorSenderStats,
+} from './tensor-channel.js';
+export { NatsBus } from './nats-bus.js';
+export type { NatsBusOptions } from './nats-bus.js';

@@ -1,0 +1,489 @@
+import type { Tensor } from '../onnx/index.js';
+import { CreditReceiver, CreditSender, decodeGrant, encodeGrant } from './credit.js';
+import { CreditError, FrameError } from './errors.js';
+import { encodeTensorFrames, type EncodeOptions, type FrameMeta, TensorKind } from './frame.js';
+import { Reassembler, transferKey, type ReassemblerOptions } from './reassembler.js';
+
+/**
+ * Tensor channels: one directed, credit-controlled stream of tensors between two pipeline stages,
+ * over a replaceable message bus (NATS in production, memory in tests).
+ *
+ * Subject scheme (i = the RECEIVING stage; tokens must be plain NATS tokens):
+ *   tessera.<ns>.<job>.s<i>.fwd          frames of activations flowing into stage i (from stage i-1)
+ *   tessera.<ns>.<job>.s<i>.bwd          frames of gradients flowing into stage i (from stage i+1)
+ *   tessera.<ns>.<job>.s<i>.credit.fwd   cumulative credit grants from stage i to its fwd sender
+ *   tessera.<ns>.<job>.s<i>.credit.bwd   cumulative credit grants from stage i to its bwd sender
+ * So `tessera.<ns>.<job>.s<i>.*` is everything stage i receives; `...s<i>.credit.>` all it grants.
+ *
+ * Protocol: a data message is one tensor frame (pkg/transport/frame.ts). An EMPTY data message is
+ * a credit probe: the receiver answers with its current cumulative grant (8 bytes, encodeGrant).
+ * The receiver publishes its grant when it opens and whenever the application consumes enough;
+ * the sender probes when it opens and while it waits, so either side may start first. Credit counts
+ * whole frame bytes (header included). A tensor's frames are released (credit returned) when the
+ * application takes the next event after it, or at once when they are rejected.
+ */
+
+/** Not a valid channel address (a token holds '.', '*', '>' or whitespace, or is empty). */
+export class InvalidSubjectError extends Error {
+  override name = 'InvalidSubjectError';
+  constructor(message: string, readonly token: string) {
+    super(message);
+  }
+}
+/** The sender waited longer than creditTimeoutMs for credit (the receiver is gone or stuck). */
+export class CreditTimeoutError extends Error {
+  override name = 'CreditTimeoutError';
+  constructor(message: string, readonly subject: string, readonly needed: number, readonly available: number) {
+    super(message);
+  }
+}
+/** The channel (or its bus) was closed while an operation was in progress. */
+export class ChannelClosedError extends Error {
+  override name = 'ChannelClosedError';
+}
+/** No message bus is registered under that name. */
+export class UnknownBusError extends Error {
+  override name = 'UnknownBusError';
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bus: the one outside capability a channel needs (STYLE 3).
+
+export interface BusSubscription {
+  unsubscribe(): void;
+}
+
+/** Publish/subscribe of opaque byte messages on subjects. Delivery may drop messages, never reorder one publisher's. */
+export interface MessageBus {
+  publish(subject: string, data: Uint8Array): void;
+  subscribe(subject: string, onMessage: (data: Uint8Array) => void): BusSubscription;
+  /** Resolves once everything published so far has reached the server (bounds the client's buffer). */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type BusFactory = (options: Record<string, unknown>) => Promise<MessageBus>;
+const busFactories = new Map<string, BusFactory>();
+
+/** Registers a bus implementation by name (STYLE 11); "memory" and "nats" are built in. */
+export function registerBus(name: string, factory: BusFactory): void {
+  busFactories.set(name, factory);
+}
+
+/** Creates a bus by its registered name. */
+export async function createBus(name: string, options: Record<string, unknown> = {}): Promise<MessageBus> {
+  const f = busFactories.get(name);
+  if (!f) throw new UnknownBusError(`no message bus registered as "${name}" (known: ${[...busFactories.keys()].join(', ')})`);
+  return f(options);
+}
+
+/**
+ * In-memory bus for tests of pipeline logic: exact subjects only (no wildcards), asynchronous
+ * delivery (a microtask) so that publishers never re-enter subscribers. Buses created with the
+ * same `hub` see each other, like connections to one server.
+ */
+export class MemoryBus implements MessageBus {
+  private closed = false;
+  private readonly mine = new Set<{ subject: string; fn: (d: Uint8Array) => void }>();
+
+  constructor(private readonly hub: MemoryHub = new MemoryHub()) {}
+
+  publish(subject: string, data: Uint8Array): void {
+    if (this.closed) throw new ChannelClosedError('memory bus is closed');
+    const copy = data.slice();
+    const subs = [...(this.hub.subs.get(subject) ?? [])];
+    queueMicrotask(() => { for (const s of subs) s.fn(copy); });
+  }
+
+  subscribe(subject: string, onMessage: (data: Uint8Array) => void): BusSubscription {
+    const entry = { subject, fn: onMessage };
+    let set = this.hub.subs.get(subject);
+    if (!set) this.hub.subs.set(subject, (set = new Set()));
+    set.add(entry);
+    this.mine.add(entry);
+    return { unsubscribe: () => { set!.delete(entry); this.mine.delete(entry); } };
+  }
+
+  async flush(): Promise<void> {
+    await new Promise((r) => setImmediate(r));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const e of this.mine) this.hub.subs.get(e.subject)?.delete(e);
+    this.mine.clear();
+  }
+}
+
+/** The "server" that MemoryBus instances share. */
+export class MemoryHub {
+  readonly subs = new Map<string, Set<{ subject: string; fn: (d: Uint8Array) => void }>>();
+}
+
+registerBus('memory', async (o) => new MemoryBus(o.hub instanceof MemoryHub ? o.hub : undefined));
+
+// ---------------------------------------------------------------------------------------------
+// Addresses.
+
+export const Direction = { fwd: 'fwd', bwd: 'bwd' } as const;
+export type Direction = keyof typeof Direction;
+
+/** Which stream: tensors of `direction` flowing INTO stage `stage` of job `job` in namespace `ns`. */
+export interface ChannelAddress {
+  ns: string;
+  job: string;
+  stage: number;
+  direction: Direction;
+}
+
+function checkToken(what: string, t: string): void {
+  if (t.length === 0 || /[.*>\s]/.test(t)) throw new InvalidSubjectError(`${what} "${t}" is not a valid NATS subject token (no '.', '*', '>', whitespace; not empty)`, t);
+}
+
+/** The data and credit subjects of a channel (see the scheme above). */
+export function channelSubjects(a: ChannelAddress): { data: string; credit: string } {
+  checkToken('namespace', a.ns);
+  checkToken('job', a.job);
+  if (!Number.isInteger(a.stage) || a.stage < 0) throw new InvalidSubjectError(`stage ${a.stage} must be a non-negative integer`, String(a.stage));
+  if (!(a.direction in Direction)) throw new InvalidSubjectError(`direction "${a.direction}" must be fwd or bwd`, a.direction);
+  const base = `tessera.${a.ns}.${a.job}.s${a.stage}`;
+  return { data: `${base}.${a.direction}`, credit: `${base}.credit.${a.direction}` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sender.
+
+export interface TensorSenderOptions {
+  /** Largest frame, header included; must not exceed the server's max_payload. @default 8 MiB */
+  maxPayload?: number;
+  /** Default wire encoding of float32 tensors (per-send override allowed). @default 'raw' */
+  encoding?: EncodeOptions['encoding'];
+  /** Flush the bus after this many bytes were published since the last flush (and always before waiting for credit and at the end of a tensor). @default 16 MiB */
+  flushEvery?: number;
+  /** While waiting for credit, probe the receiver this often (ms). @default 250 */
+  probeIntervalMs?: number;
+  /** Give up with CreditTimeoutError after waiting this long for credit (ms). @default 30000 */
+  creditTimeoutMs?: number;
+}
+
+export interface TensorSenderStats {
+  framesSent: number;
+  tensorsSent: number;
+  /** Total frame bytes published. */
+  bytesSent: number;
+  /** Highest cumulative grant received. */
+  granted: number;
+  /** Largest bytesSent - granted ever observed right after a publish; never above 0. */
+  maxOverGrant: number;
+  /** Times a frame had to wait for credit. */
+  creditWaits: number;
+  probesSent: number;
+  flushes: number;
+}
+
+export class TensorSender {
+  readonly subjects: { data: string; credit: string };
+  private readonly credit = new CreditSender(0);
+  private readonly sub: BusSubscription;
+  private readonly maxPayload: number;
+  private readonly encoding: NonNullable<EncodeOptions['encoding']>;
+  private readonly flushEvery: number;
+  private readonly probeIntervalMs: number;
+  private readonly creditTimeoutMs: number;
+  private wake: (() => void) | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private closed = false;
+  private unflushed = 0;
+  private readonly s: TensorSenderStats = { framesSent: 0, tensorsSent: 0, bytesSent: 0, granted: 0, maxOverGrant: -Infinity, creditWaits: 0, probesSent: 0, flushes: 0 };
+
+  constructor(private readonly bus: MessageBus, address: ChannelAddress, opts: TensorSenderOptions = {}) {
+    this.subjects = channelSubjects(address);
+    this.maxPayload = opts.maxPayload ?? 8 * 1024 * 1024;
+    this.encoding = opts.encoding ?? 'raw';
+    this.flushEvery = opts.flushEvery ?? 16 * 1024 * 1024;
+    this.probeIntervalMs = opts.probeIntervalMs ?? 250;
+    this.creditTimeoutMs = opts.creditTimeoutMs ?? 30_000;
+    this.sub = bus.subscribe(this.subjects.credit, (d) => {
+      let g: number;
+      try { g = decodeGrant(d); } catch { return; } // not a grant: ignore
+      this.credit.onGrant(g);
+      this.s.granted = Math.max(this.s.granted, g);
+      this.wake?.();
+    });
+    this.probe();
+  }
+
+  get stats(): Readonly<TensorSenderStats> {
+    return { ...this.s };
+  }
+
+  /**
+   * Sends one tensor: splits it into frames and publishes each once credit allows. Calls are
+   * serialized (frames of concurrent sends never interleave). Resolves when the last frame was
+   * flushed to the server, not when the receiver has it.
+   */
+  send(meta: Omit<FrameMeta, 'kind'> & { kind?: TensorKind }, tensor: Tensor, opts: { encoding?: EncodeOptions['encoding'] } = {}): Promise<void> {
+    const full: FrameMeta = { ...meta, kind: meta.kind ?? 'activation' };
+    const frames = encodeTensorFrames(full, tensor, { maxPayload: this.maxPayload, encoding: opts.encoding ?? this.encoding });
+    const run = this.queue.then(() => this.sendFrames(frames));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async sendFrames(frames: Uint8Array[]): Promise<void> {
+    for (const f of frames) {
+      if (this.closed) throw new ChannelClosedError(`sender on ${this.subjects.data} is closed`);
+      if (!this.credit.trySend(f.length)) {
+        this.s.creditWaits++;
+        await this.doFlush();
+        await this.waitForCredit(f.length);
+      }
+      this.bus.publish(this.subjects.data, f);
+      this.s.framesSent++;
+      this.s.bytesSent += f.length;
+      this.s.maxOverGrant = Math.max(this.s.maxOverGrant, this.credit.bytesSent - this.s.granted);
+      this.unflushed += f.length;
+      if (this.unflushed >= this.flushEvery) await this.doFlush();
+    }
+    await this.doFlush();
+    this.s.tensorsSent++;
+  }
+
+  private async waitForCredit(bytes: number): Promise<void> {
+    const deadline = Date.now() + this.creditTimeoutMs;
+    while (!this.credit.trySend(bytes)) {
+      if (this.closed) throw new ChannelClosedError(`sender on ${this.subjects.data} closed while waiting for credit`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new CreditTimeoutError(`no credit for a ${bytes}-byte frame on ${this.subjects.data} after ${this.creditTimeoutMs} ms (${this.credit.available} bytes available)`, this.subjects.data, bytes, this.credit.available);
+      let timer: NodeJS.Timeout | undefined;
+      const woke = await new Promise<boolean>((resolve) => {
+        this.wake = () => resolve(true);
+        timer = setTimeout(() => resolve(false), Math.min(left, this.probeIntervalMs));
+      });
+      clearTimeout(timer);
+      this.wake = undefined;
+      if (!woke) this.probe();
+    }
+  }
+
+  private probe(): void {
+    if (this.closed) return;
+    this.bus.publish(this.subjects.data, new Uint8Array(0));
+    this.s.probesSent++;
+  }
+
+  private async doFlush(): Promise<void> {
+    if (this.unflushed === 0) return;
+    this.unflushed = 0;
+    this.s.flushes++;
+    await this.bus.flush();
+  }
+
+  /** Stops listening for credit; a send waiting for credit fails with ChannelClosedError. Does not close the bus. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.wake?.();
+    this.sub.unsubscribe();
+    await this.queue;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receiver.
+
+export type ChannelEvent =
+  | { type: 'tensor'; meta: FrameMeta; tensor: Tensor; /** encoded payload bytes */ bytes: number }
+  | { type: 'error'; error: FrameError | CreditError; meta?: FrameMeta };
+
+export interface TensorReceiverOptions extends ReassemblerOptions {
+  /** Frame bytes the receiver lets the sender have in flight or buffered beyond what the application consumed; must hold at least one whole encoded tensor plus its headers. @default 32 MiB */
+  window?: number;
+  /** Grant again once this many bytes were released since the last grant. @default window / 2 */
+  regrantAfter?: number;
+}
+
+export interface TensorReceiverStats {
+  framesReceived: number;
+  bytesReceived: number;
+  /** Frame bytes released back to the sender (consumed or rejected). */
+  bytesReleased: number;
+  /** Peak of bytesReceived - bytesReleased: what the receiver ever held at once. */
+  maxOutstanding: number;
+  /** Latest cumulative grant published. */
+  granted: number;
+  grantsSent: number;
+  probesAnswered: number;
+  tensorsDelivered: number;
+  errors: number;
+}
+
+/** Reads the transfer key from a frame header without verifying it (credit bookkeeping only). */
+function peekKey(f: Uint8Array): string | undefined {
+  try {
+    if (f.length < 80) return undefined;
+    const v = new DataView(f.buffer, f.byteOffset, f.byteLength);
+    const kind = Object.entries(TensorKind).find(([, c]) => c === v.getUint8(5))?.[0] as TensorKind | undefined;
+    if (!kind) return undefined;
+    let p = 80 + 8 * v.getUint8(10);
+    const strs: string[] = [];
+    for (let k = 0; k < 2; k++) {
+      const n = v.getUint16(p, true);
+      strs.push(new TextDecoder().decode(f.subarray(p + 2, p + 2 + n)));
+      p += 2 + n;
+    }
+    return transferKey({ job: strs[0]!, name: strs[1]!, step: Number(v.getBigUint64(12, true)), microBatch: v.getUint32(20, true), kind });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Receiving end: frames go into a Reassembler; verified tensors and errors come out, in arrival
+ * order, through `next()` or `for await`. A tensor whose frames fail any check is never delivered.
+ * Taking the next event releases the previous tensor's credit; so does close().
+ */
+export class TensorReceiver implements AsyncIterable<ChannelEvent> {
+  readonly subjects: { data: string; credit: string };
+  private readonly credit: CreditReceiver;
+  private readonly reassembler: Reassembler;
+  private readonly sub: BusSubscription;
+  /** Frame bytes per transfer still assembling. */
+  private readonly assembling = new Map<string, number>();
+  private readonly ready: Array<{ event: ChannelEvent; frameBytes: number }> = [];
+  private waiter: ((r: IteratorResult<ChannelEvent>) => void) | undefined;
+  private held = 0; // frame bytes of the event last handed out
+  private current: { key: string | undefined; len: number } | undefined;
+  private closed = false;
+  private readonly s: TensorReceiverStats = { framesReceived: 0, bytesReceived: 0, bytesReleased: 0, maxOutstanding: 0, granted: 0, grantsSent: 0, probesAnswered: 0, tensorsDelivered: 0, errors: 0 };
+
+  constructor(private readonly bus: MessageBus, address: ChannelAddress, opts: TensorReceiverOptions = {}) {
+    this.subjects = channelSubjects(address);
+    this.credit = new CreditReceiver({ window: opts.window, regrantAfter: opts.regrantAfter });
+    this.reassembler = new Reassembler((e) => this.onReassembly(e), opts);
+    this.sub = bus.subscribe(this.subjects.data, (d) => this.onMessage(d));
+    this.grant(this.credit.initialGrant());
+  }
+
+  get stats(): Readonly<TensorReceiverStats> {
+    return { ...this.s };
+  }
+
+  private grant(cumulative: number): void {
+    if (this.closed) return;
+    this.s.granted = cumulative;
+    this.s.grantsSent++;
+    this.bus.publish(this.subjects.credit, encodeGrant(cumulative));
+  }
+
+  private onMessage(d: Uint8Array): void {
+    if (this.closed) return;
+    if (d.length === 0) {
+      this.s.probesAnswered++;
+      this.grant(this.credit.initialGrant()); // initialGrant() is the latest cumulative grant
+      return;
+    }
+    this.s.framesReceived++;
+    this.s.bytesReceived += d.length;
+    this.s.maxOutstanding = Math.max(this.s.maxOutstanding, this.s.bytesReceived - this.s.bytesReleased);
+    try {
+      this.credit.onReceive(d.length);
+    } catch (err) {
+      this.enqueue({ type: 'error', error: err as CreditError }, 0);
+      this.release(d.length); // drop the frame: it was never ours to buffer
+      return;
+    }
+    const key = peekKey(d);
+    if (key !== undefined) this.assembling.set(key, (this.assembling.get(key) ?? 0) + d.length);
+    this.current = { key, len: d.length };
+    this.reassembler.push(d);
+    this.current = undefined;
+  }
+
+  private onReassembly(e: Parameters<ConstructorParameters<typeof Reassembler>[0]>[0]): void {
+    if (e.type === 'error' && !e.meta) {
+      // The frame itself was rejected: release exactly its bytes.
+      const c = this.current;
+      if (c) {
+        if (c.key !== undefined) this.takeAssembling(c.key, c.len);
+        this.release(c.len);
+      }
+      this.enqueue({ type: 'error', error: e.error }, 0);
+      return;
+    }
+    const key = transferKey(e.meta!);
+    const bytes = this.takeAssembling(key);
+    if (e.type === 'error') {
+      this.release(bytes);
+      this.enqueue({ type: 'error', error: e.error, meta: e.meta }, 0);
+    } else {
+      this.enqueue({ type: 'tensor', meta: e.meta, tensor: e.tensor, bytes: e.bytes }, bytes);
+    }
+  }
+
+  private takeAssembling(key: string, len?: number): number {
+    const have = this.assembling.get(key) ?? 0;
+    const take = len === undefined ? have : Math.min(len, have);
+    if (have - take > 0) this.assembling.set(key, have - take);
+    else this.assembling.delete(key);
+    return take;
+  }
+
+  private release(bytes: number): void {
+    if (bytes <= 0) return;
+    this.s.bytesReleased += bytes;
+    const g = this.credit.onConsume(bytes);
+    if (g !== undefined) this.grant(g);
+  }
+
+  private enqueue(event: ChannelEvent, frameBytes: number): void {
+    if (event.type === 'tensor') this.s.tensorsDelivered++;
+    else this.s.errors++;
+    if (this.waiter && this.ready.length === 0) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      this.handOut(frameBytes);
+      w({ value: event, done: false });
+    } else {
+      this.ready.push({ event, frameBytes });
+    }
+  }
+
+  private handOut(frameBytes: number): void {
+    this.release(this.held);
+    this.held = frameBytes;
+  }
+
+  /** The next tensor or error; `done` once closed. Calling it releases the previous tensor's credit. */
+  next(): Promise<IteratorResult<ChannelEvent>> {
+    if (this.closed) return Promise.resolve({ value: undefined, done: true });
+    const item = this.ready.shift();
+    if (item) {
+      this.handOut(item.frameBytes);
+      return Promise.resolve({ value: item.event, done: false });
+    }
+    this.release(this.held);
+    this.held = 0;
+    if (this.waiter) return Promise.reject(new ChannelClosedError('TensorReceiver.next() called while another next() is pending'));
+    return new Promise((resolve) => { this.waiter = resolve; });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<ChannelEvent> {
+    return {
+      next: () => this.next(),
+      return: async () => { await this.close(); return { value: undefined, done: true }; },
+    };
+  }
+
+  /** Unsubscribes, drops buffered events, and ends iteration. Does not close the bus. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.sub.unsubscribe();
+    this.ready.length = 0;
+    this.assembling.clear();
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.({ value: undefined, done: true });
+  }
+}
