@@ -1,0 +1,98 @@
+import type { ModelChain, Plan, Schedule } from '../planner/index.js';
+
+/** Scheduler snapshots: plain data shared by the ledger, the registry and the service core. */
+
+export const JobPhase = {
+  Pending: 'Pending',
+  Planned: 'Planned',
+  Running: 'Running',
+  Complete: 'Complete',
+  Failed: 'Failed',
+  Cancelled: 'Cancelled',
+} as const;
+export type JobPhase = (typeof JobPhase)[keyof typeof JobPhase];
+
+/** Phases after which a job never holds capacity again. */
+export const TERMINAL_PHASES: ReadonlySet<JobPhase> = new Set([JobPhase.Complete, JobPhase.Failed, JobPhase.Cancelled]);
+
+export const JobSource = { Local: 'local', Network: 'network' } as const;
+export type JobSource = (typeof JobSource)[keyof typeof JobSource];
+
+/** The model of a job: the layer chain itself, or a name a ModelResolver turns into one. */
+export type ModelSource = { type: 'chain'; chain: ModelChain } | { type: 'ref'; ref: string };
+
+export interface JobSpec {
+  model: ModelSource;
+  /** @default 8 */
+  microBatches?: number;
+  /** @default '1f1b' */
+  schedule?: Schedule;
+  /** @default 'auto' */
+  stages?: 'auto' | number;
+  /** Higher is admitted first among pending jobs. @default 0 */
+  priority?: number;
+  /** Network jobs rank below local jobs of the same priority. @default 'local' */
+  source?: JobSource;
+}
+
+/** Why a job is in its phase; CamelCase like Kubernetes condition reasons. */
+export const JobReason = {
+  Reserved: 'Reserved',
+  Unschedulable: 'Unschedulable',
+  WorkerLost: 'WorkerLost',
+  Replanned: 'Replanned',
+  StageRunning: 'StageRunning',
+  StagesComplete: 'StagesComplete',
+  StageFailed: 'StageFailed',
+  CancelledByUser: 'CancelledByUser',
+} as const;
+export type JobReason = (typeof JobReason)[keyof typeof JobReason];
+
+export interface Job {
+  id: string;
+  spec: JobSpec;
+  phase: JobPhase;
+  reason: JobReason;
+  message: string;
+  /** Set while Planned or Running. */
+  plan?: Plan;
+  /** Plans reserved so far. */
+  attempts: number;
+  createdAtMs: number;
+  updatedAtMs: number;
+  /** Submission order, the tie-breaker among pending jobs. */
+  seq: number;
+}
+
+/** What a worker announces about its device when it registers. */
+export interface DeviceProfile {
+  name: string;
+  flops: number;
+  memoryBytes: number;
+  linkBandwidth: number;
+  linkLatency: number;
+  labels: Readonly<Record<string, string>>;
+}
+
+export interface LiveStats {
+  utilization: number;
+  memoryUsedBytes: number;
+  measuredFlops: number;
+}
+
+/** A worker's liveness, told apart by `type` (STYLE 9). */
+export type WorkerStatus = { type: 'live' } | { type: 'lost'; sinceMs: number; reason: string };
+
+export interface WorkerRecord {
+  id: string;
+  profile: DeviceProfile;
+  status: WorkerStatus;
+  registeredAtMs: number;
+  lastHeartbeatMs: number;
+  stats?: LiveStats;
+}
+
+/** Turns a model reference into its layer chain (one outside capability, STYLE 3). */
+export interface ModelResolver {
+  resolve(ref: string): ModelChain | undefined;
+}
