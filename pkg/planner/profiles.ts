@@ -129,10 +129,18 @@ const scale = (v: number | null, k: number): number | null => (v === null ? null
 
 /** The catalog shipped beside this file. */
 export const BUNDLED_PROFILES_URL = new URL('./profiles.yaml', import.meta.url);
+// tsc copies no YAML: compiled to dist/pkg/planner/, the catalog is still in the source tree.
+const SOURCE_PROFILES_URL = new URL('../../../pkg/planner/profiles.yaml', import.meta.url);
 
 /** Reads and parses profiles.yaml (the bundled catalog unless a path is given). */
-export function readProfiles(path: string | URL = BUNDLED_PROFILES_URL): Map<string, DeviceProfile> {
-  return parseProfiles(readFileSync(path, 'utf8'));
+export function readProfiles(path?: string | URL): Map<string, DeviceProfile> {
+  if (path !== undefined) return parseProfiles(readFileSync(path, 'utf8'));
+  try {
+    return parseProfiles(readFileSync(BUNDLED_PROFILES_URL, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return parseProfiles(readFileSync(SOURCE_PROFILES_URL, 'utf8'));
+  }
 }
 
 /** Peak FLOP/s of a profile at a precision: tf32 falls back to fp32; mixed to bf16, fp16, then fp32. */
