@@ -143,8 +143,9 @@ export class InProcessPipeline {
       const feeds = { ...stash[i]!.get(j)!, ...this.stageParams(st), ...(outGrads[i]!.get(j) ?? {}) };
       const doInputs = a.op !== StageOp.BackwardWeight;
       const doWeights = a.op !== StageOp.BackwardInput;
-      // Stage 0's B has no output (its inputs are data): nothing to run.
-      const out = a.op === StageOp.BackwardInput && st.inputGrads.size === 0 ? {} : await (await this.session(st, a.op)).run(feeds);
+      // A graph with nothing to output (stage 0's B, W of a stage without parameters) is not run.
+      const empty = (a.op === StageOp.BackwardInput ? st.inputGrads.size : a.op === StageOp.BackwardWeight ? st.paramGrads.size : 1) === 0;
+      const out = empty ? {} : await (await this.session(st, a.op)).run(feeds);
       if (doInputs && i > 0) grads[i]!.set(j, Object.fromEntries([...st.inputGrads].map(([v, o]) => [v, out[o]!])));
       if (doWeights) {
         for (const [param, o] of st.paramGrads) {
