@@ -9,12 +9,13 @@ export const ExitCode = { failure: 1, usage: 2, badInput: 3 } as const;
 
 const badInput = new Set([
   'OnnxDecodeError', 'UnsupportedOpError', 'ShapeInferenceError', 'DynamicShapeError', 'GraphError',
-  'MissingLossError', 'LossNotScalarError', 'NoTrainableParametersError', 'TensorFileError', 'DataShapeError', 'CheckpointError',
+  'MissingLossError', 'LossNotScalarError', 'NoTrainableParametersError', 'DataShapeError', 'CheckpointError',
+  'DatasetShapeError', 'DatasetMissingTensorError', 'CorpusTooShortError', 'ModelOptionsError',
 ]);
 
 export function exitCodeFor(err: unknown): number {
   if (err instanceof UsageError) return ExitCode.usage;
-  if (err instanceof Error && badInput.has(err.name)) return ExitCode.badInput;
+  if (err instanceof Error && (badInput.has(err.name) || err.name.startsWith('TensorFile'))) return ExitCode.badInput;
   if (err instanceof Error && (err as NodeJS.ErrnoException).code === 'ENOENT') return ExitCode.badInput;
   return ExitCode.failure;
 }

@@ -1,13 +1,13 @@
 import { dtypeName, type Model, type Tensor } from '../onnx/index.js';
 import { buildTrainingGraph, type TrainingGraph } from '../autodiff/index.js';
 import { OrtSession } from '../runtime/index.js';
-import { buildOptimizerGraph, type OptimizerConfig, type OptimizerGraph } from '../optim/index.js';
+import { buildOptimizerGraph, type OptimizerConfigInput, type OptimizerGraph } from '../optim/index.js';
 import { DataShapeError, CheckpointError } from './errors.js';
 
 export interface TrainerOptions {
   /** Values for the model's symbolic dims, e.g. { batch: 16 }. */
   bindings: Record<string, number>;
-  optimizer: OptimizerConfig;
+  optimizer: OptimizerConfigInput;
   /** Loss value name. @default see buildTrainingGraph */
   loss?: string;
   /** Float initializers to keep fixed. @default none */
