@@ -218,6 +218,7 @@ function splitSizes(ctx: InferContext): { axis: number; sizes: number[] } {
     if (last < 0) ctx.fail(`cannot split axis ${axis} of size ${dim} into ${n} chunks of ${chunk}`);
     return { axis, sizes: [...Array<number>(n - 1).fill(chunk), last] };
   }
+  if (ctx.opset >= 18) ctx.fail('Split at opset 18+ needs a "split" input or a "num_outputs" attribute');
   if (dim % n !== 0) ctx.fail(`cannot split axis ${axis} of size ${dim} evenly into ${n} outputs; give split sizes`);
   return { axis, sizes: Array<number>(n).fill(dim / n) };
 }
