@@ -105,3 +105,12 @@ export class ModelRefNotFoundError extends SchedulerError {
     super(`model_ref "${ref}" is not known to the scheduler's model resolver`);
   }
 }
+
+/** A heartbeat from a worker the scheduler already declared lost. */
+export class LostWorkerError extends SchedulerError {
+  override name = 'LostWorkerError';
+  readonly code = status.FAILED_PRECONDITION;
+  constructor(readonly workerId: string) {
+    super(`worker "${workerId}" was declared lost; open a new stream and register again`);
+  }
+}
