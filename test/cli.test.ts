@@ -55,9 +55,9 @@ describe('tessera model + train', () => {
       ['a truncated model', () => ['--model', write('cut.onnx', readFileSync(gpt).subarray(0, 2000)), '--data', corpus], /not an ONNX model|truncated/],
       ['a missing model file', () => ['--model', join(dir, 'nope.onnx'), '--data', corpus], /no such file/],
       ['a model without the named loss', () => ['--model', gpt, '--data', corpus, '--loss', 'total_loss'], /loss output "total_loss" is not a value of the model/],
-      ['an unsupported op', () => ['--model', join(root, 'test/fixtures/torch/unsupported-cumsum.onnx'), '--data', corpus, '--batch', '4'], /CumSum/],
+      ['an unsupported op', () => ['--model', join(root, 'test/fixtures/torch/unsupported-cumsum.onnx'), '--data', corpus], /CumSum/],
       ['data of the wrong shape', () => ['--model', gpt, '--data', write('bad.tensors', badTensorFile())], /input "tokens"|"x"|shape/],
-      ['a bad flag value', () => ['--model', gpt, '--data', corpus, '--steps', 'many'], /--steps must be an integer/],
+      ['a bad flag value', () => ['--model', gpt, '--data', corpus, '--threads', 'many'], /--threads must be an integer/],
     ];
     test.each(cases)('%s', (_n, args, re) => {
       const r = tessera('train', ...args(), '--steps', '1');

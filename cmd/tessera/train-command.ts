@@ -10,7 +10,8 @@ const help = `usage: tessera train --model FILE --data FILE [flags]
   --model FILE            ONNX model with a scalar loss output
   --data FILE             text corpus (byte tokens, for models with tokens/targets inputs) or a Tessera tensor file
   --steps N               total optimizer steps (default 100)
-  --batch B               batch size bound to the model's leading symbolic dim (default 16)
+  --batch B               batch size bound to the model's leading symbolic dim (default 16; a model
+                          exported with a fixed batch keeps it)
   --optimizer adamw|sgd   (default adamw)
   --lr X                  learning rate (default 0.001 for adamw, 0.01 for sgd)
   --momentum X            sgd momentum (default 0.9)
@@ -42,7 +43,7 @@ export const trainCommand: Command = {
     const modelPath = strFlag(values, 'model');
     const dataPath = strFlag(values, 'data');
     const steps = intFlag(values, 'steps', 100);
-    const batch = intFlag(values, 'batch', 16);
+    const batch = values.batch === undefined ? undefined : intFlag(values, 'batch', 16);
     const seed = intFlag(values, 'seed', 0, 0);
     const json = values.json === true;
     const kind = choiceFlag(values, 'optimizer', ['adamw', 'sgd'] as const, 'adamw');

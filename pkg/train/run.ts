@@ -60,12 +60,13 @@ export async function runTraining(trainer: Trainer, data: DataSource, opts: RunO
   let windowStart = start;
   let windowItems = 0;
   let loss = NaN;
+  const firstStep = trainer.step + 1;
   while (trainer.step < opts.steps) {
     const r = await trainer.trainStep(data.next());
     loss = r.loss;
     windowItems += data.itemsPerBatch;
     if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${r.step}; lower the learning rate or enable --clip`);
-    if (r.step % logEvery === 0 || r.step === opts.steps || r.step === 1) {
+    if (r.step % logEvery === 0 || r.step === opts.steps || r.step === firstStep) {
       const t = now();
       hooks.onProgress?.({ type: 'progress', step: r.step, steps: opts.steps, loss: r.loss, gradNorm: r.gradNorm, itemsPerSec: windowItems / Math.max(1e-9, (t - windowStart) / 1000), unit: data.unit, elapsedMs: t - start });
       windowStart = t;
