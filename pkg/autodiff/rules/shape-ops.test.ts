@@ -1,4 +1,4 @@
-import { DataType, attr, int64Tensor, type Tensor } from '../../onnx/index.js';
+import { DataType, attr, int64Tensor, type Model, type Node, type Tensor } from '../../onnx/index.js';
 import { gradCheck, singleOpModel, type GradCheckOptions } from '../testing/gradcheck.js';
 
 const D = DataType.DOUBLE;
@@ -75,5 +75,35 @@ describe('shape-op gradient rules (float64, finite differences through onnxrunti
     } finally {
       registerGradRule('Gather', original);
     }
+  });
+
+  test('exported reshape chain: Shape -> Gather -> Unsqueeze -> Concat -> Reshape, then Transpose', async () => {
+    // x.view(x.size(0), -1).t() as exported at opset 17: the integer branch folds, x gets its gradient.
+    const n = (name: string, opType: string, inputs: string[], attrs: Node['attrs'] = {}): Node => ({ name, opType, domain: '', inputs, outputs: [name], attrs });
+    const model: Model = {
+      irVersion: 9,
+      opsetImports: [{ domain: '', version: 17 }],
+      producerName: 'tessera-test',
+      producerVersion: '0',
+      metadata: {},
+      graph: {
+        name: 'chain',
+        inputs: [{ name: 'x', type: { dtype: D, shape: [2, 3, 4] } }],
+        outputs: [{ name: 'y0', type: { dtype: D, shape: [] } }],
+        initializers: new Map([['zero', int64Tensor([0], [])], ['axes0', int64Tensor([0])], ['minus1', int64Tensor([-1])]]),
+        valueInfo: new Map(),
+        nodes: [
+          n('shape', 'Shape', ['x']),
+          n('b', 'Gather', ['shape', 'zero'], { axis: attr.int(0) }),
+          n('b1', 'Unsqueeze', ['b', 'axes0']),
+          n('target', 'Concat', ['b1', 'minus1'], { axis: attr.int(0) }),
+          n('flat', 'Reshape', ['x', 'target']),
+          { ...n('t', 'Transpose', ['flat']), outputs: ['y0'] },
+        ],
+      },
+    };
+    const r = await gradCheck(model, tol);
+    expect(r.checked).toBe(24);
+    expect({ ratio: r.worstRatio <= 1, worst: r.worst }).toEqual({ ratio: true, worst: r.worst });
   });
 });
