@@ -2,7 +2,7 @@ import { DataType, type ConcreteType, type Model, type Tensor } from '../onnx/in
 import { OrtSession } from '../runtime/index.js';
 import { MicroBatchError, ScheduleError } from './errors.js';
 import { StageOp, simulate, type Action, type Schedule } from './schedule.js';
-import type { PipelineSplit, Stage } from './stage-graphs.js';
+import { ownedParams, type PipelineSplit, type Stage } from './stage-graphs.js';
 
 /** One optimizer step over one stage's parameters (STYLE 3: the caller supplies it, e.g. from pkg/optim). */
 export interface StageOptimizer {
@@ -12,6 +12,8 @@ export interface StageOptimizer {
    * @returns the updated parameters (state, if any, is the optimizer's own)
    */
   step(params: Record<string, Tensor>, grads: Record<string, Tensor>, step: number, lr: number): Promise<Record<string, Tensor>>;
+  /** Frees sessions, if any. @default nothing to free */
+  release?(): Promise<void>;
 }
 
 /** Makes the optimizer of one stage, given the parameters that stage owns. */
@@ -24,6 +26,12 @@ export interface ExecutorOptions {
   lr?: number;
   /** ORT intra-op threads per session. @default 1 */
   intraOpThreads?: number;
+  /**
+   * Clip the gradient to this global L2 norm (over every parameter of every stage, tied ones once):
+   * g *= min(1, clip / (norm + 1e-6)). Done here, not per stage, because a stage only sees its own
+   * part of the norm (a distributed run exchanges per-stage sums of squares). @default no clipping
+   */
+  gradClipNorm?: number;
 }
 
 export interface BatchGradients {
@@ -190,15 +198,21 @@ export class InProcessPipeline {
   }
 
   /** One training step: gradients of the batch over the pipeline, then one optimizer step per stage. */
-  async trainStep(microBatches: Record<string, Tensor>[], sched: Schedule, lr = this.opts.lr ?? 0): Promise<{ step: number; loss: number }> {
+  async trainStep(microBatches: Record<string, Tensor>[], sched: Schedule, lr = this.opts.lr ?? 0): Promise<{ step: number; loss: number; gradNorm: number }> {
     const factory = this.opts.optimizer;
     if (!factory) throw new MicroBatchError('trainStep needs ExecutorOptions.optimizer');
-    this.optimizers ??= await Promise.all(this.split.stages.map((st) => factory(st.index, this.owned(st).map((name) => ({ name, type: this.split.table.types.get(name)! })))));
+    this.optimizers ??= await Promise.all(this.split.stages.map((st) => factory(st.index, ownedParams(this.split, st.index))));
     const { loss, grads } = await this.gradients(microBatches, sched);
+    const gradNorm = Math.sqrt(Object.values(grads).reduce((acc, g) => acc + (g.data as Float32Array).reduce((x, v) => x + v * v, 0), 0));
+    const clip = this.opts.gradClipNorm;
+    if (clip !== undefined && gradNorm > clip) {
+      const f = Math.fround(clip / (gradNorm + 1e-6));
+      for (const g of Object.values(grads)) (g.data as Float32Array).forEach((v, k, a) => (a[k] = v * f));
+    }
     const step = this.steps + 1;
     const next = { ...this.current };
     for (const st of this.split.stages) {
-      const owned = this.owned(st);
+      const owned = ownedParams(this.split, st.index).map((p) => p.name);
       if (owned.length === 0) continue;
       const updated = await this.optimizers[st.index]!.step(
         Object.fromEntries(owned.map((n) => [n, this.current[n]!])),
@@ -210,12 +224,7 @@ export class InProcessPipeline {
     }
     this.current = next;
     this.steps = step;
-    return { step, loss };
-  }
-
-  /** Parameters whose optimizer step this stage runs (a tied parameter belongs to the first stage reading it). */
-  owned(st: Stage): string[] {
-    return st.params.filter((n) => this.split.owner.get(n) === st.index);
+    return { step, loss, gradNorm };
   }
 
   private stageParams(st: Stage): Record<string, Tensor> {
@@ -225,6 +234,8 @@ export class InProcessPipeline {
   async close(): Promise<void> {
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();
+    for (const o of this.optimizers ?? []) await o.release?.();
+    this.optimizers = undefined;
   }
 }
 

@@ -1,4 +1,4 @@
-export { splitStages } from './stage-graphs.js';
+export { ownedParams, splitStages } from './stage-graphs.js';
 export type { PipelineSplit, Stage } from './stage-graphs.js';
 export { cutCandidates, partitionModel } from './split.js';
 export type { CutCandidate, Partition, SplitOptions, StagePartition, ValueSpec } from './split.js';
@@ -7,3 +7,5 @@ export type { Action, Schedule, ScheduleBuilder, Simulation, UnitTimes } from '.
 export { InProcessPipeline, splitBatch } from './executor.js';
 export type { BatchGradients, ExecutorOptions, StageOptimizer, StageOptimizerFactory } from './executor.js';
 export { CutError, MicroBatchError, ScheduleError, UnknownScheduleError } from './errors.js';
+export { graphOptimizer } from './optimizer.js';
+export type { GraphOptimizerOptions, OptimizerGraphLike } from './optimizer.js';

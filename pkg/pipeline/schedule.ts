@@ -159,7 +159,10 @@ export function simulate(s: Schedule, times: UnitTimes = {}): Simulation {
           inFlight[i] = inFlight[i]! + 1;
           maxInFlight[i] = Math.max(maxInFlight[i]!, inFlight[i]!);
         } else {
-          if (a.op !== StageOp.BackwardWeight) (bEnd[i]![j] = start + dur, doneB[i]!.add(j));
+          if (a.op !== StageOp.BackwardWeight) {
+            bEnd[i]![j] = start + dur;
+            doneB[i]!.add(j);
+          }
           if (a.op !== StageOp.BackwardInput) doneW[i]!.add(j);
           if (doneB[i]!.has(j) && doneW[i]!.has(j)) inFlight[i] = inFlight[i]! - 1;
         }

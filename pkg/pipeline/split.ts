@@ -87,13 +87,20 @@ function analyse(model: Model, opts: Pick<SplitOptions, 'bindings' | 'loss' | 'f
   for (const name of graph.initializers.keys()) if (!paramSet.has(name)) constant.add(name);
   const constantProducer = new Map<string, Node>();
   for (const n of order) {
-    if (n.inputs.every((x) => constant.has(x))) for (const o of n.outputs) if (o) (constant.add(o), constantProducer.set(o, n));
+    if (!n.inputs.every((x) => constant.has(x))) continue;
+    for (const o of n.outputs) {
+      if (!o) continue;
+      constant.add(o);
+      constantProducer.set(o, n);
+    }
   }
   const needed = new Set<string>([training.loss]);
   const neededNodes = new Set<Node>();
   for (let i = order.length - 1; i >= 0; i--) {
     const n = order[i]!;
-    if (n.outputs.some((o) => needed.has(o))) (neededNodes.add(n), n.inputs.forEach((x) => needed.add(x)));
+    if (!n.outputs.some((o) => needed.has(o))) continue;
+    neededNodes.add(n);
+    n.inputs.forEach((x) => needed.add(x));
   }
   const dyn = order.filter((n) => neededNodes.has(n) && !n.outputs.every((o) => o === '' || constant.has(o)));
   const producer = new Map<string, number>();
@@ -152,7 +159,10 @@ function chooseCuts(candidates: CutCandidate[], total: number, stages: number): 
     for (let c = j; c < n; c++) {
       for (let d = j - 1; d < c; d++) {
         const v = Math.max(best[j - 1]![d]!, pos[c]! - pos[d]!);
-        if (v < best[j]![c]!) (best[j]![c] = v, from[j]![c] = d);
+        if (v < best[j]![c]!) {
+          best[j]![c] = v;
+          from[j]![c] = d;
+        }
       }
     }
   }
@@ -160,7 +170,10 @@ function chooseCuts(candidates: CutCandidate[], total: number, stages: number): 
   let score = Infinity;
   for (let c = k - 1; c < n; c++) {
     const v = Math.max(best[k - 1]![c]!, total - pos[c]!);
-    if (v < score) (score = v, last = c);
+    if (v < score) {
+      score = v;
+      last = c;
+    }
   }
   const chosen: number[] = [];
   for (let j = k - 1, c = last; j >= 0; c = from[j]![c]!, j--) chosen.unshift(c);
@@ -243,7 +256,10 @@ export function partitionModel(model: Model, opts: SplitOptions): Partition {
       const v = stack.pop()!;
       const p = a.constantProducer.get(v);
       if (p) {
-        if (!constNodes.has(p)) (constNodes.add(p), p.inputs.forEach((x) => x && stack.push(x)));
+        if (!constNodes.has(p)) {
+          constNodes.add(p);
+          for (const x of p.inputs) if (x) stack.push(x);
+        }
       } else if (v !== '' && model.graph.initializers.has(v) && !paramSet.has(v)) inits.add(v);
     }
     const constOrdered = a.order.filter((node) => constNodes.has(node));

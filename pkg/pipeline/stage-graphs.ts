@@ -117,3 +117,12 @@ function buildStage(model: Model, part: Partition, s: StagePartition): Stage {
     paramGrads,
   };
 }
+
+/**
+ * The parameters whose optimizer update stage `index` runs, with types: build its optimizer graph over
+ * these (e.g. buildOptimizerGraph from pkg/optim). A tied parameter belongs to the first stage reading
+ * it; the other readers send their gradient contribution there and receive the updated value.
+ */
+export function ownedParams(split: Pick<PipelineSplit, 'stages' | 'owner' | 'table'>, index: number): { name: string; type: ConcreteType }[] {
+  return split.stages[index]!.params.filter((n) => split.owner.get(n) === index).map((name) => ({ name, type: split.table.types.get(name)! }));
+}
