@@ -31,3 +31,11 @@ export class MicroBatchError extends Error {
     super(message);
   }
 }
+
+/** trainStep on an executor created without ExecutorOptions.optimizer. */
+export class MissingOptimizerError extends Error {
+  override name = 'MissingOptimizerError';
+  constructor() {
+    super('trainStep needs ExecutorOptions.optimizer (gradients() works without one)');
+  }
+}

@@ -1,6 +1,6 @@
 import { DataType, type ConcreteType, type Model, type Tensor } from '../onnx/index.js';
 import { OrtSession } from '../runtime/index.js';
-import { MicroBatchError, ScheduleError } from './errors.js';
+import { MicroBatchError, MissingOptimizerError, ScheduleError } from './errors.js';
 import { StageOp, simulate, type Action, type Schedule } from './schedule.js';
 import { ownedParams, type PipelineSplit, type Stage } from './stage-graphs.js';
 
@@ -200,7 +200,7 @@ export class InProcessPipeline {
   /** One training step: gradients of the batch over the pipeline, then one optimizer step per stage. */
   async trainStep(microBatches: Record<string, Tensor>[], sched: Schedule, lr = this.opts.lr ?? 0): Promise<{ step: number; loss: number; gradNorm: number }> {
     const factory = this.opts.optimizer;
-    if (!factory) throw new MicroBatchError('trainStep needs ExecutorOptions.optimizer');
+    if (!factory) throw new MissingOptimizerError();
     this.optimizers ??= await Promise.all(this.split.stages.map((st) => factory(st.index, ownedParams(this.split, st.index))));
     const { loss, grads } = await this.gradients(microBatches, sched);
     const gradNorm = Math.sqrt(Object.values(grads).reduce((acc, g) => acc + (g.data as Float32Array).reduce((x, v) => x + v * v, 0), 0));

@@ -6,6 +6,6 @@ export { StageOp, registerSchedule, registeredSchedules, schedule, simulate } fr
 export type { Action, Schedule, ScheduleBuilder, Simulation, UnitTimes } from './schedule.js';
 export { InProcessPipeline, splitBatch } from './executor.js';
 export type { BatchGradients, ExecutorOptions, StageOptimizer, StageOptimizerFactory } from './executor.js';
-export { CutError, MicroBatchError, ScheduleError, UnknownScheduleError } from './errors.js';
+export { CutError, MicroBatchError, MissingOptimizerError, ScheduleError, UnknownScheduleError } from './errors.js';
 export { graphOptimizer } from './optimizer.js';
 export type { GraphOptimizerOptions, OptimizerGraphLike } from './optimizer.js';
