@@ -1,5 +1,5 @@
 import { PlanInfeasibleError, PlanInputError, planPipeline, type Device, type ModelChain, type Plan, type PlanOptions } from '../planner/index.js';
-import { EmptyFleetError, InvalidRequestError, JobExistsError, JobNotFoundError, JobPhaseError, ModelRefNotFoundError, NoFeasiblePlanError, WorkerProtocolError } from './errors.js';
+import { EmptyFleetError, InvalidRequestError, JobExistsError, JobNotFoundError, JobPhaseError, ModelRefNotFoundError, NoFeasiblePlanError, SchedulerError, WorkerProtocolError } from './errors.js';
 import { CapacityLedger } from './ledger.js';
 import { FleetRegistry, type LostWorker } from './registry.js';
 import { JobPhase, JobReason, TERMINAL_PHASES, type DeviceProfile, type Job, type JobSpec, type LiveStats, type ModelResolver, type WorkerRecord } from './types.js';
@@ -12,6 +12,7 @@ export type SchedulerEvent =
   | { type: 'job-reserved'; jobId: string; attempt: number; plan: Plan }
   | { type: 'job-released'; jobId: string; attempt: number; deviceIds: string[]; reason: JobReason; message: string }
   | { type: 'job-pending'; jobId: string; reason: JobReason; message: string }
+  /** Running, Complete, Failed, Cancelled (Pending and Planned come as job-pending / job-reserved). */
   | { type: 'job-phase'; jobId: string; phase: JobPhase; reason: JobReason; message: string };
 
 /** Receives events as they happen (one outside capability, STYLE 3). */
@@ -242,16 +243,19 @@ export class SchedulerCore {
     let plan: Plan;
     try {
       plan = this.plan(job.spec);
+      // The plan only uses free memory, so reserving cannot fail short; if it ever did, nothing
+      // is held and the job waits like any unschedulable one.
+      this.ledger.reserve(job.id, plan);
     } catch (err) {
-      if (!(err instanceof NoFeasiblePlanError || err instanceof EmptyFleetError || err instanceof ModelRefNotFoundError)) throw err;
-      if (job.message !== err.message) {
-        this.setPhase(job, JobPhase.Pending, job.attempts > 0 ? JobReason.WorkerLost : JobReason.Unschedulable, err.message, now);
-        this.sink.emit({ type: 'job-pending', jobId: job.id, reason: job.reason, message: err.message });
+      // Whatever went wrong, the job stays Pending with the reason: admission runs inside other
+      // requests (cancel, register) that must not fail because of this job.
+      const message = err instanceof SchedulerError ? err.message : `internal error while planning: ${err instanceof Error ? err.message : String(err)}`;
+      if (job.message !== message) {
+        this.setPhase(job, JobPhase.Pending, job.attempts > 0 ? JobReason.WorkerLost : JobReason.Unschedulable, message, now);
+        this.sink.emit({ type: 'job-pending', jobId: job.id, reason: job.reason, message });
       }
       return false;
     }
-    // The plan only uses free memory, so this cannot fail; it throws (with nothing held) if it did.
-    this.ledger.reserve(job.id, plan);
     job.plan = plan;
     job.attempts++;
     this.stageStates.delete(job.id);
@@ -282,7 +286,8 @@ export class SchedulerCore {
     job.reason = reason;
     job.message = message;
     job.updatedAtMs = now;
-    if (changed) this.sink.emit({ type: 'job-phase', jobId: job.id, phase, reason, message });
+    // Pending and Planned have their own events (job-pending, job-reserved) carrying more detail.
+    if (changed && phase !== JobPhase.Pending && phase !== JobPhase.Planned) this.sink.emit({ type: 'job-phase', jobId: job.id, phase, reason, message });
   }
 }
 

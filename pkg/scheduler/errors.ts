@@ -88,7 +88,7 @@ export class EmptyFleetError extends SchedulerError {
   override name = 'EmptyFleetError';
   readonly code = status.FAILED_PRECONDITION;
   constructor() {
-    super('no fleet given and no live worker has free memory');
+    super('no live worker has free memory to plan on (and no explicit fleet was given)');
   }
 }
 
