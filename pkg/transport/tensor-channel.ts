@@ -350,7 +350,7 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
   private readonly sub: BusSubscription;
   /** Frame bytes per transfer still assembling. */
   private readonly assembling = new Map<string, number>();
-  private readonly ready: Array<{ event: ChannelEvent; frameBytes: number }> = [];
+  private readonly queued: Array<{ event: ChannelEvent; frameBytes: number }> = [];
   private waiter: ((r: IteratorResult<ChannelEvent>) => void) | undefined;
   private held = 0; // frame bytes of the event last handed out
   private current: { key: string | undefined; len: number } | undefined;
@@ -363,6 +363,11 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
     this.reassembler = new Reassembler((e) => this.onReassembly(e), opts);
     this.sub = bus.subscribe(this.subjects.data, (d) => this.onMessage(d));
     this.grant(this.credit.initialGrant());
+  }
+
+  /** Resolves once the subscription is active on the server (a bus flush); needed only by publishers that bypass TensorSender's probes. */
+  ready(): Promise<void> {
+    return this.bus.flush();
   }
 
   get stats(): Readonly<TensorReceiverStats> {
@@ -439,13 +444,13 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
   private enqueue(event: ChannelEvent, frameBytes: number): void {
     if (event.type === 'tensor') this.s.tensorsDelivered++;
     else this.s.errors++;
-    if (this.waiter && this.ready.length === 0) {
+    if (this.waiter && this.queued.length === 0) {
       const w = this.waiter;
       this.waiter = undefined;
       this.handOut(frameBytes);
       w({ value: event, done: false });
     } else {
-      this.ready.push({ event, frameBytes });
+      this.queued.push({ event, frameBytes });
     }
   }
 
@@ -457,7 +462,7 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
   /** The next tensor or error; `done` once closed. Calling it releases the previous tensor's credit. */
   next(): Promise<IteratorResult<ChannelEvent>> {
     if (this.closed) return Promise.resolve({ value: undefined, done: true });
-    const item = this.ready.shift();
+    const item = this.queued.shift();
     if (item) {
       this.handOut(item.frameBytes);
       return Promise.resolve({ value: item.event, done: false });
@@ -480,7 +485,7 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
     if (this.closed) return;
     this.closed = true;
     this.sub.unsubscribe();
-    this.ready.length = 0;
+    this.queued.length = 0;
     this.assembling.clear();
     const w = this.waiter;
     this.waiter = undefined;

@@ -36,9 +36,9 @@ export interface NatsServerOptions {
 
 const INSTALL_HINT = 'install it with `apt-get update && apt-get install -y nats-server` (or run test/provision.sh)';
 
-/** Path of the nats-server binary: /usr/sbin/nats-server, else the first one on PATH. */
-export function findNatsServer(): string {
-  const candidates = ['/usr/sbin/nats-server', ...(process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'nats-server'))];
+/** Path of the nats-server binary: /usr/sbin/nats-server (the Debian package), else the first one on PATH. */
+export function findNatsServer(searchPath: string = process.env.PATH ?? '', fixed: readonly string[] = ['/usr/sbin/nats-server']): string {
+  const candidates = [...fixed, ...searchPath.split(delimiter).filter(Boolean).map((d) => join(d, 'nats-server'))];
   for (const c of candidates) {
     try {
       accessSync(c, constants.X_OK);
