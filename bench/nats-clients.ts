@@ -29,7 +29,9 @@ type Connector = (url: string) => Promise<MiniConn>;
 // Both clients share the same call shapes; the modules are loaded dynamically so that the bench
 // reports clearly when one was uninstalled.
 async function connector(pkg: string): Promise<Connector> {
-  const mod = (await import(pkg)) as { connect(o: object): Promise<any> };
+  const mod = (await import(pkg).catch((err: unknown) => {
+    throw new Error(`cannot load "${pkg}": the project keeps only @nats-io/transport-node; rerun with \`npm install --no-save nats\` (${String(err)})`);
+  })) as { connect(o: object): Promise<any> };
   return async (url) => {
     const nc = await mod.connect({ servers: url, maxPingOut: 100 });
     return {
