@@ -26,20 +26,29 @@ interface MiniConn {
 
 type Connector = (url: string) => Promise<MiniConn>;
 
+/** The call shapes v2 and v3 connections share (typed here so the bench compiles with either absent). */
+interface ClientConn {
+  publish(subject: string, data: Uint8Array): void;
+  subscribe(subject: string, opts: { callback: (err: unknown, m: { data: Uint8Array; respond(d: Uint8Array): boolean }) => void }): unknown;
+  request(subject: string, data: Uint8Array, opts: { timeout: number }): Promise<{ data: Uint8Array }>;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
 // Both clients share the same call shapes; the modules are loaded dynamically so that the bench
 // reports clearly when one was uninstalled.
 async function connector(pkg: string): Promise<Connector> {
   const mod = (await import(pkg).catch((err: unknown) => {
     throw new Error(`cannot load "${pkg}": the project keeps only @nats-io/transport-node; rerun with \`npm install --no-save nats\` (${String(err)})`);
-  })) as { connect(o: object): Promise<any> };
+  })) as { connect(o: object): Promise<ClientConn> };
   return async (url) => {
     const nc = await mod.connect({ servers: url, maxPingOut: 100 });
     return {
       publish: (s, d) => nc.publish(s, d),
       subscribe: (s, cb) => {
-        nc.subscribe(s, { callback: (err: unknown, m: { data: Uint8Array; respond(d: Uint8Array): boolean }) => { if (!err) cb(m.data, (d) => m.respond(d)); } });
+        nc.subscribe(s, { callback: (err, m) => { if (!err) cb(m.data, (d) => m.respond(d)); } });
       },
-      request: async (s, d) => (await nc.request(s, d, { timeout: 5000 })).data as Uint8Array,
+      request: async (s, d) => (await nc.request(s, d, { timeout: 5000 })).data,
       flush: () => nc.flush(),
       close: () => nc.close(),
     };
