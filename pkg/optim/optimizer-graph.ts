@@ -147,8 +147,9 @@ export function buildOptimizerGraph(params: readonly OptimizerParam[], input: Op
       const stepSize = once(`stepSize|${dt}`, () => b.op('Div', [lr, b.op('Sub', [c(1, dt), b.op('Pow', [c(beta1, dt), step])])]));
       const sqrtBc2 = once(`sqrtBc2|${dt}`, () => b.op('Sqrt', [b.op('Sub', [c(1, dt), b.op('Pow', [c(beta2, dt), step])])]));
       const [m, v] = io.state as [OptimizerParamIO['state'][number], OptimizerParamIO['state'][number]];
-      const decay = () => once(`decay|${dt}`, () => b.op('Sub', [c(1, dt), b.op('Mul', [lr, c(weightDecay, dt)])]));
-      const base = weightDecay > 0 ? b.op('Mul', [io.input, decay()]) : io.input;
+      const base = weightDecay > 0
+        ? b.op('Mul', [io.input, once(`decay|${dt}`, () => b.op('Sub', [c(1, dt), b.op('Mul', [lr, c(weightDecay, dt)])]))])
+        : io.input;
       b.add('Add', [b.op('Mul', [m.input, c(beta1, dt)]), b.op('Mul', [g, c(1 - beta1, dt)])], {}, [m.output]);
       b.add('Add', [b.op('Mul', [v.input, c(beta2, dt)]), b.op('Mul', [b.op('Mul', [g, g]), c(1 - beta2, dt)])], {}, [v.output]);
       const denom = b.op('Add', [b.op('Div', [b.op('Sqrt', [v.output]), sqrtBc2]), c(eps, dt)]);
