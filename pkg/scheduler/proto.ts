@@ -17,13 +17,22 @@ export const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Num
 
 export const SCHEDULER_SERVICE = 'tessera.v1.Scheduler';
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
+export const REFLECTION_SERVICES = ['grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'] as const;
+
+/** The proto files loaded, by path under proto/, with their package (reflection serves both names). */
+export const PROTO_FILES: Readonly<Record<string, string>> = {
+  'tessera/v1/scheduler.proto': 'tessera.v1',
+  'grpc/health/v1/health.proto': 'grpc.health.v1',
+  'grpc/reflection/v1/reflection.proto': 'grpc.reflection.v1',
+  'grpc/reflection/v1alpha/reflection.proto': 'grpc.reflection.v1alpha',
+};
 
 let cached: { definition: protoLoader.PackageDefinition; grpcObject: grpc.GrpcObject } | undefined;
 
-/** Loads tessera/v1/scheduler.proto and grpc/health/v1/health.proto once per process. */
+/** Loads PROTO_FILES once per process. */
 export function loadProtos(): { definition: protoLoader.PackageDefinition; grpcObject: grpc.GrpcObject } {
   if (!cached) {
-    const definition = protoLoader.loadSync(['tessera/v1/scheduler.proto', 'grpc/health/v1/health.proto'], { ...LOADER_OPTIONS, includeDirs: [protoRoot()] });
+    const definition = protoLoader.loadSync(Object.keys(PROTO_FILES), { ...LOADER_OPTIONS, includeDirs: [protoRoot()] });
     cached = { definition, grpcObject: grpc.loadPackageDefinition(definition) };
   }
   return cached;
@@ -31,7 +40,7 @@ export function loadProtos(): { definition: protoLoader.PackageDefinition; grpcO
 
 export function serviceDefinition(name: string): grpc.ServiceDefinition {
   const def = loadProtos().definition[name];
-  if (!def || !('Check' in def || 'Plan' in def)) throw new Error(`service ${name} not in the loaded protos`);
+  if (!def || 'format' in def) throw new Error(`service ${name} not in the loaded protos`);
   return def as grpc.ServiceDefinition;
 }
 

@@ -1,4 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { clientConstructor } from './proto.js';
 import { SchedulerClient, SchedulerServer, type JobSpec, type WorkerInbound, type WorkerSession } from './index.js';
 import { GB, eventually, profile, uniformModel } from './testing.js';
 
@@ -15,6 +17,16 @@ async function expectStatus(p: Promise<unknown>, code: grpc.status, details: Reg
   )) as grpc.ServiceError | undefined;
   expect(err).toBeDefined();
   expect({ code: err!.code, details: err!.details }).toEqual({ code, details: expect.stringMatching(details) });
+}
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Buffer.from(out);
 }
 
 describe('scheduler gRPC server (loopback)', () => {
@@ -53,6 +65,30 @@ describe('scheduler gRPC server (loopback)', () => {
     expect(await client.checkHealth('')).toBe('SERVING');
     expect(await client.checkHealth('tessera.v1.Scheduler')).toBe('SERVING');
     await expectStatus(client.checkHealth('no.such.Service'), grpc.status.NOT_FOUND, /unknown service "no.such.Service"/);
+  });
+
+  test.each(['v1', 'v1alpha'])('server reflection (%s) lists services and serves descriptors a client can call through', async (version) => {
+    const Reflection = clientConstructor(`grpc.reflection.${version}.ServerReflection`);
+    const rc = new Reflection(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    const stream = (rc as unknown as Record<string, () => grpc.ClientDuplexStream<object, Record<string, unknown>>>)['ServerReflectionInfo']!.call(rc);
+    const ask = (req: object): Promise<Record<string, unknown>> => new Promise((resolve) => { stream.once('data', resolve); stream.write(req); });
+    const list = (await ask({ listServices: '*' })) as { listServicesResponse: { service: { name: string }[] } };
+    expect(list.listServicesResponse.service.map((x) => x.name)).toEqual(expect.arrayContaining(['tessera.v1.Scheduler', 'grpc.health.v1.Health', `grpc.reflection.${version}.ServerReflection`]));
+    const missing = (await ask({ fileContainingSymbol: 'no.Such' })) as { errorResponse: { errorCode: number; errorMessage: string } };
+    expect(missing.errorResponse).toEqual({ errorCode: grpc.status.NOT_FOUND, errorMessage: 'symbol "no.Such" not found' });
+    const byName = (await ask({ fileByFilename: 'tessera/v1/scheduler.proto' })) as { fileDescriptorResponse: { fileDescriptorProto: Buffer[] } };
+    const found = (await ask({ fileContainingSymbol: 'tessera.v1.Scheduler.SubmitJob' })) as { fileDescriptorResponse: { fileDescriptorProto: Buffer[] } };
+    expect(found.fileDescriptorResponse.fileDescriptorProto).toEqual(byName.fileDescriptorResponse.fileDescriptorProto);
+    stream.end();
+    rc.close();
+    // Build a stub from the reflected descriptor alone (a FileDescriptorSet is field 1 repeated) and call through it.
+    const file = found.fileDescriptorResponse.fileDescriptorProto[0]!;
+    const set = Buffer.concat([Buffer.from([0x0a]), varint(file.length), file]);
+    const reflected = grpc.loadPackageDefinition(protoLoader.loadFileDescriptorSetFromBuffer(set, { keepCase: false })) as unknown as { tessera: { v1: { Scheduler: grpc.ServiceClientConstructor } } };
+    const stub = new reflected.tessera.v1.Scheduler(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure()) as unknown as Record<string, (req: object, cb: (err: grpc.ServiceError | null) => void) => void> & grpc.Client;
+    const err = await new Promise<grpc.ServiceError | null>((resolve) => stub['GetJob']!.call(stub, { jobId: 'ghost' }, resolve));
+    expect([err?.code, err?.details]).toEqual([grpc.status.NOT_FOUND, 'job "ghost" not found']);
+    stub.close();
   });
 
   test('Plan on the live fleet before any worker registers fails FAILED_PRECONDITION', async () => {
@@ -216,6 +252,21 @@ describe('scheduler gRPC server (loopback)', () => {
     await connect(second, 10, 100);
     await eventually(async () => (await client.getJob('job-c')).phase === 'Planned', 3000, 'job-c Planned after rejoin');
     expect((await client.getJob('job-c')).attempts).toBe(3);
+  });
+
+  test('a second session for a live worker replaces the first; the worker stays live and gets its stages again', async () => {
+    const c = await client.getJob('job-c');
+    const id = c.plan!.stages[1]!.deviceId;
+    const old = sessions.get(id)!;
+    clearInterval(old.beat);
+    const fresh = client.connectWorker(id, profile(10, id === 'w4' ? 10 : 100));
+    await fresh.next((m) => m.type === 'ack');
+    await fresh.next(assignmentFor('job-c', c.attempts));
+    expect(await old.session.closed).toMatchObject({ code: grpc.status.ABORTED, details: expect.stringMatching(/registered again on another stream/) });
+    sessions.set(id, { session: fresh, beat: setInterval(() => fresh.heartbeat(), 50) });
+    const again = await client.getJob('job-c');
+    expect([again.phase, again.attempts]).toEqual(['Planned', c.attempts]);
+    expect((await client.listFleet()).find((w) => w.id === id)!.status).toBe('live');
   });
 
   test('a worker whose stream ends is lost at once, without waiting for the timeout', async () => {

@@ -4,7 +4,8 @@ import { jobSpecFromWire, fleetFromWire, jobToWire, phaseFromWire, planToWire, p
 import { SchedulerCore, type SchedulerCoreOptions, type SchedulerEvent, type StageState } from './core.js';
 import { InvalidRequestError, LostWorkerError, SchedulerError, WorkerProtocolError } from './errors.js';
 import { HealthService, ServingStatus } from './health.js';
-import { HEALTH_SERVICE, SCHEDULER_SERVICE, serviceDefinition } from './proto.js';
+import { HEALTH_SERVICE, PROTO_FILES, REFLECTION_SERVICES, SCHEDULER_SERVICE, loadProtos, serviceDefinition } from './proto.js';
+import { ReflectionService } from './reflection.js';
 
 export interface SchedulerServerOptions extends Omit<SchedulerCoreOptions, 'events'> {
   /**
@@ -45,7 +46,8 @@ type WorkerCall = grpc.ServerDuplexStream<WireWorkerMessage, object>;
 const STAGE_STATES: Record<string, StageState> = { STAGE_STATE_RUNNING: 'running', STAGE_STATE_COMPLETE: 'complete', STAGE_STATE_FAILED: 'failed' };
 
 /**
- * The runner around SchedulerCore: serves tessera.v1.Scheduler and grpc.health.v1.Health, keeps
+ * The runner around SchedulerCore: serves tessera.v1.Scheduler, grpc.health.v1.Health and server
+ * reflection (grpc.reflection v1 and v1alpha), keeps
  * one stream per worker, runs the heartbeat timer, and turns core events into log lines and
  * stream messages (assignments, revocations). The core holds all state and logic.
  */
@@ -69,6 +71,8 @@ export class SchedulerServer {
     this.core = new SchedulerCore({ ...options, events: { emit: (e) => this.outbox.push(e) } });
     this.server.addService(serviceDefinition(SCHEDULER_SERVICE), this.schedulerHandlers());
     this.server.addService(serviceDefinition(HEALTH_SERVICE), this.health.handlers);
+    const reflection = new ReflectionService(loadProtos().definition, [SCHEDULER_SERVICE, HEALTH_SERVICE, ...REFLECTION_SERVICES], PROTO_FILES);
+    for (const name of REFLECTION_SERVICES) this.server.addService(serviceDefinition(name), reflection.handlers);
   }
 
   /** Bound port (after start). */
@@ -177,15 +181,15 @@ export class SchedulerServer {
             if (!id) throw new InvalidRequestError('register.worker_id', 'is required');
             if (workerId !== undefined && workerId !== id) throw new WorkerProtocolError(`stream registered as "${workerId}" cannot register as "${id}"`);
             const profile = profileFromWire(msg.register?.profile, 'register.profile');
-            const previous = this.streams.get(id);
-            if (previous && previous !== call) {
-              // A newer session of the same worker wins; the old stream ends without a disconnect.
-              this.streams.delete(id);
-              previous.emit('error', { code: grpc.status.ABORTED, details: `worker "${id}" registered again on another stream` });
-            }
             this.core.registerWorker(id, profile, this.clock());
+            const previous = this.streams.get(id);
             workerId = id;
             this.streams.set(id, call);
+            if (previous && previous !== call) {
+              // A newer session of the same worker wins; the old stream ends without a disconnect
+              // (detach() sees it is no longer the current stream).
+              previous.emit('error', { code: grpc.status.ABORTED, details: `worker "${id}" registered again on another stream` });
+            }
             ack();
             this.resendAssignments(id, call);
             break;
