@@ -8,6 +8,9 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund || exit 1
 fi
 
+# Services the integration tests start themselves (nats-server from Debian).
+bash test/provision.sh || { echo "provisioning failed"; echo "0 passed, 1 failed"; exit 1; }
+
 npx tsc -p tsconfig.json || { echo "build (tsc) failed"; echo "0 passed, 1 failed"; exit 1; }
 
 mkdir -p .cache
