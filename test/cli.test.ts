@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeTensorFile } from '../pkg/data/index.js';
+import { CharTokenizer, encodeTensorFile } from '../pkg/data/index.js';
 import { DataType } from '../pkg/onnx/index.js';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -46,6 +46,40 @@ describe('tessera model + train', () => {
     expect(JSON.parse(resumed.out.trim().split('\n')[0]!).step).toBe(101);
     expect(readFileSync(join(dir, 'resumed.onnx')).equals(readFileSync(join(dir, 'straight.onnx')))).toBe(true);
     expect(readFileSync(join(dir, 'half.onnx')).equals(readFileSync(join(dir, 'straight.onnx')))).toBe(false);
+  }, 300_000);
+
+  test('PyTorch-exported models train: MLP from a tensor file, transformer from character tokens', () => {
+    const torchDir = join(root, 'test/fixtures/torch');
+    // MLP: 3 separable classes in 16-D (the fixture has a fixed batch of 8 and 4 classes).
+    const n = 256;
+    const x = new Float32Array(n * 16);
+    const labels = new BigInt64Array(n);
+    for (let i = 0; i < n; i++) {
+      labels[i] = BigInt(i % 4);
+      for (let j = 0; j < 16; j++) x[i * 16 + j] = (j % 4 === i % 4 ? 1.5 : 0) + Math.sin(i * 13 + j * 7);
+    }
+    const mlpData = join(dir, 'mlp.tensors');
+    writeFileSync(mlpData, encodeTensorFile({ tensors: new Map([['x', { dtype: DataType.FLOAT, dims: [n, 16], data: x }], ['labels', { dtype: DataType.INT64, dims: [n], data: labels }]]) }));
+    const mlp = tessera('train', '--model', join(torchDir, 'mlp.onnx'), '--data', mlpData, '--steps', '80', '--lr', '0.01', '--json', '--log-every', '10', '--out', join(dir, 'mlp.trained.onnx'));
+    expect(mlp.err).toBe('');
+    const mlpLoss = mlp.out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss: number }).filter((l) => l.type === 'progress');
+    expect(mlpLoss.at(-1)!.loss).toBeLessThan(mlpLoss[0]!.loss * 0.5);
+
+    // Transformer (vocab 64): the corpus has 62 distinct characters, so character ids fit.
+    const text = readFileSync(corpus, 'utf8');
+    const ids = CharTokenizer.fromText(text).encode(text);
+    const tokData = join(dir, 'chars.tensors');
+    writeFileSync(tokData, encodeTensorFile({ tensors: new Map([['tokens', { dtype: DataType.INT64, dims: [ids.length], data: BigInt64Array.from(ids, (v) => BigInt(v)) }]]) }));
+    const tf = tessera('train', '--model', join(torchDir, 'transformer.onnx'), '--data', tokData, '--steps', '120', '--lr', '0.003', '--json', '--log-every', '20', '--out', join(dir, 'tf.trained.onnx'));
+    expect(tf.err).toBe('');
+    const tfLoss = tf.out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss: number }).filter((l) => l.type === 'progress');
+    expect(tfLoss[0]!.loss).toBeGreaterThan(3.5);
+    expect(tfLoss.at(-1)!.loss).toBeLessThan(tfLoss[0]!.loss - 1);
+
+    // Byte-level text cannot feed a 64-token vocabulary: refused, naming why.
+    const bad = tessera('train', '--model', join(torchDir, 'transformer.onnx'), '--data', corpus, '--steps', '1');
+    expect(bad.code).toBe(3);
+    expect(bad.err).toMatch(/vocabulary has only 64 entries/);
   }, 300_000);
 
   describe('bad input gives one clear error line and a non-zero exit code', () => {

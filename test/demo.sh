@@ -8,4 +8,4 @@ npx tsc -p tsconfig.json
 mkdir -p out
 node dist/cmd/tessera/main.js model gpt --layers 4 --d-model 128 --heads 4 --context 64 --out out/gpt.onnx
 node dist/cmd/tessera/main.js train --model out/gpt.onnx --data test/fixtures/corpus/kjv-genesis-exodus.txt \
-  --steps "${STEPS:-300}" --batch 16 --lr 0.003 --clip 1 --log-every 10 --out out/gpt.trained.onnx
+  --steps "${STEPS:-300}" --log-every 10 --out out/gpt.trained.onnx

@@ -1,7 +1,7 @@
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import { decodeModel, encodeModel } from '../../pkg/onnx/index.js';
 import { parseOptimizerConfig } from '../../pkg/optim/index.js';
-import { Trainer, runTraining, openDataSource, bindBatchDims, decodeCheckpoint, encodeCheckpoint, fingerprintOf, type Progress } from '../../pkg/train/index.js';
+import { Trainer, runTraining, openDataSource, embeddingVocab, bindBatchDims, decodeCheckpoint, encodeCheckpoint, fingerprintOf, type Progress } from '../../pkg/train/index.js';
 import type { Command } from './commands.js';
 import { choiceFlag, intFlag, numFlag, parseFlags, strFlag } from './flags.js';
 
@@ -62,7 +62,7 @@ export const trainCommand: Command = {
     const bindings = bindBatchDims(model, batch);
     const trainer = await Trainer.create(model, { bindings, optimizer, loss: values.loss as string | undefined, intraOpThreads: intFlag(values, 'threads', 1) });
     try {
-      const data = await openDataSource(dataPath, trainer.training.dataInputs, { seed });
+      const data = await openDataSource(dataPath, trainer.training.dataInputs, { seed, vocab: embeddingVocab(model) });
       const fingerprint = fingerprintOf(modelBytes, optimizer, bindings, seed);
       if (values.resume !== undefined) {
         const ckpt = decodeCheckpoint(new Uint8Array(await readFile(String(values.resume))), fingerprint);

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { DataType, type ConcreteType } from '../onnx/index.js';
+import { DataType, type ConcreteType, type Model } from '../onnx/index.js';
 import { ByteTokenizer, LmBatcher, TENSOR_FILE_MAGIC, TensorDatasetBatcher, decodeTensorFile, type LmBatcherState, type TensorDatasetState } from '../data/index.js';
 import { DataShapeError } from './errors.js';
 import type { DataSource } from './run.js';
@@ -12,6 +12,18 @@ export interface DataSourceOptions {
 }
 
 type Input = { name: string; type: ConcreteType };
+
+/**
+ * Vocabulary size of a language model: rows of the embedding table that a Gather reads with the
+ * "tokens" input (metadata "tessera.gpt.vocab" when the builder wrote it). Undefined if not found.
+ */
+export function embeddingVocab(model: Model): number | undefined {
+  const meta = Number(model.metadata['tessera.gpt.vocab']);
+  if (Number.isInteger(meta) && meta > 0) return meta;
+  const gather = model.graph.nodes.find((n) => n.opType === 'Gather' && n.inputs[1] === 'tokens');
+  const table = gather ? model.graph.initializers.get(gather.inputs[0]!) : undefined;
+  return table?.dims[0];
+}
 
 /** True for a next-token model: int64 inputs "tokens" and "targets" of the same [batch, context] shape. */
 function lmInputs(inputs: readonly Input[]): { batch: number; context: number } | undefined {
