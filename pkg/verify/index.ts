@@ -1,0 +1,12 @@
+export { DIGEST_BYTES, TENSOR_DIGEST_DOMAIN, TENSOR_SET_DIGEST_DOMAIN, compareUtf8, digestEquals, sha256, tensorBytes, tensorDigest, tensorSetDigest, toHex } from './digest.js';
+export type { Digest } from './digest.js';
+export { MICRO_BATCH_FIELDS, RECORD_MAGIC, RECORD_VERSION, decodeTraceRecord, encodeTraceRecord, recordHash } from './record.js';
+export type { MicroBatchDigests, TraceRecord } from './record.js';
+export { EMPTY_ROOT, TraceAccumulator, leafHash, merkleProof, merkleRoot, nodeHash, verifyInclusion } from './merkle.js';
+export { TraceField, bisect, bisectionMid, bisectionMove, bisectionStart, firstDivergence } from './compare.js';
+export type { Bisection, Divergence, StepRecords } from './compare.js';
+export { recordStep, stepLeaves, stepRoot } from './recorder.js';
+export type { StageStepWork } from './recorder.js';
+export {
+  MerkleIndexError, RecordFieldError, RecordLengthError, RecordMagicError, RecordVersionError, StepRecordsError, TensorLayoutError, TraceRecordError, TruncatedRecordError,
+} from './errors.js';
