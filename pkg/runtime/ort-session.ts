@@ -7,6 +7,13 @@ export interface SessionOptions {
   intraOpThreads?: number;
   /** ORT graph optimization level. @default 'all' */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Emulates a device `slowdown` times slower: after each run the session waits (slowdown - 1) x the
+   * run's own duration. Waiting (not spinning) keeps the emulation from stealing CPU from other
+   * stages on the same machine. Used to measure plans on a heterogeneous fleet with one host.
+   * @default 1 (no throttling)
+   */
+  slowdown?: number;
 }
 
 /**
@@ -18,6 +25,7 @@ export class OrtSession {
     private readonly session: ort.InferenceSession,
     readonly inputNames: readonly string[],
     readonly outputNames: readonly string[],
+    private readonly slowdown: number,
   ) {}
 
   static async create(model: Model | Uint8Array, opts: SessionOptions = {}): Promise<OrtSession> {
@@ -29,14 +37,21 @@ export class OrtSession {
       interOpNumThreads: 1,
       executionMode: 'sequential',
     });
-    return new OrtSession(session, session.inputNames, session.outputNames);
+    const slowdown = opts.slowdown ?? 1;
+    if (!(slowdown >= 1)) throw new RangeError(`slowdown must be >= 1, got ${slowdown}`);
+    return new OrtSession(session, session.inputNames, session.outputNames, slowdown);
   }
 
   /** Runs with named feeds; fetches all outputs unless a subset is named (ORT still runs the whole graph). */
   async run(feeds: Record<string, Tensor>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = toOrt(t);
+    const start = performance.now();
     const results = fetches ? await this.session.run(ortFeeds, [...fetches]) : await this.session.run(ortFeeds);
+    if (this.slowdown > 1) {
+      const wait = (performance.now() - start) * (this.slowdown - 1);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
     const out: Record<string, Tensor> = {};
     for (const [name, t] of Object.entries(results)) out[name] = fromOrt(t);
     return out;
