@@ -74,6 +74,9 @@ export function merkleProof(leaves: readonly Uint8Array[], index: number): Diges
  * True when `leaf` (leaf data, e.g. a record hash or step root: not its leafHash) sits at `index`
  * in a tree of `size` leaves with this root. RFC 9162 section 2.1.3.2, step by step, so it ports
  * line for line to Solidity. Never throws: a malformed proof is just false.
+ *
+ * The proof does not bind `size` by itself (leaf 0 of 3 and of 4 have same-shaped paths): a root
+ * means nothing without its size, so commit and read them as a pair (as CT's signed tree head does).
  */
 export function verifyInclusion(root: Digest, leaf: Uint8Array, index: number, size: number, proof: readonly Digest[]): boolean {
   if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) return false;
