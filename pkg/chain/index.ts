@@ -1,0 +1,11 @@
+export { loadArtifact, chainSourceRoot, ContractName } from './artifacts.js';
+export type { Artifact } from './artifacts.js';
+export { compileSources, readSources, writeArtifacts, serializeArtifact, EVM_VERSION, OPTIMIZER_RUNS } from './compile.js';
+export type { CompiledContract } from './compile.js';
+export { SupplierRegistryClient, JobMarketClient, JobState, PriceUnit, decodeRevert } from './bindings.js';
+export type { Capacity, Job, JobSpec, SupplierInfo } from './bindings.js';
+export { deployArtifact, deployMarket } from './deploy.js';
+export type { Deployment, MarketConfig } from './deploy.js';
+export { startLocalChain, freshProvider, deriveAccounts, LocalChain, LOCAL_CHAIN_ID, LOCAL_MNEMONIC, LOCAL_ACCOUNT_COUNT } from './local-chain.js';
+export type { LocalAccount, LocalChainOptions } from './local-chain.js';
+export { ChainError, CompileError, ArtifactNotFoundError, ContractRevertError, TransactionFailedError, MissingEventError, ChainStartError } from './errors.js';
