@@ -15,7 +15,10 @@ function trace(): TraceRecord[][] {
     loss: i === STAGES - 1 ? 2 - s / 10 : null,
     weightsBefore: digest(s, i, 'wb'),
     weightsAfter: digest(s, i, 'wa'),
-    microBatches: Array.from({ length: M }, (_, j) => Object.fromEntries(MICRO_BATCH_FIELDS.map((f) => [f, digest(s, i, j, f)])) as TraceRecord['microBatches'][number]),
+    microBatches: Array.from({ length: M }, (_, j) => ({
+      inputs: digest(s, i, j, 'inputs'), outputs: digest(s, i, j, 'outputs'), gradsIn: digest(s, i, j, 'gradsIn'),
+      paramGrads: digest(s, i, j, 'paramGrads'), gradsOut: digest(s, i, j, 'gradsOut'),
+    })),
   })));
 }
 type Edit = (t: TraceRecord[][]) => void;

@@ -37,12 +37,13 @@ describe('tensorDigest', () => {
   });
 
   test.each([
-    { name: 'too few elements for the dims', t: t(DataType.FLOAT, [2, 2], new Float32Array(3)) },
-    { name: 'negative dim', t: t(DataType.FLOAT, [-1], new Float32Array(0)) },
-    { name: 'float32 dtype over 8-byte data', t: t(DataType.FLOAT, [1], new Float64Array(1)) },
-    { name: 'unknown dtype', t: t(99 as DataType, [1], new Float32Array(1)) },
-  ])('rejects $name', ({ t: tensor }) => {
-    expect(() => tensorDigest(tensor)).toThrow(tensor.dtype === 99 ? RangeError : TensorLayoutError);
+    { name: 'too few elements for the dims', t: t(DataType.FLOAT, [2, 2], new Float32Array(3)), err: TensorLayoutError },
+    { name: 'negative dim', t: t(DataType.FLOAT, [-1], new Float32Array(0)), err: TensorLayoutError },
+    { name: 'fractional dim', t: t(DataType.FLOAT, [0.5, 2], new Float32Array(1)), err: TensorLayoutError },
+    { name: 'float32 dtype over 8-byte data', t: t(DataType.FLOAT, [1], new Float64Array(1)), err: TensorLayoutError },
+    { name: 'unknown dtype (from dtypeInfo)', t: t(99 as DataType, [1], new Float32Array(1)), err: RangeError },
+  ])('rejects $name', ({ t: tensor, err }) => {
+    expect(() => tensorDigest(tensor)).toThrow(err);
   });
 });
 
