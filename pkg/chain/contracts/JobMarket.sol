@@ -192,8 +192,9 @@ contract JobMarket is ReentrancyGuard {
     /// the dispute game can address any checkpoint without a gap.
     function commitTraceRoot(uint256 jobId, uint256 checkpointIndex, bytes32 root) external {
         Job storage j = _job(jobId);
-        _onlySupplierOrWorker(jobId, j);
+        // State first: only an Accepted job has a supplier to compare the caller with.
         if (j.state != JobState.Accepted) revert WrongState(jobId, j.state);
+        _onlySupplierOrWorker(jobId, j);
         if (block.timestamp >= j.deadline) revert DeadlinePassed(jobId, j.deadline);
         if (checkpointIndex != j.checkpointCount) revert CheckpointOutOfOrder(j.checkpointCount, checkpointIndex);
         if (root == bytes32(0)) revert ZeroRoot();
@@ -204,8 +205,9 @@ contract JobMarket is ReentrancyGuard {
 
     function submitResult(uint256 jobId, bytes32 finalTraceRoot, bytes32 resultDigest) external {
         Job storage j = _job(jobId);
-        _onlySupplierOrWorker(jobId, j);
+        // State first: only an Accepted job has a supplier to compare the caller with.
         if (j.state != JobState.Accepted) revert WrongState(jobId, j.state);
+        _onlySupplierOrWorker(jobId, j);
         if (block.timestamp >= j.deadline) revert DeadlinePassed(jobId, j.deadline);
         if (finalTraceRoot == bytes32(0)) revert ZeroRoot();
         j.state = JobState.Submitted;
