@@ -1,0 +1,252 @@
+import { partitionModel, splitBatch, type Partition } from '../pipeline/index.js';
+import { decodeModel, type Model, type Tensor } from '../onnx/index.js';
+import { TensorSender, type BusSubscription, type MessageBus } from '../transport/index.js';
+import { readFile } from 'node:fs/promises';
+import { writeManifest, stepDir } from './checkpoint.js';
+import { NotEnoughWorkersError, StageFailedError, StageLostError } from './errors.js';
+import { Liveness } from './liveness.js';
+import {
+  channels, checkJobTokens, decodeControl, encodeControl, subjects, workerEventTypes, type DriverCommand, type JobSpec, type WorkerEvent,
+} from './protocol.js';
+
+export interface DriverOptions extends Omit<JobSpec, 'optimizer'> {
+  /** Optimizer of every stage; its gradClipNorm, if any, is applied globally by the driver. */
+  optimizer: JobSpec['optimizer'];
+  /** How long to wait for enough idle workers (ms). @default 10000 */
+  discoverTimeoutMs?: number;
+  /** How long to wait for every assigned stage to build its graphs and report ready (ms). @default 120000 */
+  readyTimeoutMs?: number;
+  /** A stage silent this long is lost (StageLostError); 0 disables the check. @default 5000 (10 heartbeats) */
+  livenessTimeoutMs?: number;
+  /** Re-send the probe this often while discovering (ms). @default 250 */
+  probeIntervalMs?: number;
+}
+
+export interface DriverStepResult {
+  step: number;
+  /** Mean of the micro-batch losses (micro-batch order), as InProcessPipeline. */
+  loss: number;
+  /** Global L2 norm of the gradient before clipping. */
+  gradNorm: number;
+}
+
+/** The driver's view of the job (STYLE 9). */
+export type DriverStatus = { type: 'running'; step: number } | { type: 'failed'; error: Error } | { type: 'stopped'; step: number };
+
+interface StepState {
+  losses: number[];
+  sumsq: (number | undefined)[];
+  stepped: Set<number>;
+  checkpointed: Set<number>;
+}
+
+/**
+ * The control plane of one pipeline job: discovers idle workers, assigns stage i to the i-th, feeds
+ * each stage its data inputs per micro-batch over tensor channels, and runs the step protocol of
+ * protocol.ts (losses in, global clip scale out). Liveness: any event from a stage counts as a
+ * heartbeat; a stage silent for livenessTimeoutMs fails the job with StageLostError and aborts the
+ * other stages (they return to their pools).
+ */
+export class Driver {
+  private status: DriverStatus;
+  private readonly subs: BusSubscription[] = [];
+  private readonly waiters = new Set<{ check: () => boolean; resolve: () => void; reject: (e: Error) => void }>();
+  private readonly liveness: Liveness;
+  private timer: NodeJS.Timeout | undefined;
+  private cur: StepState | undefined;
+  private readonly ready = new Set<number>();
+  private readyStep = 0;
+
+  private constructor(
+    private readonly bus: MessageBus,
+    readonly spec: JobSpec,
+    readonly partition: Pick<Partition, 'stages' | 'owner'>,
+    private readonly clip: number | undefined,
+    private readonly opts: DriverOptions,
+    readonly workers: string[],
+    private readonly dataOut: Map<number, TensorSender>,
+  ) {
+    this.status = { type: 'running', step: 0 };
+    this.liveness = new Liveness(spec.stages, Date.now());
+  }
+
+  get state(): DriverStatus {
+    return this.status;
+  }
+
+  get step(): number {
+    return this.status.type === 'failed' ? NaN : this.status.step;
+  }
+
+  /** Discovers workers, assigns stages, and waits until every stage is ready (graphs built, channels open). */
+  static async start(bus: MessageBus, opts: DriverOptions, model?: Model): Promise<Driver> {
+    checkJobTokens(opts.ns, opts.job);
+    const m = model ?? decodeModel('path' in opts.model ? new Uint8Array(await readFile(opts.model.path)) : new Uint8Array(Buffer.from(opts.model.base64, 'base64')));
+    const part = partitionModel(m, { cuts: 'auto', stages: opts.stages, bindings: opts.bindings, loss: opts.loss });
+    const { gradClipNorm, ...optimizer } = opts.optimizer as JobSpec['optimizer'] & { gradClipNorm?: number };
+    const spec: JobSpec = {
+      ns: opts.ns, job: opts.job, stages: opts.stages, microBatches: opts.microBatches, schedule: opts.schedule, model: opts.model,
+      bindings: opts.bindings, loss: opts.loss, optimizer: optimizer as JobSpec['optimizer'], intraOpThreads: opts.intraOpThreads,
+      resume: opts.resume, fingerprint: opts.fingerprint, heartbeatMs: opts.heartbeatMs,
+    };
+    const driverSubject = subjects.driver(spec.ns, spec.job);
+
+    // 1. Discover: probe until enough idle workers said hello.
+    const hellos: string[] = [];
+    let onEvent: (e: WorkerEvent) => void = (e) => { if (e.type === 'hello' && !hellos.includes(e.worker)) hellos.push(e.worker); };
+    const sub = bus.subscribe(driverSubject, (d) => {
+      try { onEvent(decodeControl<WorkerEvent>(d, driverSubject, workerEventTypes)); } catch { /* not ours */ }
+    });
+    const discoverMs = opts.discoverTimeoutMs ?? 10_000;
+    const deadline = Date.now() + discoverMs;
+    await bus.flush();
+    while (hellos.length < spec.stages && Date.now() < deadline) {
+      bus.publish(subjects.probe(spec.ns), encodeControl({ type: 'probe', job: spec.job, reply: driverSubject }));
+      await bus.flush();
+      await new Promise((r) => setTimeout(r, opts.probeIntervalMs ?? 250));
+    }
+    if (hellos.length < spec.stages) {
+      sub.unsubscribe();
+      throw new NotEnoughWorkersError(spec.stages, hellos, discoverMs);
+    }
+    const workers = hellos.slice(0, spec.stages);
+
+    const dataOut = new Map<number, TensorSender>();
+    part.stages.forEach((st, i) => { if (st.dataInputs.length > 0) dataOut.set(i, new TensorSender(bus, channels.data(spec.ns, spec.job, i))); });
+    const d = new Driver(bus, spec, part, gradClipNorm, opts, workers, dataOut);
+    d.subs.push(sub);
+    onEvent = (e) => d.onEvent(e);
+
+    // 2. Assign and wait for every stage's ready.
+    workers.forEach((w, i) => bus.publish(subjects.worker(spec.ns, w), encodeControl({ type: 'assign', spec, stage: i, driver: driverSubject })));
+    await bus.flush();
+    d.startLiveness(opts.readyTimeoutMs ?? 120_000);
+    try {
+      await d.until(() => d.ready.size === spec.stages);
+    } catch (err) {
+      await d.close();
+      throw err;
+    }
+    d.status = { type: 'running', step: d.readyStep };
+    d.startLiveness(opts.livenessTimeoutMs ?? 5000);
+    return d;
+  }
+
+  private startLiveness(timeoutMs: number): void {
+    clearInterval(this.timer);
+    for (let i = 0; i < this.spec.stages; i++) this.liveness.seen(i, Date.now());
+    if (timeoutMs <= 0) return;
+    this.timer = setInterval(() => {
+      const s = this.liveness.silent(Date.now(), timeoutMs);
+      if (s) this.fail(new StageLostError(s.stage, this.workers[s.stage] ?? '?', s.silentMs));
+    }, Math.max(50, Math.min(1000, timeoutMs / 5)));
+  }
+
+  private onEvent(e: WorkerEvent): void {
+    if (e.type === 'hello') return;
+    this.liveness.seen(e.stage, Date.now());
+    const c = this.cur;
+    switch (e.type) {
+      case 'ready': this.ready.add(e.stage); this.readyStep = e.step; break;
+      case 'loss': if (c && e.step === this.step + 1) c.losses[e.microBatch] = e.loss; break;
+      case 'sumsq': if (c && e.step === this.step + 1) c.sumsq[e.stage] = e.sumsq; break;
+      case 'stepped': if (c) c.stepped.add(e.stage); break;
+      case 'checkpointed': if (c) c.checkpointed.add(e.stage); break;
+      case 'stopped': this.onEventStopped(e.stage); break;
+      case 'failed': this.fail(new StageFailedError(e.stage, e.worker, e.message)); return;
+      case 'heartbeat': break;
+    }
+    for (const w of [...this.waiters]) if (w.check()) { this.waiters.delete(w); w.resolve(); }
+  }
+
+  private until(check: () => boolean): Promise<void> {
+    if (this.status.type === 'failed') return Promise.reject(this.status.error);
+    if (check()) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.add({ check, resolve, reject }));
+  }
+
+  private fail(error: Error): void {
+    if (this.status.type === 'failed') return;
+    this.status = { type: 'failed', error };
+    clearInterval(this.timer);
+    this.broadcast({ type: 'abort', reason: error.message });
+    for (const w of this.waiters) w.reject(error);
+    this.waiters.clear();
+  }
+
+  private broadcast(cmd: DriverCommand): void {
+    for (let i = 0; i < this.spec.stages; i++) {
+      try { this.bus.publish(subjects.stage(this.spec.ns, this.spec.job, i), encodeControl(cmd)); } catch { /* bus closed */ }
+    }
+  }
+
+  private guard(): void {
+    if (this.status.type === 'failed') throw this.status.error;
+    if (this.status.type === 'stopped') throw new Error('the job was stopped');
+  }
+
+  /** One training step over the full batch (split into micro-batches along dim 0). */
+  async trainStep(batch: Record<string, Tensor>, lr = this.spec.optimizer.lr): Promise<DriverStepResult> {
+    this.guard();
+    const { spec } = this;
+    const m = spec.microBatches;
+    const step = this.step + 1;
+    const mbs = splitBatch(batch, m);
+    this.cur = { losses: new Array<number>(m).fill(NaN), sumsq: new Array(spec.stages).fill(undefined), stepped: new Set(), checkpointed: new Set() };
+    const c = this.cur;
+    this.broadcast({ type: 'step', step, lr });
+    const feeding = (async () => {
+      for (const [i, sender] of this.dataOut) {
+        for (let j = 0; j < m; j++) {
+          for (const v of this.partition.stages[i]!.dataInputs) await sender.send({ job: spec.job, step, microBatch: j, name: v.name, kind: 'other' }, mbs[j]![v.name]!);
+        }
+      }
+    })();
+    feeding.catch((err: unknown) => this.fail(err as Error));
+    await this.until(() => c.sumsq.every((x) => x !== undefined) && c.losses.every((x) => !Number.isNaN(x)));
+    // Stage order, as a fixed reduction; sqrt of the sum of per-stage sums of squares.
+    const gradNorm = Math.sqrt(c.sumsq.reduce((a: number, b) => a + b!, 0));
+    const scale = this.clip !== undefined && gradNorm > this.clip ? Math.fround(this.clip / (gradNorm + 1e-6)) : 1;
+    this.broadcast({ type: 'update', step, scale });
+    await this.until(() => c.stepped.size === spec.stages);
+    this.status = { type: 'running', step };
+    return { step, loss: c.losses.reduce((x, y) => x + y, 0) / m, gradNorm };
+  }
+
+  /**
+   * Every stage writes its checkpoint file for the current step under `dir`; then the driver writes
+   * the manifest (with the data source's position), which makes the step directory complete.
+   */
+  async checkpoint(dir: string, dataState: unknown): Promise<string> {
+    this.guard();
+    const step = this.step;
+    const c: StepState = { losses: [], sumsq: [], stepped: new Set(), checkpointed: new Set() };
+    this.cur = c;
+    this.broadcast({ type: 'checkpoint', step, dir });
+    await this.until(() => c.checkpointed.size === this.spec.stages);
+    await writeManifest(dir, { step, stages: this.spec.stages, dataState, fingerprint: this.spec.fingerprint ?? '' });
+    return stepDir(dir, step);
+  }
+
+  /** Tells every stage to stop (workers return to their pools) and waits for them. */
+  async stop(): Promise<void> {
+    if (this.status.type === 'running') {
+      const stopped = new Set<number>();
+      const prev = this.onEventStopped;
+      this.onEventStopped = (s) => stopped.add(s);
+      this.broadcast({ type: 'stop' });
+      await this.until(() => stopped.size === this.spec.stages).finally(() => { this.onEventStopped = prev; });
+      this.status = { type: 'stopped', step: this.step };
+    }
+    await this.close();
+  }
+
+  private onEventStopped: (stage: number) => void = () => undefined;
+
+  /** Releases the driver's subscriptions, senders and timer (not the bus). */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    for (const s of this.subs) s.unsubscribe();
+    await Promise.all([...this.dataOut.values()].map((s) => s.close().catch(() => undefined)));
+  }
+}

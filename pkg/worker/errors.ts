@@ -1,0 +1,49 @@
+/** One error class per failure kind (STYLE 8); each carries the stage it concerns where there is one. */
+
+/** A stage worker stopped sending heartbeats (killed, crashed, or cut off from NATS). */
+export class StageLostError extends Error {
+  override name = 'StageLostError';
+  constructor(readonly stage: number, readonly worker: string, readonly silentMs: number) {
+    super(`stage ${stage} (worker ${worker}) stopped responding: no heartbeat for ${(silentMs / 1000).toFixed(1)} s`);
+  }
+}
+
+/** A stage worker reported a failure while running its part of a step (ORT error, bad tensor, ...). */
+export class StageFailedError extends Error {
+  override name = 'StageFailedError';
+  constructor(readonly stage: number, readonly worker: string, readonly detail: string) {
+    super(`stage ${stage} (worker ${worker}) failed: ${detail}`);
+  }
+}
+
+/** Fewer idle workers answered than the job has stages. */
+export class NotEnoughWorkersError extends Error {
+  override name = 'NotEnoughWorkersError';
+  constructor(readonly wanted: number, readonly found: string[], readonly waitedMs: number) {
+    super(`the job needs ${wanted} stage workers, ${found.length} idle answered within ${(waitedMs / 1000).toFixed(1)} s (start them with "tessera up --workers ${wanted}")`);
+  }
+}
+
+/** A control message that is not valid JSON or not a known message type. */
+export class ControlMessageError extends Error {
+  override name = 'ControlMessageError';
+  constructor(message: string, readonly subject: string) {
+    super(message);
+  }
+}
+
+/** A tensor the stage expected did not come, or came wrong (transport error event). */
+export class StageTensorError extends Error {
+  override name = 'StageTensorError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A distributed checkpoint directory that cannot be resumed from. */
+export class StageCheckpointError extends Error {
+  override name = 'StageCheckpointError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

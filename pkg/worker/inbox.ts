@@ -1,0 +1,75 @@
+import type { Tensor } from '../onnx/index.js';
+import { TensorReceiver, type ChannelAddress, type MessageBus, type TensorReceiverOptions } from '../transport/index.js';
+import { StageTensorError } from './errors.js';
+
+/**
+ * A tensor channel's receiving end, read eagerly into a mailbox keyed by (step, micro-batch, name),
+ * so a stage takes tensors in the order its schedule needs them, whatever order they arrived in.
+ * A transport error event (corrupt or forged frames) fails every pending and later take().
+ */
+export class Inbox {
+  private readonly receiver: TensorReceiver;
+  private readonly box = new Map<string, Tensor>();
+  private readonly waiters = new Map<string, { resolve: (t: Tensor) => void; reject: (e: Error) => void }>();
+  private failed: Error | undefined;
+  private readonly pump: Promise<void>;
+
+  constructor(bus: MessageBus, readonly address: ChannelAddress, opts: TensorReceiverOptions = {}) {
+    const rx = new TensorReceiver(bus, address, opts);
+    this.receiver = rx;
+    this.pump = (async () => {
+      for (;;) {
+        const n = await rx.next();
+        if (n.done) break;
+        const e = n.value;
+        if (e.type === 'error') {
+          this.fail(new StageTensorError(`bad tensor on ${rx.subjects.data}: ${e.error.message}`, { cause: e.error }));
+          continue;
+        }
+        const key = Inbox.key(e.meta.step, e.meta.microBatch, e.meta.name);
+        const w = this.waiters.get(key);
+        if (w) {
+          this.waiters.delete(key);
+          w.resolve(e.tensor);
+        } else {
+          this.box.set(key, e.tensor);
+        }
+      }
+      this.fail(new StageTensorError(`channel ${rx.subjects.data} closed`));
+    })();
+  }
+
+  private static key(step: number, microBatch: number, name: string): string {
+    return `${step}/${microBatch}/${name}`;
+  }
+
+  private fail(err: Error): void {
+    this.failed ??= err;
+    for (const w of this.waiters.values()) w.reject(this.failed);
+    this.waiters.clear();
+  }
+
+  /** The tensor `name` of (step, micro-batch), once it has arrived. */
+  take(step: number, microBatch: number, name: string): Promise<Tensor> {
+    const key = Inbox.key(step, microBatch, name);
+    const t = this.box.get(key);
+    if (t) {
+      this.box.delete(key);
+      return Promise.resolve(t);
+    }
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => this.waiters.set(key, { resolve, reject }));
+  }
+
+  /** Several tensors of one (step, micro-batch). */
+  async takeAll(step: number, microBatch: number, names: readonly string[]): Promise<Record<string, Tensor>> {
+    const out: Record<string, Tensor> = {};
+    for (const n of names) out[n] = await this.take(step, microBatch, n);
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.receiver.close();
+    await this.pump;
+  }
+}

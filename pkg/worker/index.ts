@@ -1,0 +1,18 @@
+export { Driver } from './driver.js';
+export type { DriverOptions, DriverStatus, DriverStepResult } from './driver.js';
+export { StageWorker, inlineCompute } from './stage-worker.js';
+export type { ComputeFactory, StageWorkerOptions, StageWorkerStatus } from './stage-worker.js';
+export { PoolWorker } from './pool-worker.js';
+export type { PoolWorkerOptions, PoolWorkerStatus } from './pool-worker.js';
+export { StageCompute, stagePlan, tiedReads } from './stage-compute.js';
+export type { StageComputeLike, StagePlan, StageSnapshot } from './stage-compute.js';
+export { ThreadCompute, ComputeThreadError, threadCompute } from './thread-compute.js';
+export type { ThreadComputeOptions } from './thread-compute.js';
+export { Liveness } from './liveness.js';
+export { channels, subjects, encodeControl, decodeControl } from './protocol.js';
+export type { DriverCommand, JobSpec, PoolMessage, WorkerEvent } from './protocol.js';
+export { readPipelineCheckpoint, stageFile, stepDir, writeManifest, writeStageCheckpoint } from './checkpoint.js';
+export type { PipelineManifest } from './checkpoint.js';
+export { NatsServer, NatsServerNotFoundError, NatsServerStartError, findNatsServer, freePort } from './nats-server.js';
+export type { NatsServerOptions } from './nats-server.js';
+export { ControlMessageError, NotEnoughWorkersError, StageCheckpointError, StageFailedError, StageLostError, StageTensorError } from './errors.js';

@@ -1,0 +1,128 @@
+import { channelSubjects, type ChannelAddress } from '../transport/index.js';
+import type { OptimizerConfig } from '../optim/index.js';
+import { ControlMessageError } from './errors.js';
+
+/**
+ * The control plane of a pipeline job: small JSON messages on core NATS subjects (no request/reply,
+ * so the in-memory bus serves tests too). Tensors never travel here; they use tensor channels.
+ *
+ * Subjects (<ns> namespace, <job> job id, <w> worker id, <i> stage index):
+ *   tessera.<ns>.pool.probe        driver -> every worker: "who is idle?" ({type:'probe'}); idle workers answer
+ *                                  with {type:'hello'} on the job's driver subject named in the probe
+ *   tessera.<ns>.pool.<w>          driver -> one worker: {type:'assign'} (job spec and stage index)
+ *   tessera.<ns>.<job>.ctl.s<i>    driver -> stage i: step, update, checkpoint, stop, abort
+ *   tessera.<ns>.<job>.ctl.driver  workers -> driver: hello, ready, heartbeat, loss, sumsq, stepped,
+ *                                  checkpointed, failed, stopped
+ *
+ * Tensor channels (pkg/transport, credit-controlled, one sender per channel):
+ *   activations into stage i       {ns, job, stage: i, fwd}         = tessera.<ns>.<job>.s<i>.fwd
+ *   gradients into stage i         {ns, job, stage: i, bwd}         = tessera.<ns>.<job>.s<i>.bwd
+ *   data inputs into stage i       {ns, job: <job>-data, i, fwd}    (from the driver)
+ *   tied-weight gradient r -> o    {ns, job: <job>-tie<r>, o, bwd}  (reader's raw sum to the owner)
+ *   tied-weight value o -> r       {ns, job: <job>-tie<o>, r, fwd}  (owner's updated value to a reader)
+ * The extra streams reuse channelSubjects with a suffixed job token because a channel allows exactly
+ * one sender and the transport names only fwd/bwd; a job id must not itself end in "-data"/"-tie<n>".
+ *
+ * One step, as the driver runs it:
+ *   1. driver -> every stage: {step, lr}; driver -> data channels: each stage's data inputs per micro-batch
+ *   2. stages run their schedule's action list; the last stage reports each micro-batch's loss
+ *   3. readers of tied weights send their gradient sums to the owner; every stage scales its sums by
+ *      1/m and reports the sum of squares of the gradients it owns ({type:'sumsq'})
+ *   4. driver: norm = sqrt(sum over stages); scale = clip/(norm+1e-6) in float32 when norm > clip,
+ *      else 1; -> every stage {type:'update', scale}
+ *   5. stages scale, run their optimizer graphs, owners send tied values back; -> {type:'stepped'}
+ */
+
+export interface JobSpec {
+  ns: string;
+  job: string;
+  stages: number;
+  microBatches: number;
+  /** Schedule name (pkg/pipeline registry): '1f1b', 'gpipe', ... */
+  schedule: string;
+  /**
+   * The ONNX model: a path every worker can read (same machine or shared filesystem), or the bytes
+   * inline (base64; fine for small models, must fit one NATS message). Every worker runs the same
+   * deterministic splitStages over it, so no stage graphs travel.
+   */
+  model: { path: string } | { base64: string };
+  /** Symbolic dims bound for ONE micro-batch, e.g. { batch: 2 }. */
+  bindings: Record<string, number>;
+  /** Loss value name. @default as splitStages */
+  loss?: string;
+  /** Per-stage optimizer, WITHOUT gradClipNorm (clipping is global, done through the driver). */
+  optimizer: OptimizerConfig;
+  /** ORT intra-op threads per session. @default 1 */
+  intraOpThreads?: number;
+  /** Resume every stage from this checkpoint directory (see checkpoint.ts). @default fresh parameters */
+  resume?: string;
+  /** Digest of what the run depends on, stored in checkpoints (pkg/train fingerprintOf). @default "" */
+  fingerprint?: string;
+  /** Worker heartbeat period in ms; 0 turns heartbeats off (in-process tests). @default 500 */
+  heartbeatMs?: number;
+}
+
+export type DriverCommand =
+  | { type: 'step'; step: number; lr: number }
+  | { type: 'update'; step: number; scale: number }
+  | { type: 'checkpoint'; step: number; dir: string }
+  | { type: 'stop' }
+  | { type: 'abort'; reason: string };
+
+export type WorkerEvent =
+  | { type: 'hello'; worker: string }
+  | { type: 'ready'; worker: string; stage: number; step: number }
+  | { type: 'heartbeat'; worker: string; stage: number }
+  | { type: 'loss'; stage: number; step: number; microBatch: number; loss: number }
+  | { type: 'sumsq'; stage: number; step: number; sumsq: number }
+  | { type: 'stepped'; stage: number; step: number }
+  | { type: 'checkpointed'; stage: number; step: number; file: string }
+  | { type: 'failed'; worker: string; stage: number; message: string }
+  | { type: 'stopped'; stage: number };
+
+export type PoolMessage = { type: 'probe'; job: string; reply: string } | { type: 'assign'; spec: JobSpec; stage: number; driver: string };
+
+export const subjects = {
+  probe: (ns: string) => `tessera.${ns}.pool.probe`,
+  worker: (ns: string, worker: string) => `tessera.${ns}.pool.${worker}`,
+  stage: (ns: string, job: string, i: number) => `tessera.${ns}.${job}.ctl.s${i}`,
+  driver: (ns: string, job: string) => `tessera.${ns}.${job}.ctl.driver`,
+} as const;
+
+/** Tensor channel addresses of a job (see the table above). */
+export const channels = {
+  fwd: (ns: string, job: string, stage: number): ChannelAddress => ({ ns, job, stage, direction: 'fwd' }),
+  bwd: (ns: string, job: string, stage: number): ChannelAddress => ({ ns, job, stage, direction: 'bwd' }),
+  data: (ns: string, job: string, stage: number): ChannelAddress => ({ ns, job: `${job}-data`, stage, direction: 'fwd' }),
+  tiedGrad: (ns: string, job: string, from: number, owner: number): ChannelAddress => ({ ns, job: `${job}-tie${from}`, stage: owner, direction: 'bwd' }),
+  tiedValue: (ns: string, job: string, owner: number, reader: number): ChannelAddress => ({ ns, job: `${job}-tie${owner}`, stage: reader, direction: 'fwd' }),
+} as const;
+
+/** Checks ns and job are valid subject tokens (throws InvalidSubjectError otherwise). */
+export function checkJobTokens(ns: string, job: string): void {
+  channelSubjects({ ns, job, stage: 0, direction: 'fwd' });
+}
+
+const utf8 = new TextEncoder();
+const utf8d = new TextDecoder();
+
+export function encodeControl(msg: DriverCommand | WorkerEvent | PoolMessage): Uint8Array {
+  return utf8.encode(JSON.stringify(msg));
+}
+
+/** Parses one control message; the type field is checked against `known`. */
+export function decodeControl<T extends { type: string }>(data: Uint8Array, subject: string, known: readonly T['type'][]): T {
+  let v: unknown;
+  try {
+    v = JSON.parse(utf8d.decode(data));
+  } catch (err) {
+    throw new ControlMessageError(`control message on ${subject} is not JSON: ${(err as Error).message}`, subject);
+  }
+  const type = (v as { type?: unknown } | null)?.type;
+  if (typeof type !== 'string' || !known.includes(type)) throw new ControlMessageError(`unknown control message type ${JSON.stringify(type)} on ${subject}`, subject);
+  return v as T;
+}
+
+export const driverCommandTypes = ['step', 'update', 'checkpoint', 'stop', 'abort'] as const;
+export const workerEventTypes = ['hello', 'ready', 'heartbeat', 'loss', 'sumsq', 'stepped', 'checkpointed', 'failed', 'stopped'] as const;
+export const poolMessageTypes = ['probe', 'assign'] as const;

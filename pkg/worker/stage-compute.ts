@@ -1,0 +1,268 @@
+import { DataType, encodeModel, type ConcreteType, type Tensor } from '../onnx/index.js';
+import { OrtSession } from '../runtime/index.js';
+import { buildOptimizerGraph, type OptimizerConfig, type OptimizerGraph } from '../optim/index.js';
+import { StageOp, ownedParams, type PipelineSplit } from '../pipeline/index.js';
+
+/**
+ * What one stage computes, as plain data (graphs as ONNX bytes) so it can cross into a worker
+ * thread by structured clone. Built from a PipelineSplit by stagePlan().
+ */
+export interface StagePlan {
+  index: number;
+  stages: number;
+  loss: string;
+  graphs: { F: Uint8Array; B: Uint8Array; W: Uint8Array; BW: Uint8Array };
+  activationInputs: string[];
+  dataInputs: string[];
+  activationOutputs: string[];
+  /** Every parameter the stage reads, with its type. */
+  params: { name: string; type: ConcreteType }[];
+  /** Parameter -> owner stage (the first reader; it runs the update). */
+  owner: Record<string, number>;
+  /** Float activation output -> graph input of its gradient. */
+  gradInputs: [string, string][];
+  /** Float activation input -> graph output of its gradient. */
+  inputGrads: [string, string][];
+  /** Parameter -> graph output of its gradient. */
+  paramGrads: [string, string][];
+  optimizer: OptimizerConfig;
+  intraOpThreads: number;
+}
+
+export function stagePlan(split: PipelineSplit, index: number, optimizer: OptimizerConfig, intraOpThreads = 1): StagePlan {
+  const st = split.stages[index]!;
+  return {
+    index,
+    stages: split.stages.length,
+    loss: split.loss,
+    graphs: { F: encodeModel(st.forward), B: encodeModel(st.backwardInput), W: encodeModel(st.backwardWeight), BW: encodeModel(st.backwardFused) },
+    activationInputs: st.activationInputs.map((v) => v.name),
+    dataInputs: st.dataInputs.map((v) => v.name),
+    activationOutputs: st.activationOutputs.map((v) => v.name),
+    params: st.params.map((name) => ({ name, type: split.table.types.get(name)! })),
+    owner: Object.fromEntries(st.params.map((n) => [n, split.owner.get(n)!])),
+    gradInputs: [...st.gradInputs],
+    inputGrads: [...st.inputGrads],
+    paramGrads: [...st.paramGrads],
+    optimizer,
+    intraOpThreads,
+  };
+}
+
+/** Parameters of this stage owned elsewhere (tied weights it reads but does not update), by owner. */
+export function tiedReads(plan: Pick<StagePlan, 'params' | 'owner' | 'index'>): Map<number, string[]> {
+  const out = new Map<number, string[]>();
+  for (const p of plan.params) {
+    const o = plan.owner[p.name]!;
+    if (o !== plan.index) out.set(o, [...(out.get(o) ?? []), p.name]);
+  }
+  return out;
+}
+
+/** Parameters this stage owns, by the other stages that read them: who gets the updated value. */
+export function tiedReaders(plan: Pick<StagePlan, 'index'>, allOwners: Record<string, number>[]): Map<number, string[]> {
+  const out = new Map<number, string[]>();
+  allOwners.forEach((owners, reader) => {
+    if (reader === plan.index) return;
+    for (const [name, o] of Object.entries(owners)) if (o === plan.index) out.set(reader, [...(out.get(reader) ?? []), name]);
+  });
+  return out;
+}
+
+/** Optimizer state and owned parameters: what a stage checkpoint holds. */
+export interface StageSnapshot {
+  step: number;
+  params: Record<string, Tensor>;
+  optimizerState: Record<string, Tensor>;
+}
+
+/**
+ * The async interface of a stage's compute, implemented inline (StageCompute, for tests) and in a
+ * worker thread (ThreadCompute). Parameters, stashed inputs and gradient sums live behind it.
+ */
+export interface StageComputeLike {
+  forward(microBatch: number, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  backward(op: 'B' | 'W' | 'BW', microBatch: number, outGrads: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  /** Raw (unscaled) gradient sums of the tied parameters this stage reads but does not own. */
+  tiedGrads(): Promise<Record<string, Tensor>>;
+  /** Adds other readers' sums into this owner's accumulators (call in reader order). */
+  addTiedGrads(grads: Record<string, Tensor>): Promise<void>;
+  /** Divides the owned sums by m; returns the sum of squares of the owned gradients. */
+  finishGrads(microBatches: number): Promise<number>;
+  /** Scales gradients (when scale != 1), runs the optimizer; returns the new values of owned tied params. */
+  update(scale: number, step: number, lr: number, tied: string[]): Promise<Record<string, Tensor>>;
+  /** Replaces parameters owned elsewhere with their updated values. */
+  setParams(values: Record<string, Tensor>): Promise<void>;
+  snapshot(): Promise<StageSnapshot>;
+  restore(s: StageSnapshot): Promise<void>;
+  /** Every parameter the stage reads (tests). */
+  params(): Promise<Record<string, Tensor>>;
+  close(): Promise<void>;
+}
+
+const copy = (t: Tensor): Tensor => ({ dtype: t.dtype, dims: [...t.dims], data: t.data.slice() });
+
+/**
+ * A stage's compute in the current thread: the same arithmetic as InProcessPipeline (same feeds,
+ * gradient sums in action order, 1/m after accumulation, optimizer graph per stage), so a pipeline of
+ * these reproduces it bit for bit except where tied-weight sums are added in a different order.
+ */
+export class StageCompute implements StageComputeLike {
+  private readonly sessions = new Map<string, Promise<OrtSession>>();
+  private readonly stash = new Map<number, Record<string, Tensor>>();
+  private readonly outGrads = new Map<number, Record<string, Tensor>>();
+  private readonly pendingW = new Set<number>();
+  private acc = new Map<string, Float32Array>();
+  private readonly optimizer: OptimizerGraph | undefined;
+  private optSession: Promise<OrtSession> | undefined;
+  private optState: Record<string, Tensor>;
+  private readonly owned: { name: string; type: ConcreteType }[];
+  private steps = 0;
+
+  constructor(readonly plan: StagePlan, private current: Record<string, Tensor>) {
+    this.owned = plan.params.filter((p) => plan.owner[p.name] === plan.index);
+    this.optimizer = this.owned.length > 0 ? buildOptimizerGraph(this.owned, plan.optimizer) : undefined;
+    this.optState = this.optimizer?.initialState() ?? {};
+  }
+
+  /** Initial values from the split (copies), for this stage's parameters. */
+  static initialParams(split: Pick<PipelineSplit, 'params'>, plan: Pick<StagePlan, 'params'>): Record<string, Tensor> {
+    const want = new Set(plan.params.map((p) => p.name));
+    return Object.fromEntries(split.params.filter((p) => want.has(p.name)).map((p) => [p.name, copy(p.init)]));
+  }
+
+  private session(kind: 'F' | 'B' | 'W' | 'BW'): Promise<OrtSession> {
+    let s = this.sessions.get(kind);
+    if (!s) {
+      s = OrtSession.create(this.plan.graphs[kind], { intraOpThreads: this.plan.intraOpThreads });
+      this.sessions.set(kind, s);
+    }
+    return s;
+  }
+
+  /** Creates the sessions up front so the first step does not pay for them. */
+  async warm(ops: readonly string[]): Promise<void> {
+    await this.session('F');
+    for (const op of new Set(ops)) if (op !== StageOp.Forward) await this.session(op as 'B' | 'W' | 'BW');
+  }
+
+  private stageParams(): Record<string, Tensor> {
+    return Object.fromEntries(this.plan.params.map((p) => [p.name, this.current[p.name]!]));
+  }
+
+  async forward(microBatch: number, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    this.stash.set(microBatch, feeds);
+    const out = await (await this.session('F')).run({ ...feeds, ...this.stageParams() });
+    if (this.plan.index === this.plan.stages - 1) return { [this.plan.loss]: out[this.plan.loss]! };
+    return Object.fromEntries(this.plan.activationOutputs.map((n) => [n, out[n]!]));
+  }
+
+  async backward(op: 'B' | 'W' | 'BW', j: number, grads: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    if (op !== StageOp.BackwardWeight && this.plan.index < this.plan.stages - 1) {
+      this.outGrads.set(j, Object.fromEntries(this.plan.gradInputs.map(([v, input]) => [input, grads[v]!])));
+    }
+    const feeds = { ...this.stash.get(j)!, ...this.stageParams(), ...(this.outGrads.get(j) ?? {}) };
+    const empty = (op === StageOp.BackwardInput ? this.plan.inputGrads.length : op === StageOp.BackwardWeight ? this.plan.paramGrads.length : 1) === 0;
+    const out = empty ? {} : await (await this.session(op)).run(feeds);
+    const result: Record<string, Tensor> = {};
+    if (op !== StageOp.BackwardWeight && this.plan.index > 0) for (const [v, o] of this.plan.inputGrads) result[v] = out[o]!;
+    if (op !== StageOp.BackwardInput) {
+      for (const [param, o] of this.plan.paramGrads) {
+        const g = out[o]!.data as Float32Array;
+        const sum = this.acc.get(param);
+        if (sum) for (let k = 0; k < sum.length; k++) sum[k] = sum[k]! + g[k]!;
+        else this.acc.set(param, Float32Array.from(g));
+      }
+    }
+    if (op === StageOp.BackwardInput) this.pendingW.add(j);
+    if (op === StageOp.BackwardFused || (op === StageOp.BackwardWeight && this.pendingW.delete(j))) {
+      this.stash.delete(j);
+      this.outGrads.delete(j);
+    }
+    return result;
+  }
+
+  async tiedGrads(): Promise<Record<string, Tensor>> {
+    const out: Record<string, Tensor> = {};
+    for (const p of this.plan.params) {
+      if (this.plan.owner[p.name] === this.plan.index) continue;
+      const sum = this.acc.get(p.name);
+      if (sum) out[p.name] = { dtype: DataType.FLOAT, dims: [...(p.type.shape as number[])], data: sum };
+      this.acc.delete(p.name);
+    }
+    return out;
+  }
+
+  async addTiedGrads(grads: Record<string, Tensor>): Promise<void> {
+    for (const [name, t] of Object.entries(grads)) {
+      const g = t.data as Float32Array;
+      const sum = this.acc.get(name);
+      if (sum) for (let k = 0; k < sum.length; k++) sum[k] = sum[k]! + g[k]!;
+      else this.acc.set(name, Float32Array.from(g));
+    }
+  }
+
+  async finishGrads(m: number): Promise<number> {
+    const scale = 1 / m;
+    let total = 0;
+    for (const p of this.owned) {
+      const sum = this.acc.get(p.name);
+      if (!sum) continue;
+      let part = 0;
+      for (let k = 0; k < sum.length; k++) {
+        sum[k] = sum[k]! * scale;
+        part += sum[k]! * sum[k]!;
+      }
+      total += part;
+    }
+    return total;
+  }
+
+  async update(scale: number, step: number, lr: number, tied: string[]): Promise<Record<string, Tensor>> {
+    const grads: Record<string, Tensor> = {};
+    for (const p of this.owned) {
+      const sum = this.acc.get(p.name) ?? new Float32Array(this.current[p.name]!.data.length);
+      if (scale !== 1) sum.forEach((v, k, a) => (a[k] = v * scale));
+      grads[p.name] = { dtype: DataType.FLOAT, dims: [...this.current[p.name]!.dims], data: sum };
+    }
+    this.acc = new Map();
+    if (this.optimizer) {
+      this.optSession ??= OrtSession.create(this.optimizer.model, { intraOpThreads: this.plan.intraOpThreads });
+      const params = Object.fromEntries(this.owned.map((p) => [p.name, this.current[p.name]!]));
+      const out = this.optimizer.read(await (await this.optSession).run(this.optimizer.feeds({ params, grads, state: this.optState, step, lr })));
+      this.optState = out.state;
+      this.current = { ...this.current, ...out.params };
+    }
+    this.steps = step;
+    return Object.fromEntries(tied.map((n) => [n, copy(this.current[n]!)]));
+  }
+
+  async setParams(values: Record<string, Tensor>): Promise<void> {
+    this.current = { ...this.current, ...values };
+  }
+
+  async snapshot(): Promise<StageSnapshot> {
+    return {
+      step: this.steps,
+      params: Object.fromEntries(this.owned.map((p) => [p.name, copy(this.current[p.name]!)])),
+      optimizerState: Object.fromEntries(Object.entries(this.optState).map(([k, t]) => [k, copy(t)])),
+    };
+  }
+
+  async restore(s: StageSnapshot): Promise<void> {
+    this.current = { ...this.current, ...s.params };
+    this.optState = { ...this.optState, ...s.optimizerState };
+    this.steps = s.step;
+  }
+
+  async params(): Promise<Record<string, Tensor>> {
+    return { ...this.current };
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sessions.values()) await (await s).release();
+    this.sessions.clear();
+    if (this.optSession) await (await this.optSession).release();
+    this.optSession = undefined;
+  }
+}

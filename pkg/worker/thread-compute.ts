@@ -1,0 +1,129 @@
+import { Worker } from 'node:worker_threads';
+import type { Tensor } from '../onnx/index.js';
+import type { StageComputeLike, StagePlan, StageSnapshot } from './stage-compute.js';
+import { forTransfer } from './transfer.js';
+
+/** Messages to the compute thread (compute-thread.ts); `tensors` always travel by transfer. */
+export type ThreadRequest =
+  | { id: number; op: 'warm' | 'tiedGrads' | 'snapshot' | 'params' | 'close' }
+  | { id: number; op: 'forward'; microBatch: number; tensors: Record<string, Tensor> }
+  | { id: number; op: 'backward'; kind: 'B' | 'W' | 'BW'; microBatch: number; tensors: Record<string, Tensor> }
+  | { id: number; op: 'addTiedGrads' | 'setParams'; tensors: Record<string, Tensor> }
+  | { id: number; op: 'finishGrads'; microBatches: number }
+  | { id: number; op: 'update'; scale: number; step: number; lr: number; tied: string[] }
+  | { id: number; op: 'restore'; step: number; tensors: Record<string, Tensor> };
+
+export interface ThreadReply {
+  id: number;
+  error?: string;
+  value?: number;
+  tensors?: Record<string, Tensor>;
+}
+
+/** The compute thread failed (ORT error, or the thread died). */
+export class ComputeThreadError extends Error {
+  override name = 'ComputeThreadError';
+}
+
+export interface ThreadComputeOptions {
+  /** The compiled thread entry. @default compute-thread.js beside this module (dist/ when built) */
+  entry?: URL | string;
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** StageComputeLike backed by a worker thread running StageCompute. */
+export class ThreadCompute implements StageComputeLike {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (r: ThreadReply) => void; reject: (e: Error) => void }>();
+  private dead: Error | undefined;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (r: ThreadReply) => {
+      const p = this.pending.get(r.id);
+      if (!p) return;
+      this.pending.delete(r.id);
+      if (r.error) p.reject(new ComputeThreadError(r.error));
+      else p.resolve(r);
+    });
+    const fail = (err: Error) => {
+      this.dead = err;
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+    worker.on('error', (e) => fail(new ComputeThreadError(`compute thread crashed: ${e.message}`)));
+    worker.on('exit', (code) => fail(new ComputeThreadError(`compute thread exited (code ${code})`)));
+  }
+
+  /** Starts the thread with the stage plan and initial parameters (transferred) and creates its sessions. */
+  static async start(plan: StagePlan, params: Record<string, Tensor>, warm: string[], opts: ThreadComputeOptions = {}): Promise<ThreadCompute> {
+    const t = forTransfer(params);
+    const worker = new Worker(opts.entry ?? new URL('./compute-thread.js', import.meta.url), { workerData: { plan, params: t.tensors, warm }, transferList: t.transfer });
+    const c = new ThreadCompute(worker);
+    await c.call({ op: 'warm' });
+    return c;
+  }
+
+  private call(req: DistributiveOmit<ThreadRequest, 'id'>): Promise<ThreadReply> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    let transfer: ArrayBuffer[] = [];
+    let msg = { ...req, id } as ThreadRequest;
+    if ('tensors' in req) {
+      const t = forTransfer(req.tensors);
+      msg = { ...msg, tensors: t.tensors } as ThreadRequest;
+      transfer = t.transfer;
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage(msg, transfer);
+    });
+  }
+
+  async forward(microBatch: number, tensors: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    return (await this.call({ op: 'forward', microBatch, tensors })).tensors!;
+  }
+  async backward(kind: 'B' | 'W' | 'BW', microBatch: number, tensors: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    return (await this.call({ op: 'backward', kind, microBatch, tensors })).tensors!;
+  }
+  async tiedGrads(): Promise<Record<string, Tensor>> {
+    return (await this.call({ op: 'tiedGrads' })).tensors!;
+  }
+  async addTiedGrads(tensors: Record<string, Tensor>): Promise<void> {
+    await this.call({ op: 'addTiedGrads', tensors });
+  }
+  async finishGrads(microBatches: number): Promise<number> {
+    return (await this.call({ op: 'finishGrads', microBatches })).value!;
+  }
+  async update(scale: number, step: number, lr: number, tied: string[]): Promise<Record<string, Tensor>> {
+    return (await this.call({ op: 'update', scale, step, lr, tied })).tensors!;
+  }
+  async setParams(tensors: Record<string, Tensor>): Promise<void> {
+    await this.call({ op: 'setParams', tensors });
+  }
+  async snapshot(): Promise<StageSnapshot> {
+    const r = await this.call({ op: 'snapshot' });
+    const params: Record<string, Tensor> = {};
+    const optimizerState: Record<string, Tensor> = {};
+    for (const [k, t] of Object.entries(r.tensors!)) (k.startsWith('param/') ? params : optimizerState)[k.slice(k.indexOf('/') + 1)] = t;
+    return { step: r.value!, params, optimizerState };
+  }
+  async restore(s: StageSnapshot): Promise<void> {
+    const tensors: Record<string, Tensor> = {};
+    for (const [k, t] of Object.entries(s.params)) tensors[`param/${k}`] = t;
+    for (const [k, t] of Object.entries(s.optimizerState)) tensors[`opt/${k}`] = t;
+    await this.call({ op: 'restore', step: s.step, tensors });
+  }
+  async params(): Promise<Record<string, Tensor>> {
+    return (await this.call({ op: 'params' })).tensors!;
+  }
+  async close(): Promise<void> {
+    if (!this.dead) await this.call({ op: 'close' }).catch(() => undefined);
+    await this.worker.terminate();
+  }
+}
+
+/** ComputeFactory running each stage's sessions in a worker thread (stage worker processes). */
+export function threadCompute(opts: ThreadComputeOptions = {}): (plan: StagePlan, params: Record<string, Tensor>, ops: string[]) => Promise<StageComputeLike> {
+  return (plan, params, ops) => ThreadCompute.start(plan, params, ops, opts);
+}
