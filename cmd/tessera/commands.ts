@@ -1,6 +1,7 @@
 import { modelCommand } from './model-command.js';
 import { planCommand } from './plan-command.js';
 import { trainCommand } from './train-command.js';
+import { upCommand } from './up-command.js';
 
 /** A CLI subcommand: parses its own flags, returns the exit code. */
 export interface Command {
@@ -10,4 +11,4 @@ export interface Command {
 }
 
 // Registered by name (STYLE 11); later commands (up, plan, bridge, ...) add one line each.
-export const commands = new Map<string, Command>([modelCommand, trainCommand, planCommand].map((c) => [c.name, c]));
+export const commands = new Map<string, Command>([modelCommand, trainCommand, planCommand, upCommand].map((c) => [c.name, c]));

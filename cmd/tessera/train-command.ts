@@ -1,9 +1,76 @@
 import { readFile, writeFile, rename } from 'node:fs/promises';
-import { decodeModel, encodeModel } from '../../pkg/onnx/index.js';
-import { parseOptimizerConfig } from '../../pkg/optim/index.js';
+import { resolve } from 'node:path';
+import { decodeModel, encodeModel, type Model } from '../../pkg/onnx/index.js';
+import { parseOptimizerConfig, type OptimizerConfig } from '../../pkg/optim/index.js';
+import { NatsBus } from '../../pkg/transport/index.js';
+import { Driver, readPipelineCheckpoint, runPipelineTraining } from '../../pkg/worker/index.js';
+import { UsageError } from './errors.js';
+import { startLocalCluster } from './up-command.js';
 import { Trainer, runTraining, openDataSource, embeddingVocab, bindBatchDims, decodeCheckpoint, encodeCheckpoint, fingerprintOf, type Progress } from '../../pkg/train/index.js';
 import type { Command } from './commands.js';
 import { choiceFlag, intFlag, numFlag, parseFlags, strFlag } from './flags.js';
+
+async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  await writeFile(`${path}.tmp`, bytes);
+  await rename(`${path}.tmp`, path);
+}
+
+/**
+ * `train --stages K`: the job runs on K stage workers over NATS (pkg/worker). The driver lives in
+ * this process; workers come from a running `tessera up` (--nats) or are spawned here for the run.
+ */
+async function trainPipeline(a: {
+  values: Record<string, string | boolean | undefined>; model: Model; modelPath: string; modelBytes: Uint8Array; bindings: Record<string, number>;
+  optimizer: OptimizerConfig; seed: number; steps: number; out: string; ckptPath: string; json: boolean; print: (p: Progress) => void;
+}): Promise<number> {
+  const { values } = a;
+  const stages = intFlag(values, 'stages', undefined);
+  const m = intFlag(values, 'micro-batches', stages);
+  const kind = choiceFlag(values, 'schedule', ['1f1b', 'gpipe'] as const, '1f1b');
+  const micro: Record<string, number> = {};
+  for (const [dim, v] of Object.entries(a.bindings)) {
+    if (v % m !== 0) throw new UsageError(`the batch (${dim} = ${v}) does not split into ${m} equal micro-batches; pass --batch divisible by --micro-batches`);
+    micro[dim] = v / m;
+  }
+  const inputs = a.model.graph.inputs.map((v) => ({ name: v.name, type: { dtype: v.type.dtype, shape: v.type.shape.map((d) => (typeof d === 'string' ? a.bindings[d]! : d)) } }));
+  const data = await openDataSource(strFlag(values, 'data'), inputs, { seed: a.seed });
+  const fingerprint = fingerprintOf(a.modelBytes, { optimizer: a.optimizer, stages, microBatches: m, schedule: kind }, a.bindings, a.seed);
+  const resume = values.resume === undefined ? undefined : resolve(String(values.resume));
+  if (resume) data.restore((await readPipelineCheckpoint(resume, fingerprint)).dataState);
+  const nats = values.nats === undefined ? undefined : strFlag(values, 'nats');
+  const ns = strFlag(values, 'ns', 'default');
+  const cluster = nats ? undefined : await startLocalCluster({ workers: stages, ns });
+  const bus = await NatsBus.connect({ servers: nats ?? cluster!.url, name: 'tessera-train' });
+  let driver: Driver | undefined;
+  try {
+    driver = await Driver.start(bus, {
+      ns, job: strFlag(values, 'job', `train-${process.pid}`), stages, microBatches: m, schedule: kind, model: { path: resolve(a.modelPath) },
+      bindings: micro, loss: values.loss as string | undefined, optimizer: a.optimizer, intraOpThreads: intFlag(values, 'threads', 1), resume, fingerprint,
+    }, a.model);
+    const d = driver;
+    const ckptDir = resolve(a.ckptPath);
+    let last: string | undefined;
+    const result = await runPipelineTraining(d, data, { steps: a.steps, logEvery: intFlag(values, 'log-every', 10), checkpointEvery: intFlag(values, 'checkpoint-every', 0, 0) }, {
+      onProgress: a.print,
+      onCheckpoint: async (_step, dataState) => { last = await d.checkpoint(ckptDir, dataState); },
+    });
+    last ??= resume;
+    if (!last) throw new UsageError(`nothing to do: the checkpoint is already at step ${d.step} >= --steps ${a.steps}`);
+    const ck = await readPipelineCheckpoint(last, fingerprint);
+    const initializers = new Map(a.model.graph.initializers);
+    for (const [name, t] of Object.entries(ck.params)) initializers.set(name, t);
+    await writeAtomic(a.out, encodeModel({ ...a.model, graph: { ...a.model.graph, initializers } }));
+    await d.stop();
+    driver = undefined;
+    const done = { type: 'done', steps: result.steps, loss: result.loss, model: a.out, checkpoint: last };
+    process.stdout.write(a.json ? JSON.stringify(done) + '\n' : `saved ${a.out} and checkpoint ${last} at step ${result.steps}\n`);
+    return 0;
+  } finally {
+    await driver?.close();
+    await bus.close();
+    await cluster?.stop();
+  }
+}
 
 const help = `usage: tessera train --model FILE --data FILE [flags]
 
@@ -26,6 +93,17 @@ const help = `usage: tessera train --model FILE --data FILE [flags]
   --log-every N           progress every N steps (default 10)
   --threads N             ORT intra-op threads (default 1)
   --json                  one JSON object per line instead of text
+
+pipeline-parallel (stage workers over NATS, see pkg/worker):
+  --stages K              split the model into K stages, each trained by one stage worker
+  --micro-batches M       micro-batches per batch (default K); --batch must divide by M
+  --schedule 1f1b|gpipe   (default 1f1b)
+  --nats URL              use the workers of a running "tessera up"; without it, train starts its own
+                          nats-server and K worker processes and stops them at the end
+  --ns NS                 worker pool namespace (default "default")
+  --job ID                job id (default: train-<pid>)
+  With --stages, --checkpoint and --resume name DIRECTORIES (<dir>/step-<N>/stage-<i>.ckpt + manifest.json;
+  --resume takes a step-<N> directory); workers and train must share the filesystem.
 `;
 
 export const trainCommand: Command = {
@@ -38,6 +116,8 @@ export const trainCommand: Command = {
       clip: { type: 'string' }, seed: { type: 'string' }, loss: { type: 'string' }, out: { type: 'string' },
       checkpoint: { type: 'string' }, 'checkpoint-every': { type: 'string' }, resume: { type: 'string' },
       'log-every': { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      stages: { type: 'string' }, 'micro-batches': { type: 'string' }, schedule: { type: 'string' }, nats: { type: 'string' },
+      ns: { type: 'string' }, job: { type: 'string' },
     });
     if (values.help) { process.stdout.write(help); return 0; }
     const modelPath = strFlag(values, 'model');
@@ -60,6 +140,15 @@ export const trainCommand: Command = {
     const modelBytes = new Uint8Array(await readFile(modelPath));
     const model = decodeModel(modelBytes);
     const bindings = bindBatchDims(model, batch);
+    const print = (p: Progress) => {
+      if (json) process.stdout.write(JSON.stringify(p) + '\n');
+      else process.stdout.write(`step ${String(p.step).padStart(String(p.steps).length)}/${p.steps}  loss ${p.loss.toFixed(4)}  grad-norm ${p.gradNorm.toFixed(3)}  ${p.unit}/s ${Math.round(p.itemsPerSec)}  elapsed ${(p.elapsedMs / 1000).toFixed(1)}s\n`);
+    };
+    if (values.stages !== undefined) {
+      return trainPipeline({
+        values, model, modelPath, modelBytes, bindings, optimizer, seed, steps, out, ckptPath, json, print,
+      });
+    }
     const trainer = await Trainer.create(model, { bindings, optimizer, loss: values.loss as string | undefined, intraOpThreads: intFlag(values, 'threads', 1) });
     try {
       const data = await openDataSource(dataPath, trainer.training.dataInputs, { seed, vocab: embeddingVocab(model) });
@@ -69,14 +158,6 @@ export const trainCommand: Command = {
         trainer.restore(ckpt);
         data.restore(ckpt.dataState);
       }
-      const print = (p: Progress) => {
-        if (json) process.stdout.write(JSON.stringify(p) + '\n');
-        else process.stdout.write(`step ${String(p.step).padStart(String(p.steps).length)}/${p.steps}  loss ${p.loss.toFixed(4)}  grad-norm ${p.gradNorm.toFixed(3)}  ${p.unit}/s ${Math.round(p.itemsPerSec)}  elapsed ${(p.elapsedMs / 1000).toFixed(1)}s\n`);
-      };
-      const writeAtomic = async (path: string, bytes: Uint8Array) => {
-        await writeFile(`${path}.tmp`, bytes);
-        await rename(`${path}.tmp`, path);
-      };
       const result = await runTraining(trainer, data, { steps, logEvery: intFlag(values, 'log-every', 10), checkpointEvery: intFlag(values, 'checkpoint-every', 0, 0) }, {
         onProgress: print,
         onCheckpoint: (c) => writeAtomic(ckptPath, encodeCheckpoint(c, fingerprint)),
