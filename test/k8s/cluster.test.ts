@@ -1,13 +1,12 @@
 import { request } from 'node:https';
 import {
   ApiException, ApiextensionsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api,
-  type V1CustomResourceDefinition,
+  V1MicroTime, VersionApi, type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
 import { startCluster, type Cluster } from './cluster.js';
 
 // Real kube-apiserver + etcd + kube-scheduler + kwok (built once by test/k8s/build.sh; the first
 // build takes many minutes, later runs start in seconds).
-jest.setTimeout(120_000);
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -66,6 +65,8 @@ describe('k8s test cluster (slow: real kube-apiserver, kube-scheduler, kwok)', (
       req.end();
     });
     expect(body).toBe('200 ok');
+    const version = await cluster.kubeConfig().makeApiClient(VersionApi).getCode();
+    expect(version.gitVersion).toBe('v1.36.1');
     const ns = await core.readNamespace({ name: NS });
     expect(ns.status?.phase).toBe('Active');
   });
@@ -166,7 +167,7 @@ describe('k8s test cluster (slow: real kube-apiserver, kube-scheduler, kwok)', (
     const running = await until('pod Running', async () => {
       const p = await core.readNamespacedPod({ name: 'stage-0', namespace: NS });
       return p.status?.phase === 'Running' ? p : undefined;
-    }, 60_000);
+    });
     expect(running.spec?.nodeName).toBe(GPU_NODE); // bound by kube-scheduler, not preset
 
     // A request no node can satisfy stays Pending with an Unschedulable condition from the scheduler.
@@ -181,14 +182,32 @@ describe('k8s test cluster (slow: real kube-apiserver, kube-scheduler, kwok)', (
     expect(pending.spec?.nodeName).toBeUndefined();
   });
 
+  test('kube-controller-manager creates default ServiceAccounts and garbage-collects owned objects', async () => {
+    await until('default ServiceAccount', async () => (await core.readNamespacedServiceAccount({ name: 'default', namespace: NS })).metadata?.name);
+    const owner = await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'owner' } } });
+    await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: {
+      name: 'dependent', ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata!.uid! }],
+    } } });
+    await core.deleteNamespacedConfigMap({ name: 'owner', namespace: NS });
+    await until('dependent garbage-collected', async () => {
+      try {
+        await core.readNamespacedConfigMap({ name: 'dependent', namespace: NS });
+        return undefined;
+      } catch (e) {
+        return statusOf(e) === 404 ? true : undefined;
+      }
+    });
+  });
+
+  // MicroTime fields need V1MicroTime: a plain Date serializes with milliseconds, which the apiserver rejects (400).
   test('Leases can be created and updated, with optimistic concurrency', async () => {
     const coord = cluster.kubeConfig().makeApiClient(CoordinationV1Api);
     const created = await coord.createNamespacedLease({ namespace: NS, body: {
       metadata: { name: 'tessera-operator' },
-      spec: { holderIdentity: 'operator-a', leaseDurationSeconds: 15, acquireTime: new Date(), renewTime: new Date() },
+      spec: { holderIdentity: 'operator-a', leaseDurationSeconds: 15, acquireTime: new V1MicroTime(), renewTime: new V1MicroTime() },
     } });
     const renewed = await coord.replaceNamespacedLease({ name: 'tessera-operator', namespace: NS, body: {
-      ...created, spec: { ...created.spec, holderIdentity: 'operator-b', renewTime: new Date() },
+      ...created, spec: { ...created.spec, holderIdentity: 'operator-b', renewTime: new V1MicroTime() },
     } });
     expect(renewed.spec?.holderIdentity).toBe('operator-b');
     expect(renewed.metadata?.resourceVersion).not.toBe(created.metadata?.resourceVersion);

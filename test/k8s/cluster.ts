@@ -12,12 +12,14 @@ import { freePort } from '../nats/launcher.js';
  *  - kube-apiserver v1.36 (k8s.io/kubernetes) over an embedded etcd, RBAC authorization, static tokens,
  *    a generated CA and service-account signing key (TokenRequest works);
  *  - kube-scheduler v1.36, so pods with only a nodeSelector/affinity get bound;
+ *  - kube-controller-manager v1.36 with only the garbage collector (owner references cascade),
+ *    namespace (deletion finishes) and serviceaccount (the `default` ServiceAccount) controllers;
  *  - kwok v0.8, which makes nodes annotated `kwok.x-k8s.io/node: fake` Ready and pods bound to
  *    them Running, without containers.
  *
- * Not running: kube-controller-manager. So no garbage collection of owner references, no
- * namespace deletion (namespaces stay Terminating), no Deployment/Job/ReplicaSet controllers, no
- * default ServiceAccount (the ServiceAccount admission plugin is disabled, so pods need none).
+ * Not running: the other controllers (no Deployment/ReplicaSet/Job/node-lifecycle controllers,
+ * no service-account token controller), kubelets (kwok stands in), kube-proxy. The ServiceAccount
+ * admission plugin is disabled, so pods get no token volume and need no ServiceAccount.
  *
  * Binaries come from test/k8s/build.sh (cached under ${TESSERA_CACHE:-~/.cache/tessera}/k8s/);
  * startCluster builds them when missing, which takes many minutes the first time.
@@ -50,6 +52,8 @@ export interface ClusterOptions {
   nodes?: FakeNode[];
   /** Run kube-scheduler. @default true */
   scheduler?: boolean;
+  /** Run kube-controller-manager with these controllers (false: don't run it). @default DEFAULT_CONTROLLERS */
+  controllers?: readonly string[] | false;
   /** Run kwok. @default true */
   kwok?: boolean;
   /** Milliseconds to wait for /readyz. @default 120000 */
@@ -91,6 +95,8 @@ export class ClusterStartError extends Error {
   }
 }
 
+/** kube-controller-manager controllers the harness runs by default. */
+export const DEFAULT_CONTROLLERS: readonly string[] = ['garbage-collector-controller', 'namespace-controller', 'serviceaccount-controller'];
 const FAKE_ANNOTATION = 'kwok.x-k8s.io/node';
 const LOG_LIMIT = 256 * 1024;
 
@@ -307,6 +313,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const schedPort = await freePort();
       procs.push(track(new Proc('kube-scheduler', spawn(join(bin, 'tessera-k8s'), [
         'scheduler', `--kubeconfig=${kc}`, '--leader-elect=false', '--bind-address=127.0.0.1', `--secure-port=${schedPort}`, '--v=0',
+      ], { stdio: ['ignore', 'pipe', 'pipe'] }))));
+    }
+    const controllers = opts.controllers ?? DEFAULT_CONTROLLERS;
+    if (controllers !== false && controllers.length > 0) {
+      const kc = writeKubeconfig('kube-controller-manager', readFileSync(join(pki, 'kube-controller-manager.token'), 'utf8').trim());
+      const kcmPort = await freePort();
+      procs.push(track(new Proc('kube-controller-manager', spawn(join(bin, 'tessera-k8s'), [
+        'controller-manager', `--kubeconfig=${kc}`, '--leader-elect=false', '--use-service-account-credentials=false',
+        `--controllers=${controllers.join(',')}`, '--bind-address=127.0.0.1', `--secure-port=${kcmPort}`, '--v=0',
       ], { stdio: ['ignore', 'pipe', 'pipe'] }))));
     }
     if (opts.kwok ?? true) {

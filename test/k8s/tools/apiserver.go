@@ -74,7 +74,9 @@ func runAPIServer(args []string) int {
 		"--token-auth-file=" + creds.tokenFile,
 		"--authorization-mode=RBAC",
 		"--service-cluster-ip-range=10.96.0.0/16",
-		"--disable-admission-plugins=ServiceAccount",
+		// ServiceAccount: pods need no token volume. TaintNodesByCondition: it taints new nodes
+		// not-ready and only the node-lifecycle controller (not run) would lift the taint.
+		"--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
 		"--enable-priority-and-fairness=false",
 		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",

@@ -29,6 +29,8 @@ type credentials struct {
 var staticUsers = []struct{ file, user, groups string }{
 	{"admin", "tessera:admin", "system:masters"},
 	{"kube-scheduler", "system:kube-scheduler", ""},
+	// Runs its controllers under its own identity (no --use-service-account-credentials).
+	{"kube-controller-manager", "system:kube-controller-manager", "system:masters"},
 	{"kwok", "tessera:kwok", "system:masters"},
 	{"nobody", "tessera:nobody", ""},
 }
