@@ -14,6 +14,7 @@ import {
   type TrainingJobStatus,
 } from '../../pkg/k8s/index.js';
 import { registeredSchedules } from '../../pkg/pipeline/index.js';
+import { base, celCases, type Loose } from './cases.js';
 import { applyDefaults, validate, type Schema } from './openapi.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -118,30 +119,6 @@ describe('printer columns', () => {
     expect(cols.find((c) => c.name === 'Stages')!.jsonPath).toBe('.status.stageCount');
   });
 });
-
-// Every CEL rule, where it sits, and a spec that breaks only it. The parser must refuse that spec
-// at the rule's field (so standalone mode enforces what the apiserver does), while the OpenAPI part
-// of the schema accepts it (so the CEL rule is what stops it at the apiserver).
-// Cases mutate raw specs in shapes a static type would forbid.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Loose = Record<string, any>;
-const base = (): Loose => ({
-  model: { source: { configMap: { name: 'm', key: 'model.onnx' } } },
-  data: { source: { path: '/data/x' }, batchSize: 8 },
-  optimizer: { learningRate: 0.001 },
-  steps: 10,
-});
-const celCases: [string, string, (s: Loose) => void, string][] = [
-  ['spec', 'pipeline.stages must not exceed placement.maxStages', (s) => Object.assign(s, { pipeline: { stages: 4 }, placement: { maxStages: 2 } }), 'spec.pipeline.stages'],
-  ['spec.model.source', 'exactly one of configMap, url, objectStore must be set', (s) => (s.model.source.url = 'https://x/m.onnx'), 'spec.model.source'],
-  ['spec.data', 'microBatches must not exceed batchSize', (s) => (s.data.microBatches = 16), 'spec.data.microBatches'],
-  ['spec.data', 'batchSize must be a multiple of microBatches', (s) => (s.data.microBatches = 3), 'spec.data.batchSize'],
-  ['spec.data.source', 'exactly one of configMap, url, objectStore, path must be set', (s) => (s.data.source = {}), 'spec.data.source'],
-  ['spec.optimizer', 'momentum applies only to optimizer type sgd', (s) => (s.optimizer.momentum = 0.5), 'spec.optimizer.momentum'],
-  ['spec.pipeline.stages', 'stages must be "auto" or an integer >= 1', (s) => (s.pipeline = { stages: 'many' }), 'spec.pipeline.stages'],
-  ['spec.placement.tolerations[]', 'a toleration with operator Exists must not set value', (s) => (s.placement = { tolerations: [{ key: 'k', operator: 'Exists', value: 'v' }] }), 'spec.placement.tolerations[0].value'],
-  ['spec.verification', 'sampleRate applies only to mode spot', (s) => (s.verification = { sampleRate: 0.1 }), 'spec.verification.sampleRate'],
-];
 
 describe('CEL rules', () => {
   const rules: { path: string; rule: string; message: string; fieldPath?: string }[] = [];
