@@ -1,0 +1,148 @@
+/**
+ * Integration: a real nats-server (test/nats/launcher.ts), real stage worker PROCESSES from dist/
+ * (npm test builds it; ORT in worker threads), the driver in this process. Slow-ish (~15 s).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NatsServer } from '../../test/nats/launcher.js';
+import { buildGpt } from '../models/index.js';
+import { decodeModel, encodeModel, type Tensor } from '../onnx/index.js';
+import { parseOptimizerConfig } from '../optim/index.js';
+import { NatsBus } from '../transport/index.js';
+import { Trainer, openDataSource } from '../train/index.js';
+import { Driver, StageLostError, readPipelineCheckpoint, type DriverOptions } from './index.js';
+
+const root = new URL('../..', import.meta.url).pathname;
+const workerMain = join(root, 'dist/cmd/worker/main.js');
+const cli = join(root, 'dist/cmd/tessera/main.js');
+const corpus = join(root, 'test/fixtures/corpus/kjv-genesis-exodus.txt');
+const dir = mkdtempSync(join(tmpdir(), 'tessera-worker-'));
+const d = 32;
+const batch = 8;
+const m = 8;
+const steps = 3;
+const optimizer = parseOptimizerConfig({ kind: 'adamw', lr: 3e-3, gradClipNorm: 1 });
+const model = buildGpt({ vocab: 256, layers: 4, dModel: d, heads: 2, context: 16, seed: 1 });
+const modelPath = join(dir, 'gpt.onnx');
+const inputs = model.graph.inputs.map((v) => ({ name: v.name, type: { dtype: v.type.dtype, shape: [batch, 16] } }));
+
+/** Max relative error per tensor, key part of attention biases left out (zero gradient, see worker.test.ts). */
+function worstRel(got: Record<string, Tensor>, want: Record<string, Tensor>): number {
+  let worst = 0;
+  for (const [name, w] of Object.entries(want)) {
+    const g = got[name];
+    if (!g) throw new Error(`missing parameter ${name}`);
+    const skip = name.endsWith('.attn.c_attn.bias') ? (k: number) => k >= d && k < 2 * d : () => false;
+    let diff = 0;
+    let scale = 0;
+    for (let k = 0; k < w.data.length; k++) {
+      if (skip(k)) continue;
+      diff = Math.max(diff, Math.abs(Number(g.data[k]) - Number(w.data[k])));
+      scale = Math.max(scale, Math.abs(Number(w.data[k])));
+    }
+    worst = Math.max(worst, diff / scale);
+  }
+  return worst;
+}
+
+let server: NatsServer;
+let workers: ChildProcess[] = [];
+let bus: NatsBus;
+let reference: Record<string, Tensor>;
+let refLosses: number[];
+
+function startWorker(id: string): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [workerMain, '--nats', server.url, '--id', id, '--ns', 'it'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => { out += b.toString(); if (out.includes(`${id}: ready`)) resolve(child); });
+    child.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
+    child.once('exit', (code) => reject(new Error(`worker ${id} exited with ${code}: ${out}`)));
+  });
+}
+
+beforeAll(async () => {
+  if (!existsSync(workerMain)) throw new Error(`${workerMain} is missing: run "npm run build" (npm test does it)`);
+  writeFileSync(modelPath, encodeModel(model));
+  server = await NatsServer.start();
+  workers = await Promise.all([0, 1, 2, 3].map((k) => startWorker(`w${k}`)));
+  bus = await NatsBus.connect({ servers: server.url });
+  // Single-process reference: the Trainer on the same batches (same data seed), clipping in its optimizer graph.
+  const trainer = await Trainer.create(decodeModel(readFileSync(modelPath)), { bindings: { batch }, optimizer });
+  const data = await openDataSource(corpus, inputs, { seed: 3 });
+  refLosses = [];
+  for (let s = 0; s < steps; s++) refLosses.push((await trainer.trainStep(data.next())).loss);
+  reference = trainer.snapshot().params;
+  await trainer.close();
+}, 60_000);
+
+afterAll(async () => {
+  await bus?.close();
+  for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill('SIGTERM');
+  await Promise.all(workers.map((w) => (w.exitCode === null && w.signalCode === null ? new Promise((r) => w.once('exit', r)) : undefined)));
+  await server?.stop();
+});
+
+const jobOptions = (job: string, schedule: string): DriverOptions => ({
+  ns: 'it', job, stages: 4, microBatches: m, schedule, model: { path: modelPath }, bindings: { batch: batch / m }, optimizer,
+  heartbeatMs: 200, livenessTimeoutMs: 2000,
+});
+
+describe('GPT (4 layers, d 32, context 16) on 4 worker processes over nats-server, 8 micro-batches', () => {
+  test.each(['1f1b', 'gpipe'])('%s: 3 steps end within 1e-5 of the single-process Trainer (clip 1)', async (schedule) => {
+    const driver = await Driver.start(bus, jobOptions(`gpt-${schedule}`, schedule));
+    expect([...driver.workers].sort()).toEqual(['w0', 'w1', 'w2', 'w3']);
+    const data = await openDataSource(corpus, inputs, { seed: 3 });
+    const losses: number[] = [];
+    for (let s = 0; s < steps; s++) losses.push((await driver.trainStep(data.next())).loss);
+    const ckpt = await driver.checkpoint(join(dir, `ckpt-${schedule}`), data.state());
+    await driver.stop();
+    const got = await readPipelineCheckpoint(ckpt);
+    expect(got.step).toBe(steps);
+    losses.forEach((l, k) => expect(Math.abs(l - refLosses[k]!)).toBeLessThan(1e-5));
+    expect(worstRel(got.params, reference)).toBeLessThan(1e-5);
+    // the weights really moved (agreement means something)
+    const init = Object.fromEntries([...model.graph.initializers].filter(([n]) => reference[n]));
+    expect(worstRel(init, reference)).toBeGreaterThan(1e-3);
+  }, 60_000);
+
+  test('tessera train --stages 4 --nats (pooled workers) prints progress lines and writes the model the Trainer trains', () => {
+    const args = ['--model', modelPath, '--data', corpus, '--batch', String(batch), '--lr', '0.003', '--clip', '1', '--seed', '3', '--steps', String(steps), '--log-every', '1'];
+    const pipe = spawnSync(process.execPath, [cli, 'train', ...args, '--out', join(dir, 'pipe.onnx'), '--stages', '4', '--micro-batches', String(m), '--nats', server.url, '--ns', 'it', '--checkpoint', join(dir, 'cli-ckpt')], { encoding: 'utf8' });
+    expect(pipe.stderr).toBe('');
+    expect(pipe.status).toBe(0);
+    const lines = pipe.stdout.trim().split('\n');
+    // the single-process line format, with the Trainer's losses
+    lines.slice(0, steps).forEach((l, k) => {
+      expect(l).toMatch(new RegExp(`^step ${k + 1}/${steps}  loss (\\d+\\.\\d{4})  grad-norm \\d+\\.\\d{3}  tokens/s \\d+  elapsed \\d+\\.\\ds$`));
+      expect(Number(/loss (\S+)/.exec(l)![1])).toBeCloseTo(refLosses[k]!, 4);
+    });
+    expect(lines[steps]).toBe(`saved ${join(dir, 'pipe.onnx')} and checkpoint ${join(dir, 'cli-ckpt', `step-${steps}`)} at step ${steps}`);
+    const got = Object.fromEntries(decodeModel(readFileSync(join(dir, 'pipe.onnx'))).graph.initializers);
+    expect(worstRel(got, reference)).toBeLessThan(1e-5);
+  }, 60_000);
+
+  // Last: it kills a worker of the shared pool.
+  test('a worker killed with SIGKILL mid-run is reported by the driver as StageLostError naming its stage', async () => {
+    const driver = await Driver.start(bus, jobOptions('gpt-kill', '1f1b'));
+    const data = await openDataSource(corpus, inputs, { seed: 3 });
+    await driver.trainStep(data.next());
+    const victim = 2;
+    const child = workers[Number(driver.workers[victim]!.slice(1))]!;
+    child.kill('SIGKILL');
+    const t0 = Date.now();
+    const err = await driver.trainStep(data.next()).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(StageLostError);
+    expect((err as StageLostError).stage).toBe(victim);
+    expect((err as Error).message).toBe(`stage ${victim} (worker ${driver.workers[victim]}) stopped responding: no heartbeat for ${((err as StageLostError).silentMs / 1000).toFixed(1)} s`);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    await driver.close();
+    // The survivors were aborted and are idle again: a 3-stage job finds them.
+    const again = await Driver.start(bus, { ...jobOptions('gpt-after', '1f1b'), stages: 3, discoverTimeoutMs: 5000 });
+    expect(again.workers).not.toContain(driver.workers[victim]);
+    await again.trainStep(data.next());
+    await again.stop();
+  }, 60_000);
+});
