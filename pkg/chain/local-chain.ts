@@ -148,8 +148,11 @@ export async function startLocalChain(options: LocalChainOptions = {}): Promise<
   });
   // Keep only the tail of the output, for error messages; the node logs every call.
   let output = '';
+  let listening = false;
   const keep = (chunk: Buffer): void => {
     output = (output + chunk.toString()).slice(-8000);
+    // Wait for our own child's banner too: an answer alone could come from another process on the port.
+    if (!listening && output.includes('Started HTTP and WebSocket JSON-RPC server')) listening = true;
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
@@ -161,7 +164,7 @@ export async function startLocalChain(options: LocalChainOptions = {}): Promise<
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new ChainStartError(`hardhat node exited with ${child.exitCode ?? child.signalCode} before answering`, output);
     }
-    if (await answersRpc(url)) return chain;
+    if (listening && (await answersRpc(url))) return chain;
     await new Promise((r) => setTimeout(r, 100));
   }
   await chain.stop();

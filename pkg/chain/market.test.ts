@@ -9,7 +9,7 @@ import { deployArtifact, deployMarket } from './deploy.js';
 import { JobMarketClient, JobState, SupplierRegistryClient, decodeRevert } from './bindings.js';
 import { loadArtifact } from './artifacts.js';
 import { CAPACITY, digest, revertName, spec, testConfig } from './test-support.js';
-import { ContractRevertError } from './errors.js';
+import { ChainStartError, ContractRevertError } from './errors.js';
 
 let chain: LocalChain;
 let snap: string;
@@ -88,6 +88,18 @@ describe('local chain harness', () => {
     expect(await chain.latestTimestamp()).toBeGreaterThanOrEqual(t0 + 1000n);
     expect(chain.pid).toBeGreaterThan(0);
   });
+
+  test('a busy port is ChainStartError (never silently reusing the other node); stop() ends the process', async () => {
+    const port = Number(new URL(chain.url).port);
+    const err = await startLocalChain({ port }).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(ChainStartError);
+    expect((err as ChainStartError).output).toMatch(/EADDRINUSE|address already in use/i);
+    const other = await startLocalChain();
+    expect(other.url).not.toBe(chain.url);
+    await other.stop();
+    expect(() => process.kill(other.pid, 0)).toThrow(); // ESRCH: gone
+    expect(await chain.provider.getBlockNumber()).toBeGreaterThan(0); // ours is untouched
+  }, 60_000);
 });
 
 describe('SupplierRegistry', () => {
