@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ArtifactNotFoundError } from './errors.js';
 
@@ -20,13 +20,16 @@ export const ContractName = {
 export type ContractName = (typeof ContractName)[keyof typeof ContractName];
 
 /**
- * pkg/chain in the source tree: this file's folder when run from source, or three levels up
- * from dist/pkg/chain (tsc copies neither .sol nor the artifact JSON).
+ * pkg/chain in the source tree: this file's folder when run from source; from compiled output
+ * (dist/pkg/chain, or any out dir) the nearest ancestor holding pkg/chain, since tsc copies
+ * neither .sol nor the artifact JSON.
  */
 export function chainSourceRoot(): string {
-  for (const rel of ['./', '../../../pkg/chain/']) {
-    const dir = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(join(dir, 'contracts', 'JobMarket.sol'))) return dir;
+  const here = fileURLToPath(new URL('./', import.meta.url));
+  const has = (dir: string): boolean => existsSync(join(dir, 'contracts', 'JobMarket.sol'));
+  if (has(here)) return here;
+  for (let dir = dirname(here), i = 0; i < 8; i++, dir = dirname(dir)) {
+    if (has(join(dir, 'pkg', 'chain'))) return join(dir, 'pkg', 'chain');
   }
   throw new ArtifactNotFoundError('pkg/chain (source root)');
 }
