@@ -3,8 +3,8 @@ import { resolve } from 'node:path';
 import { decodeModel, encodeModel, type Model } from '../../pkg/onnx/index.js';
 import { parseOptimizerConfig, type OptimizerConfig } from '../../pkg/optim/index.js';
 import { NatsBus } from '../../pkg/transport/index.js';
-import { Driver, readPipelineCheckpoint, runPipelineTraining } from '../../pkg/worker/index.js';
-import { UsageError } from './errors.js';
+import { Driver, readPipelineCheckpoint, runPipelineWithRecovery } from '../../pkg/worker/index.js';
+import { UsageError, formatError } from './errors.js';
 import { startLocalCluster } from './up-command.js';
 import { Trainer, runTraining, openDataSource, embeddingVocab, bindBatchDims, decodeCheckpoint, encodeCheckpoint, fingerprintOf, type Progress } from '../../pkg/train/index.js';
 import type { Command } from './commands.js';
@@ -41,32 +41,32 @@ async function trainPipeline(a: {
   const ns = strFlag(values, 'ns', 'default');
   const cluster = nats ? undefined : await startLocalCluster({ workers: stages, ns });
   const bus = await NatsBus.connect({ servers: nats ?? cluster!.url, name: 'tessera-train' });
-  let driver: Driver | undefined;
+  const job = strFlag(values, 'job', `train-${process.pid}`);
+  let spare = 0;
   try {
-    driver = await Driver.start(bus, {
-      ns, job: strFlag(values, 'job', `train-${process.pid}`), stages, microBatches: m, schedule: kind, model: { path: resolve(a.modelPath) },
-      bindings: micro, loss: values.loss as string | undefined, optimizer: a.optimizer, intraOpThreads: intFlag(values, 'threads', 1), resume, fingerprint,
-    }, a.model);
-    const d = driver;
-    const ckptDir = resolve(a.ckptPath);
-    let last: string | undefined;
-    const result = await runPipelineTraining(d, data, { steps: a.steps, logEvery: intFlag(values, 'log-every', 10), checkpointEvery: intFlag(values, 'checkpoint-every', 0, 0) }, {
-      onProgress: a.print,
-      onCheckpoint: async (_step, dataState) => { last = await d.checkpoint(ckptDir, dataState); },
-    });
-    last ??= resume;
-    if (!last) throw new UsageError(`nothing to do: the checkpoint is already at step ${d.step} >= --steps ${a.steps}`);
+    const result = await runPipelineWithRecovery(data, { steps: a.steps, logEvery: intFlag(values, 'log-every', 10), checkpointEvery: intFlag(values, 'checkpoint-every', 0, 0) }, {
+      checkpointDir: resolve(a.ckptPath),
+      resume,
+      maxRestarts: intFlag(values, 'restarts', 0, 0),
+      start: (attempt, from) => Driver.start(bus, {
+        ns, job: attempt === 0 ? job : `${job}-r${attempt}`, stages, microBatches: m, schedule: kind, model: { path: resolve(a.modelPath) },
+        bindings: micro, loss: values.loss as string | undefined, optimizer: a.optimizer, intraOpThreads: intFlag(values, 'threads', 1), resume: from, fingerprint,
+      }, a.model),
+      beforeRestart: async (err, _attempt, from) => {
+        process.stderr.write(`tessera: ${formatError(err)}; restarting from ${from ?? 'the start'}\n`);
+        if (cluster) await cluster.add(`r${spare++}`);
+      },
+    }, { onProgress: a.print });
+    const last = result.checkpoint;
+    if (!last) throw new UsageError(`nothing to do: the checkpoint is already at or past --steps ${a.steps}`);
     const ck = await readPipelineCheckpoint(last, fingerprint);
     const initializers = new Map(a.model.graph.initializers);
     for (const [name, t] of Object.entries(ck.params)) initializers.set(name, t);
     await writeAtomic(a.out, encodeModel({ ...a.model, graph: { ...a.model.graph, initializers } }));
-    await d.stop();
-    driver = undefined;
-    const done = { type: 'done', steps: result.steps, loss: result.loss, model: a.out, checkpoint: last };
+    const done = { type: 'done', steps: result.steps, loss: result.loss, model: a.out, checkpoint: last, restarts: result.restarts };
     process.stdout.write(a.json ? JSON.stringify(done) + '\n' : `saved ${a.out} and checkpoint ${last} at step ${result.steps}\n`);
     return 0;
   } finally {
-    await driver?.close();
     await bus.close();
     await cluster?.stop();
   }
@@ -101,7 +101,10 @@ pipeline-parallel (stage workers over NATS, see pkg/worker):
   --nats URL              use the workers of a running "tessera up"; without it, train starts its own
                           nats-server and K worker processes and stops them at the end
   --ns NS                 worker pool namespace (default "default")
-  --job ID                job id (default: train-<pid>)
+  --job ID                job id (default: train-<pid>); attempt n > 0 runs as <ID>-r<n>
+  --restarts N            after a lost or failed stage, restart the job up to N times, resuming every
+                          stage from the last complete checkpoint (or the start); spawned workers are
+                          replaced, with --nats the pool needs a spare idle worker (default 0)
   With --stages, --checkpoint and --resume name DIRECTORIES (<dir>/step-<N>/stage-<i>.ckpt + manifest.json;
   --resume takes a step-<N> directory); workers and train must share the filesystem.
 `;
@@ -117,7 +120,7 @@ export const trainCommand: Command = {
       checkpoint: { type: 'string' }, 'checkpoint-every': { type: 'string' }, resume: { type: 'string' },
       'log-every': { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       stages: { type: 'string' }, 'micro-batches': { type: 'string' }, schedule: { type: 'string' }, nats: { type: 'string' },
-      ns: { type: 'string' }, job: { type: 'string' },
+      ns: { type: 'string' }, job: { type: 'string' }, restarts: { type: 'string' },
     });
     if (values.help) { process.stdout.write(help); return 0; }
     const modelPath = strFlag(values, 'model');

@@ -20,6 +20,8 @@ export interface LocalCluster {
   /** The nats-server started here, if no URL was given. */
   server?: NatsServer;
   workers: { id: string; pid: number; child: ChildProcess }[];
+  /** Starts one more worker (e.g. to replace a lost one); resolves once it is ready. */
+  add(id: string): Promise<void>;
   /** SIGTERM to every worker (by PID), then the server. */
   stop(): Promise<void>;
 }
@@ -42,33 +44,32 @@ export async function startLocalCluster(opts: { workers: number; nats?: string; 
     clearTimeout(killer);
     await server?.stop();
   };
+  const add = (id: string) => new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, [workerMain, '--nats', url, '--id', id, '--ns', opts.ns ?? 'default'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    workers.push({ id, pid: child.pid ?? -1, child });
+    exits.push(new Promise((r) => child.once('exit', () => r())));
+    let buf = '';
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        opts.onLine?.(line);
+        if (line.startsWith(`${id}: ready`)) resolve();
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`worker ${id} exited (code ${code}) before it was ready`)));
+  });
   try {
-    const ready = await Promise.all(Array.from({ length: opts.workers }, (_, k) => new Promise<void>((resolve, reject) => {
-      const id = `w${k}`;
-      const child = spawn(process.execPath, [workerMain, '--nats', url, '--id', id, '--ns', opts.ns ?? 'default'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      workers.push({ id, pid: child.pid ?? -1, child });
-      exits.push(new Promise((r) => child.once('exit', () => r())));
-      let buf = '';
-      const onData = (d: Buffer) => {
-        buf += d.toString();
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          opts.onLine?.(line);
-          if (line.startsWith(`${id}: ready`)) resolve();
-        }
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
-      child.once('exit', (code) => reject(new Error(`worker ${id} exited (code ${code}) before it was ready`)));
-    })));
-    void ready;
+    await Promise.all(Array.from({ length: opts.workers }, (_, k) => add(`w${k}`)));
   } catch (err) {
     await stop();
     throw err;
   }
-  return { url, server, workers, stop };
+  return { url, server, workers, add, stop };
 }
 
 export const upCommand: Command = {

@@ -9,8 +9,8 @@ export type { StageComputeLike, StagePlan, StageSnapshot } from './stage-compute
 export { ThreadCompute, ComputeThreadError, threadCompute } from './thread-compute.js';
 export type { ThreadComputeOptions } from './thread-compute.js';
 export { Liveness } from './liveness.js';
-export { runPipelineTraining } from './run.js';
-export type { PipelineRunHooks } from './run.js';
+export { runPipelineTraining, runPipelineWithRecovery } from './run.js';
+export type { PipelineRunHooks, RecoveryOptions } from './run.js';
 export { channels, subjects, encodeControl, decodeControl } from './protocol.js';
 export type { DriverCommand, JobSpec, PoolMessage, WorkerEvent } from './protocol.js';
 export { readPipelineCheckpoint, stageFile, stepDir, writeManifest, writeStageCheckpoint } from './checkpoint.js';

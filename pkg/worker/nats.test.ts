@@ -12,7 +12,7 @@ import { decodeModel, encodeModel, type Tensor } from '../onnx/index.js';
 import { parseOptimizerConfig } from '../optim/index.js';
 import { NatsBus } from '../transport/index.js';
 import { Trainer, openDataSource } from '../train/index.js';
-import { Driver, StageLostError, readPipelineCheckpoint, type DriverOptions } from './index.js';
+import { Driver, StageLostError, readPipelineCheckpoint, runPipelineWithRecovery, type DriverOptions } from './index.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const workerMain = join(root, 'dist/cmd/worker/main.js');
@@ -144,5 +144,39 @@ describe('GPT (4 layers, d 32, context 16) on 4 worker processes over nats-serve
     expect(again.workers).not.toContain(driver.workers[victim]);
     await again.trainStep(data.next());
     await again.stop();
+  }, 60_000);
+
+  test('restart after SIGKILL: the stage is replaced, every stage resumes from the last complete checkpoint, the run ends bit-identical to an uninterrupted one', async () => {
+    // The kill test left 3 live workers; top the pool up to 4.
+    workers.push(await startWorker('w4'));
+    const run = async (tag: string, killAt: number | undefined) => {
+      const data = await openDataSource(corpus, inputs, { seed: 3 });
+      const seen: number[] = [];
+      const errors: string[] = [];
+      let current: Driver | undefined;
+      const r = await runPipelineWithRecovery(data, { steps: 5, logEvery: 1, checkpointEvery: 2 }, {
+        checkpointDir: join(dir, `rec-${tag}`),
+        maxRestarts: 1,
+        start: async (attempt, resume) => (current = await Driver.start(bus, { ...jobOptions(`rec-${tag}-${attempt}`, '1f1b'), resume })),
+        beforeRestart: async (err, _attempt, resume) => {
+          errors.push(`${err.name} -> ${resume?.split('/').at(-1)}`);
+          workers.push(await startWorker(`w${workers.length}`));
+        },
+      }, {
+        onProgress: (p) => {
+          seen.push(p.step);
+          if (p.step === killAt && seen.filter((x) => x === killAt).length === 1) workers[Number(current!.workers[1]!.slice(1))]!.kill('SIGKILL');
+        },
+      });
+      return { r, seen, errors, params: (await readPipelineCheckpoint(r.checkpoint!)).params };
+    };
+    const straight = await run('straight', undefined);
+    const killed = await run('killed', 3);
+    expect(straight.r.restarts).toBe(0);
+    expect(killed.r.restarts).toBe(1);
+    expect(killed.errors).toEqual(['StageLostError -> step-2']);
+    expect(killed.seen).toEqual([1, 2, 3, 3, 4, 5]); // step 3 ran, its stage died in step 4, resumed after step 2
+    expect(killed.r.steps).toBe(5);
+    for (const [name, t] of Object.entries(straight.params)) expect({ name, data: killed.params[name]!.data }).toEqual({ name, data: t.data });
   }, 60_000);
 });

@@ -1,5 +1,6 @@
 import type { DataSource, Progress, RunOptions } from '../train/index.js';
 import type { Driver } from './driver.js';
+import { readPipelineCheckpoint } from './checkpoint.js';
 
 export interface PipelineRunHooks {
   onProgress?(p: Progress): void;
@@ -36,4 +37,56 @@ export async function runPipelineTraining(driver: Driver, data: DataSource, opts
     if (hooks.onCheckpoint && ((ckptEvery > 0 && r.step % ckptEvery === 0) || r.step === opts.steps)) await hooks.onCheckpoint(r.step, data.state());
   }
   return { loss, steps: driver.step };
+}
+
+export interface RecoveryOptions {
+  /** Directory of the run's checkpoints (see checkpoint.ts); resumes come from here. */
+  checkpointDir: string;
+  /** Resume the first attempt from this complete step directory. @default start fresh */
+  resume?: string;
+  /** Restarts allowed after a lost or failed stage. @default 0 (the first loss fails the run) */
+  maxRestarts?: number;
+  /**
+   * Starts the job (discovery, assignment, ready) for attempt `attempt` (0, 1, ...), resuming every
+   * stage from `resume` when given. Use a new job id per attempt so stray messages of the aborted
+   * attempt can never be taken for the new one's.
+   */
+  start(attempt: number, resume: string | undefined): Promise<Driver>;
+  /** Between attempts, after the failed driver closed: e.g. start a replacement worker. @default nothing */
+  beforeRestart?(err: Error, attempt: number, resume: string | undefined): Promise<void> | void;
+}
+
+/** Failures a restart can cure: a stage gone or broken, not a bad model or bad data. */
+const restartable = new Set(['StageLostError', 'StageFailedError']);
+
+/**
+ * runPipelineTraining with recovery: when a stage is lost (or fails), the job is aborted, restarted
+ * (beforeRestart, e.g. to replace the worker), and resumed from the last complete checkpoint of all
+ * stages, with the data source rewound to that checkpoint's position, or from the very start when
+ * there is none yet. Because a resume restores parameters, optimizer state and data position exactly,
+ * the run ends with the parameters of an uninterrupted run.
+ */
+export async function runPipelineWithRecovery(data: DataSource, opts: RunOptions, recovery: RecoveryOptions, hooks: Omit<PipelineRunHooks, 'onCheckpoint'> & { onCheckpoint?(dir: string): void } = {}): Promise<{ loss: number; steps: number; checkpoint: string | undefined; restarts: number }> {
+  const initialData = data.state();
+  let last = recovery.resume;
+  for (let attempt = 0; ; attempt++) {
+    if (last) data.restore((await readPipelineCheckpoint(last)).dataState);
+    else data.restore(initialData);
+    const driver = await recovery.start(attempt, last);
+    try {
+      const r = await runPipelineTraining(driver, data, opts, {
+        ...hooks,
+        onCheckpoint: async (_step, dataState) => {
+          last = await driver.checkpoint(recovery.checkpointDir, dataState);
+          hooks.onCheckpoint?.(last);
+        },
+      });
+      await driver.stop();
+      return { ...r, checkpoint: last, restarts: attempt };
+    } catch (err) {
+      await driver.close();
+      if (!(err instanceof Error) || !restartable.has(err.name) || attempt >= (recovery.maxRestarts ?? 0)) throw err;
+      await recovery.beforeRestart?.(err, attempt, last);
+    }
+  }
 }

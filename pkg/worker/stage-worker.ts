@@ -89,7 +89,11 @@ export class StageWorker {
     let restoreOwn: Awaited<ReturnType<typeof readPipelineCheckpoint>>['perStage'][number] | undefined;
     if (spec.resume) {
       const ck = await readPipelineCheckpoint(spec.resume, spec.fingerprint);
-      for (const p of plan.params) if (ck.params[p.name]) params[p.name] = ck.params[p.name]!;
+      // Copies: the compute may take its initial parameters by transfer, and restoreOwn shares these tensors.
+      for (const p of plan.params) {
+        const t = ck.params[p.name];
+        if (t) params[p.name] = { dtype: t.dtype, dims: [...t.dims], data: t.data.slice() };
+      }
       restoreOwn = ck.perStage[stage];
       step = ck.step;
     }

@@ -76,7 +76,12 @@ export class ThreadCompute implements StageComputeLike {
     }
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage(msg, transfer);
+      try {
+        this.worker.postMessage(msg, transfer);
+      } catch (err) {
+        this.pending.delete(id);
+        reject(new ComputeThreadError(`cannot post ${req.op} to the compute thread: ${(err as Error).message}`));
+      }
     });
   }
 
