@@ -1,7 +1,7 @@
 import { DataType, encodeModel, type ConcreteType, type Tensor } from '../onnx/index.js';
 import { OrtSession } from '../runtime/index.js';
 import { buildOptimizerGraph, type OptimizerConfig, type OptimizerGraph } from '../optim/index.js';
-import { StageOp, ownedParams, type PipelineSplit } from '../pipeline/index.js';
+import { StageOp, type PipelineSplit } from '../pipeline/index.js';
 
 /**
  * What one stage computes, as plain data (graphs as ONNX bytes) so it can cross into a worker
@@ -56,16 +56,6 @@ export function tiedReads(plan: Pick<StagePlan, 'params' | 'owner' | 'index'>): 
     const o = plan.owner[p.name]!;
     if (o !== plan.index) out.set(o, [...(out.get(o) ?? []), p.name]);
   }
-  return out;
-}
-
-/** Parameters this stage owns, by the other stages that read them: who gets the updated value. */
-export function tiedReaders(plan: Pick<StagePlan, 'index'>, allOwners: Record<string, number>[]): Map<number, string[]> {
-  const out = new Map<number, string[]>();
-  allOwners.forEach((owners, reader) => {
-    if (reader === plan.index) return;
-    for (const [name, o] of Object.entries(owners)) if (o === plan.index) out.set(reader, [...(out.get(reader) ?? []), name]);
-  });
   return out;
 }
 

@@ -1,0 +1,59 @@
+/** The compute thread (needs dist/: npm test builds it; worker threads cannot load .ts under jest). */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Rng } from '../data/index.js';
+import { buildGpt } from '../models/index.js';
+import { DataType, type Tensor } from '../onnx/index.js';
+import { parseOptimizerConfig } from '../optim/index.js';
+import { splitStages } from '../pipeline/index.js';
+import { StageCompute, ThreadCompute, stagePlan } from './index.js';
+import { forTransfer } from './transfer.js';
+
+const root = new URL('../..', import.meta.url).pathname;
+const entry = pathToFileURL(join(root, 'dist/pkg/worker/compute-thread.js'));
+
+describe('forTransfer', () => {
+  test('gives away whole buffers, copies views and repeated buffers', () => {
+    const whole = new Float32Array(4);
+    const big = new Float32Array(8);
+    const t = (data: Float32Array): Tensor => ({ dtype: DataType.FLOAT, dims: [data.length], data });
+    const r = forTransfer({ a: t(whole), b: t(big.subarray(2, 4)), c: t(whole), d: t(new Float32Array(2)) }, new Set([]));
+    expect(r.tensors.a!.data).toBe(whole);
+    expect(r.tensors.b!.data.buffer).not.toBe(big.buffer); // view: copied
+    expect(r.tensors.c!.data.buffer).not.toBe(whole.buffer); // same buffer twice: copied
+    expect(r.transfer).toHaveLength(4);
+    const kept = new Float32Array(3);
+    expect(forTransfer({ k: t(kept) }, new Set([kept.buffer])).tensors.k!.data).not.toBe(kept);
+  });
+});
+
+test('a stage in a worker thread computes exactly what it computes inline, taking inputs by transfer', async () => {
+  if (!existsSync(entry)) throw new Error(`${entry.pathname} is missing: run "npm run build" (npm test does it)`);
+  const split = splitStages(buildGpt({ vocab: 32, layers: 2, dModel: 16, heads: 2, context: 8, seed: 1 }), { cuts: 'auto', stages: 2, bindings: { batch: 2 } });
+  const plan = stagePlan(split, 0, parseOptimizerConfig({ kind: 'sgd', lr: 0.1 }));
+  const rng = new Rng(1);
+  const tokens = (): Tensor => ({ dtype: DataType.INT64, dims: [2, 8], data: BigInt64Array.from({ length: 16 }, () => BigInt(rng.int(32))) });
+  const inline = new StageCompute(plan, StageCompute.initialParams(split, plan));
+  const thread = await ThreadCompute.start(plan, StageCompute.initialParams(split, plan), ['F', 'BW'], { entry });
+  try {
+    const feeds = { tokens: tokens() };
+    const copy = { tokens: { ...feeds.tokens, data: feeds.tokens.data.slice() } };
+    const a = await inline.forward(0, copy);
+    const b = await thread.forward(0, feeds);
+    expect(feeds.tokens.data.byteLength).toBe(0); // transferred, not copied: the caller's buffer is detached
+    expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+    for (const k of Object.keys(a)) expect(b[k]!.data).toEqual(a[k]!.data);
+    const grads = Object.fromEntries(plan.gradInputs.map(([v]) => [v, { ...a[v]!, data: (a[v]!.data as Float32Array).map((x) => x * 0.5) }]));
+    await inline.backward('BW', 0, grads);
+    await thread.backward('BW', 0, Object.fromEntries(Object.entries(grads).map(([k, t]) => [k, { ...t, data: t.data.slice() }])));
+    expect(await thread.finishGrads(1)).toBe(await inline.finishGrads(1));
+    await inline.update(1, 1, 0.1, []);
+    await thread.update(1, 1, 0.1, []);
+    const [pa, pb] = [await inline.params(), await thread.params()];
+    for (const k of Object.keys(pa)) expect(pb[k]!.data).toEqual(pa[k]!.data);
+  } finally {
+    await inline.close();
+    await thread.close();
+  }
+}, 30_000);
