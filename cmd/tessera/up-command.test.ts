@@ -1,6 +1,6 @@
 // `tessera up` end to end (npm test builds dist/ first): real nats-server, real worker processes.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildGpt } from '../../pkg/models/index.js';
@@ -46,4 +46,39 @@ test('tessera up --workers 2 starts nats-server and 2 workers, serves train --st
   } finally {
     if (up.exitCode === null) up.kill('SIGKILL');
   }
+}, 60_000);
+
+test('tessera train --stages 2 --restarts 1 (spawned workers): a worker killed mid-run is replaced and the run resumes to the model of an uninterrupted run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-restart-'));
+  const model = join(dir, 'gpt.onnx');
+  writeFileSync(model, encodeModel(buildGpt({ vocab: 256, layers: 2, dModel: 16, heads: 2, context: 8, seed: 1 })));
+  const args = ['train', '--model', model, '--data', corpus, '--batch', '4', '--steps', '60', '--log-every', '1', '--checkpoint-every', '5',
+    '--stages', '2', '--micro-batches', '2', '--schedule', '1f1b', '--clip', '1'];
+  const straight = spawnSync(process.execPath, [cli, ...args, '--out', join(dir, 'straight.onnx'), '--checkpoint', join(dir, 'ck-straight')], { encoding: 'utf8', timeout: 60_000 });
+  expect(straight.status).toBe(0);
+
+  const run = spawn(process.execPath, [cli, ...args, '--restarts', '1', '--out', join(dir, 'restarted.onnx'), '--checkpoint', join(dir, 'ck-restarted')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  run.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
+  const exited = new Promise<number | null>((r) => run.once('exit', (code) => r(code)));
+  let killed: number | undefined;
+  await new Promise<void>((resolve) => {
+    run.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (killed === undefined && out.includes('step 12/60')) {
+        // One of the stage workers train spawned (its children: nats-server and two workers).
+        const ps = spawnSync('ps', ['-o', 'pid=,args=', '--ppid', String(run.pid)], { encoding: 'utf8' }).stdout;
+        killed = Number(ps.split('\n').find((l) => l.includes('dist/cmd/worker/main.js') && l.includes('--id w1'))!.trim().split(/\s+/)[0]);
+        process.kill(killed, 'SIGKILL');
+        resolve();
+      }
+    });
+  });
+  expect(await exited).toBe(0);
+  expect(err).toMatch(/^tessera: StageLostError: stage \d \(worker w1\) stopped responding: no heartbeat for \d+\.\d s; restarting from \S+step-\d+\n$/);
+  const from = Number(/step-(\d+)/.exec(err)![1]);
+  expect(from).toBeGreaterThanOrEqual(10); // the last complete checkpoint before the kill (normally step-10)
+  expect(out.split('\n').filter((l) => l.startsWith(`step ${from + 1}/60 `))).toHaveLength(2); // steps after it ran again
+  expect(readFileSync(join(dir, 'restarted.onnx')).equals(readFileSync(join(dir, 'straight.onnx')))).toBe(true);
 }, 60_000);
