@@ -9,3 +9,4 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 $SUDO apt-get update
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y nats-server
+bash "$(dirname "$0")/k8s/build.sh" >/dev/null || echo "test/k8s/build.sh failed: the Kubernetes integration tests (test/k8s) cannot run" >&2  # kube-apiserver/scheduler/controller-manager + kwok, cached after the first build
