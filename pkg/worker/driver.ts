@@ -9,9 +9,8 @@ import {
   channels, checkJobTokens, decodeControl, encodeControl, subjects, workerEventTypes, type DriverCommand, type JobSpec, type WorkerEvent,
 } from './protocol.js';
 
-export interface DriverOptions extends Omit<JobSpec, 'optimizer'> {
-  /** Optimizer of every stage; its gradClipNorm, if any, is applied globally by the driver. */
-  optimizer: JobSpec['optimizer'];
+/** The job spec, except that optimizer.gradClipNorm, if any, is applied globally by the driver (stages get the rest). */
+export interface DriverOptions extends JobSpec {
   /** How long to wait for enough idle workers (ms). @default 10000 */
   discoverTimeoutMs?: number;
   /** How long to wait for every assigned stage to build its graphs and report ready (ms). @default 120000 */
@@ -55,6 +54,7 @@ export class Driver {
   private timer: NodeJS.Timeout | undefined;
   private cur: StepState | undefined;
   private readonly ready = new Set<number>();
+  private readonly stopped = new Set<number>();
   private readyStep = 0;
 
   private constructor(
@@ -152,7 +152,7 @@ export class Driver {
       case 'sumsq': if (c && e.step === this.step + 1) c.sumsq[e.stage] = e.sumsq; break;
       case 'stepped': if (c) c.stepped.add(e.stage); break;
       case 'checkpointed': if (c) c.checkpointed.add(e.stage); break;
-      case 'stopped': this.onEventStopped(e.stage); break;
+      case 'stopped': this.stopped.add(e.stage); break;
       case 'failed': this.fail(new StageFailedError(e.stage, e.worker, e.message)); return;
       case 'heartbeat': break;
     }
@@ -231,17 +231,12 @@ export class Driver {
   /** Tells every stage to stop (workers return to their pools) and waits for them. */
   async stop(): Promise<void> {
     if (this.status.type === 'running') {
-      const stopped = new Set<number>();
-      const prev = this.onEventStopped;
-      this.onEventStopped = (s) => stopped.add(s);
       this.broadcast({ type: 'stop' });
-      await this.until(() => stopped.size === this.spec.stages).finally(() => { this.onEventStopped = prev; });
+      await this.until(() => this.stopped.size === this.spec.stages);
       this.status = { type: 'stopped', step: this.step };
     }
     await this.close();
   }
-
-  private onEventStopped: (stage: number) => void = () => undefined;
 
   /** Releases the driver's subscriptions, senders and timer (not the bus). */
   async close(): Promise<void> {
