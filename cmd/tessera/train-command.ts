@@ -111,7 +111,7 @@ pipeline-parallel (stage workers over NATS, see pkg/worker):
 
 export const trainCommand: Command = {
   name: 'train',
-  summary: 'train an ONNX model in this process (forward, generated backward, optimizer in onnxruntime-node)',
+  summary: 'train an ONNX model in this process, or pipeline-parallel on stage workers over NATS (--stages K)',
   async run(argv) {
     const { values } = parseFlags(argv, {
       model: { type: 'string' }, data: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' },
