@@ -27,6 +27,12 @@ export interface StagePlan {
   paramGrads: [string, string][];
   optimizer: OptimizerConfig;
   intraOpThreads: number;
+  /**
+   * Emulated device slowdown of this stage's sessions (runtime SessionOptions.slowdown): set by the
+   * worker that runs the stage (its --slowdown flag), not by the job, so one host can act as a
+   * heterogeneous fleet. @default 1
+   */
+  slowdown?: number;
 }
 
 export function stagePlan(split: PipelineSplit, index: number, optimizer: OptimizerConfig, intraOpThreads = 1): StagePlan {
@@ -124,7 +130,7 @@ export class StageCompute implements StageComputeLike {
   private session(kind: 'F' | 'B' | 'W' | 'BW'): Promise<OrtSession> {
     let s = this.sessions.get(kind);
     if (!s) {
-      s = OrtSession.create(this.plan.graphs[kind], { intraOpThreads: this.plan.intraOpThreads });
+      s = OrtSession.create(this.plan.graphs[kind], { intraOpThreads: this.plan.intraOpThreads, slowdown: this.plan.slowdown });
       this.sessions.set(kind, s);
     }
     return s;
@@ -217,7 +223,7 @@ export class StageCompute implements StageComputeLike {
     }
     this.acc = new Map();
     if (this.optimizer) {
-      this.optSession ??= OrtSession.create(this.optimizer.model, { intraOpThreads: this.plan.intraOpThreads });
+      this.optSession ??= OrtSession.create(this.optimizer.model, { intraOpThreads: this.plan.intraOpThreads, slowdown: this.plan.slowdown });
       const params = Object.fromEntries(this.owned.map((p) => [p.name, this.current[p.name]!]));
       const out = this.optimizer.read(await (await this.optSession).run(this.optimizer.feeds({ params, grads, state: this.optState, step, lr })));
       this.optState = out.state;
