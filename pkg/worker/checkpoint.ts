@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Tensor } from '../onnx/index.js';
 import { decodeCheckpoint, encodeCheckpoint } from '../train/index.js';
@@ -21,6 +21,53 @@ export interface PipelineManifest {
   stages: number;
   dataState: unknown;
   fingerprint: string;
+  /**
+   * Step roots (pkg/verify stepRoot, hex) of steps 1..step in order: the leaves of the job's trace, so
+   * a resumed driver continues the same TraceAccumulator. Absent in checkpoints written before traces.
+   */
+  stepRoots?: string[];
+}
+
+/** A complete checkpoint read back: the manifest, every stage's part merged, and the parts. */
+export type PipelineCheckpoint = PipelineManifest & { params: Record<string, Tensor>; optimizerState: Record<string, Tensor>; perStage: StageSnapshot[] };
+
+export const MANIFEST_FORMAT = FORMAT;
+
+/** Parses and checks a manifest (format, fingerprint); `where` names it in errors. */
+export function parseManifest(text: string, where: string, fingerprint?: string): PipelineManifest {
+  let manifest: PipelineManifest;
+  try {
+    manifest = JSON.parse(text) as PipelineManifest;
+  } catch (err) {
+    throw new StageCheckpointError(`${where} is not JSON`, { cause: err });
+  }
+  if (manifest.format !== FORMAT) throw new StageCheckpointError(`${where} has format "${String(manifest.format)}", expected "${FORMAT}"`);
+  if (fingerprint !== undefined && manifest.fingerprint !== fingerprint) throw new StageCheckpointError('checkpoint was written for a different model, optimizer, split, batch or seed');
+  return manifest;
+}
+
+export function encodeManifest(m: Omit<PipelineManifest, 'format'>): string {
+  return JSON.stringify({ format: FORMAT, ...m }, null, 1);
+}
+
+/** Merges the stages' checkpoint bytes (stage order) under a manifest. */
+export function assembleCheckpoint(manifest: PipelineManifest, stageBytes: readonly Uint8Array[]): PipelineCheckpoint {
+  const params: Record<string, Tensor> = {};
+  const optimizerState: Record<string, Tensor> = {};
+  const perStage: StageSnapshot[] = [];
+  stageBytes.forEach((bytes, i) => {
+    const c = decodeCheckpoint(bytes, manifest.fingerprint);
+    if (c.step !== manifest.step) throw new StageCheckpointError(`stage ${i} file is for step ${c.step}, the manifest for ${manifest.step}`);
+    Object.assign(params, c.params);
+    Object.assign(optimizerState, c.optimizerState);
+    perStage.push({ step: c.step, params: c.params, optimizerState: c.optimizerState });
+  });
+  return { ...manifest, params, optimizerState, perStage };
+}
+
+/** The bytes of one stage's part of a checkpoint (pkg/train checkpoint format). */
+export function encodeStageCheckpoint(s: StageSnapshot, fingerprint: string): Uint8Array {
+  return encodeCheckpoint({ ...s, dataState: null }, fingerprint);
 }
 
 export const stepDir = (dir: string, step: number): string => join(dir, `step-${step}`);
@@ -34,35 +81,49 @@ async function writeAtomic(path: string, bytes: Uint8Array | string): Promise<vo
 export async function writeStageCheckpoint(dir: string, stage: number, s: StageSnapshot, fingerprint: string): Promise<string> {
   await mkdir(stepDir(dir, s.step), { recursive: true });
   const file = stageFile(dir, s.step, stage);
-  await writeAtomic(file, encodeCheckpoint({ ...s, dataState: null }, fingerprint));
+  await writeAtomic(file, encodeStageCheckpoint(s, fingerprint));
   return file;
 }
 
 export async function writeManifest(dir: string, m: Omit<PipelineManifest, 'format'>): Promise<string> {
   const file = join(stepDir(dir, m.step), 'manifest.json');
-  await writeAtomic(file, JSON.stringify({ format: FORMAT, ...m }, null, 1));
+  await writeAtomic(file, encodeManifest(m));
   return file;
 }
 
-/** Reads a complete step directory: every stage's file merged (parameters, optimizer state). */
-export async function readPipelineCheckpoint(stepDirectory: string, fingerprint?: string): Promise<PipelineManifest & { params: Record<string, Tensor>; optimizerState: Record<string, Tensor>; perStage: StageSnapshot[] }> {
-  let manifest: PipelineManifest;
+/** Reads the manifest of a step directory. */
+export async function readManifest(stepDirectory: string, fingerprint?: string): Promise<PipelineManifest> {
+  let text: string;
   try {
-    manifest = JSON.parse(await readFile(join(stepDirectory, 'manifest.json'), 'utf8')) as PipelineManifest;
+    text = await readFile(join(stepDirectory, 'manifest.json'), 'utf8');
   } catch (err) {
     throw new StageCheckpointError(`${stepDirectory} is not a complete pipeline checkpoint (no readable manifest.json)`, { cause: err });
   }
-  if (manifest.format !== FORMAT) throw new StageCheckpointError(`${stepDirectory}/manifest.json has format "${String(manifest.format)}", expected "${FORMAT}"`);
-  if (fingerprint !== undefined && manifest.fingerprint !== fingerprint) throw new StageCheckpointError('checkpoint was written for a different model, optimizer, split, batch or seed');
-  const params: Record<string, Tensor> = {};
-  const optimizerState: Record<string, Tensor> = {};
-  const perStage: StageSnapshot[] = [];
-  for (let i = 0; i < manifest.stages; i++) {
-    const c = decodeCheckpoint(new Uint8Array(await readFile(join(stepDirectory, `stage-${i}.ckpt`))), manifest.fingerprint);
-    if (c.step !== manifest.step) throw new StageCheckpointError(`stage ${i} file is for step ${c.step}, the manifest for ${manifest.step}`);
-    Object.assign(params, c.params);
-    Object.assign(optimizerState, c.optimizerState);
-    perStage.push({ step: c.step, params: c.params, optimizerState: c.optimizerState });
+  return parseManifest(text, `${stepDirectory}/manifest.json`, fingerprint);
+}
+
+/** Reads a complete step directory: every stage's file merged (parameters, optimizer state). */
+export async function readPipelineCheckpoint(stepDirectory: string, fingerprint?: string): Promise<PipelineCheckpoint> {
+  const manifest = await readManifest(stepDirectory, fingerprint);
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < manifest.stages; i++) parts.push(new Uint8Array(await readFile(join(stepDirectory, `stage-${i}.ckpt`))));
+  return assembleCheckpoint(manifest, parts);
+}
+
+/** The step directory under `dir` with the highest step that has a manifest (a complete checkpoint). */
+export async function latestStepDir(dir: string): Promise<string | undefined> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return undefined;
   }
-  return { ...manifest, params, optimizerState, perStage };
+  const steps = names.map((n) => /^step-(\d+)$/.exec(n)).filter((x) => x !== null).map((x) => Number(x[1])).sort((a, b) => b - a);
+  for (const s of steps) {
+    try {
+      await access(join(stepDir(dir, s), 'manifest.json'));
+      return stepDir(dir, s);
+    } catch { /* incomplete: older one */ }
+  }
+  return undefined;
 }

@@ -2,7 +2,10 @@ import { partitionModel, splitBatch, type Partition } from '../pipeline/index.js
 import { decodeModel, type Model, type Tensor } from '../onnx/index.js';
 import { TensorSender, type BusSubscription, type MessageBus } from '../transport/index.js';
 import { readFile } from 'node:fs/promises';
-import { writeManifest, stepDir } from './checkpoint.js';
+import { toHex, stepRoot, TraceAccumulator, type TraceRecord } from '../verify/index.js';
+import { openCheckpointStore, type CheckpointStore } from './checkpoint-store.js';
+import './jetstream-store.js';
+import { traceFromWire } from './trace-wire.js';
 import { NotEnoughWorkersError, StageFailedError, StageLostError } from './errors.js';
 import { Liveness } from './liveness.js';
 import {
@@ -19,6 +22,11 @@ export interface DriverOptions extends JobSpec {
   livenessTimeoutMs?: number;
   /** Re-send the probe this often while discovering (ms). @default 250 */
   probeIntervalMs?: number;
+  /**
+   * Assign stage i to the worker with id workers[i] (each must answer the probe), e.g. to place a
+   * planned stage on the device it was planned for. @default the first `stages` idle workers to answer
+   */
+  workers?: string[];
 }
 
 export interface DriverStepResult {
@@ -27,6 +35,10 @@ export interface DriverStepResult {
   loss: number;
   /** Global L2 norm of the gradient before clipping. */
   gradNorm: number;
+  /** Root of this step's Merkle tree over the stages' trace records (pkg/verify stepRoot), hex. */
+  stepRoot: string;
+  /** Trace root over the step roots of steps 1..step (pkg/verify TraceAccumulator), hex. */
+  traceRoot: string;
 }
 
 /** The driver's view of the job (STYLE 9). */
@@ -37,6 +49,7 @@ interface StepState {
   sumsq: (number | undefined)[];
   stepped: Set<number>;
   checkpointed: Set<number>;
+  records: (TraceRecord | undefined)[];
 }
 
 /**
@@ -56,6 +69,10 @@ export class Driver {
   private readonly ready = new Set<number>();
   private readonly stopped = new Set<number>();
   private readyStep = 0;
+  private trace = new TraceAccumulator();
+  /** Step roots appended so far (hex), leaf i = step i+1: what checkpoints store. */
+  private readonly stepRoots: string[] = [];
+  private lastRecords: TraceRecord[] = [];
 
   private constructor(
     private readonly bus: MessageBus,
@@ -65,6 +82,7 @@ export class Driver {
     private readonly opts: DriverOptions,
     readonly workers: string[],
     private readonly dataOut: Map<number, TensorSender>,
+    private readonly store: CheckpointStore,
   ) {
     this.status = { type: 'running', step: 0 };
     this.liveness = new Liveness(spec.stages, Date.now());
@@ -87,8 +105,11 @@ export class Driver {
     const spec: JobSpec = {
       ns: opts.ns, job: opts.job, stages: opts.stages, microBatches: opts.microBatches, schedule: opts.schedule, model: opts.model,
       bindings: opts.bindings, loss: opts.loss, optimizer: optimizer as JobSpec['optimizer'], intraOpThreads: opts.intraOpThreads,
-      resume: opts.resume, fingerprint: opts.fingerprint, heartbeatMs: opts.heartbeatMs,
+      resume: opts.resume, fingerprint: opts.fingerprint, heartbeatMs: opts.heartbeatMs, checkpointStore: opts.checkpointStore,
     };
+    const store = openCheckpointStore(spec.checkpointStore ?? 'file', { bus });
+    // A resumed job continues the trace of the run it resumes (the manifest holds its step roots).
+    const resumedRoots = spec.resume ? (await store.readManifest(spec.resume, spec.fingerprint)).stepRoots ?? [] : [];
     const driverSubject = subjects.driver(spec.ns, spec.job);
 
     // 1. Discover: probe until enough idle workers said hello.
@@ -100,20 +121,25 @@ export class Driver {
     const discoverMs = opts.discoverTimeoutMs ?? 10_000;
     const deadline = Date.now() + discoverMs;
     await bus.flush();
-    while (hellos.length < spec.stages && Date.now() < deadline) {
+    const wanted = opts.workers;
+    if (wanted && wanted.length !== spec.stages) throw new RangeError(`workers names ${wanted.length} workers for ${spec.stages} stages`);
+    const enough = () => (wanted ? wanted.every((w) => hellos.includes(w)) : hellos.length >= spec.stages);
+    while (!enough() && Date.now() < deadline) {
       bus.publish(subjects.probe(spec.ns), encodeControl({ type: 'probe', job: spec.job, reply: driverSubject }));
       await bus.flush();
       await new Promise((r) => setTimeout(r, opts.probeIntervalMs ?? 250));
     }
-    if (hellos.length < spec.stages) {
+    if (!enough()) {
       sub.unsubscribe();
       throw new NotEnoughWorkersError(spec.stages, hellos, discoverMs);
     }
-    const workers = hellos.slice(0, spec.stages);
+    const workers = wanted ? [...wanted] : hellos.slice(0, spec.stages);
 
     const dataOut = new Map<number, TensorSender>();
     part.stages.forEach((st, i) => { if (st.dataInputs.length > 0) dataOut.set(i, new TensorSender(bus, channels.data(spec.ns, spec.job, i))); });
-    const d = new Driver(bus, spec, part, gradClipNorm, opts, workers, dataOut);
+    const d = new Driver(bus, spec, part, gradClipNorm, opts, workers, dataOut, store);
+    d.stepRoots.push(...resumedRoots);
+    d.trace = TraceAccumulator.from(resumedRoots.map((h) => new Uint8Array(Buffer.from(h, 'hex'))));
     d.subs.push(sub);
     onEvent = (e) => d.onEvent(e);
 
@@ -150,7 +176,17 @@ export class Driver {
       case 'ready': this.ready.add(e.stage); this.readyStep = e.step; break;
       case 'loss': if (c && e.step === this.step + 1) c.losses[e.microBatch] = e.loss; break;
       case 'sumsq': if (c && e.step === this.step + 1) c.sumsq[e.stage] = e.sumsq; break;
-      case 'stepped': if (c) c.stepped.add(e.stage); break;
+      case 'stepped':
+        if (c && e.step === this.step + 1) {
+          try {
+            c.records[e.stage] = traceFromWire(e.trace, subjects.driver(this.spec.ns, this.spec.job));
+          } catch (err) {
+            this.fail(new StageFailedError(e.stage, this.workers[e.stage] ?? '?', `bad trace record: ${(err as Error).message}`));
+            return;
+          }
+          c.stepped.add(e.stage);
+        }
+        break;
       case 'checkpointed': if (c) c.checkpointed.add(e.stage); break;
       case 'stopped': this.stopped.add(e.stage); break;
       case 'failed': this.fail(new StageFailedError(e.stage, e.worker, e.message)); return;
@@ -192,7 +228,7 @@ export class Driver {
     const m = spec.microBatches;
     const step = this.step + 1;
     const mbs = splitBatch(batch, m);
-    this.cur = { losses: new Array<number>(m).fill(NaN), sumsq: new Array(spec.stages).fill(undefined), stepped: new Set(), checkpointed: new Set() };
+    this.cur = { losses: new Array<number>(m).fill(NaN), sumsq: new Array(spec.stages).fill(undefined), stepped: new Set(), checkpointed: new Set(), records: [] };
     const c = this.cur;
     this.broadcast({ type: 'step', step, lr });
     const feeding = (async () => {
@@ -209,23 +245,48 @@ export class Driver {
     const scale = this.clip !== undefined && gradNorm > this.clip ? Math.fround(this.clip / (gradNorm + 1e-6)) : 1;
     this.broadcast({ type: 'update', step, scale });
     await this.until(() => c.stepped.size === spec.stages);
+    const records = c.records as TraceRecord[];
+    const root = stepRoot(records);
+    this.trace.append(root);
+    this.stepRoots.push(toHex(root));
+    this.lastRecords = records;
     this.status = { type: 'running', step };
-    return { step, loss: c.losses.reduce((x, y) => x + y, 0) / m, gradNorm };
+    return { step, loss: c.losses.reduce((x, y) => x + y, 0) / m, gradNorm, stepRoot: toHex(root), traceRoot: this.traceRoot };
+  }
+
+  /** Trace root over every step so far, resumed ones included (hex; pkg/verify EMPTY_ROOT before the first). */
+  get traceRoot(): string {
+    return toHex(this.trace.root());
+  }
+
+  /** Steps the trace covers (step roots appended, resumed ones included). */
+  get traceSteps(): number {
+    return this.trace.size;
+  }
+
+  /** The stages' trace records of the last step this driver ran, in stage order. */
+  get records(): readonly TraceRecord[] {
+    return this.lastRecords;
+  }
+
+  /** Step roots (hex) of steps 1..traceSteps. */
+  get traceStepRoots(): readonly string[] {
+    return this.stepRoots;
   }
 
   /**
-   * Every stage writes its checkpoint file for the current step under `dir`; then the driver writes
-   * the manifest (with the data source's position), which makes the step directory complete.
+   * Every stage writes its checkpoint part for the current step under `dir` in the job's checkpoint
+   * store; then the driver writes the manifest (the data source's position and the trace's step
+   * roots), which makes the step complete. Returns the step locator (a directory for 'file').
    */
   async checkpoint(dir: string, dataState: unknown): Promise<string> {
     this.guard();
     const step = this.step;
-    const c: StepState = { losses: [], sumsq: [], stepped: new Set(), checkpointed: new Set() };
+    const c: StepState = { losses: [], sumsq: [], stepped: new Set(), checkpointed: new Set(), records: [] };
     this.cur = c;
     this.broadcast({ type: 'checkpoint', step, dir });
     await this.until(() => c.checkpointed.size === this.spec.stages);
-    await writeManifest(dir, { step, stages: this.spec.stages, dataState, fingerprint: this.spec.fingerprint ?? '' });
-    return stepDir(dir, step);
+    return this.store.writeManifest(dir, { step, stages: this.spec.stages, dataState, fingerprint: this.spec.fingerprint ?? '', stepRoots: [...this.stepRoots] });
   }
 
   /** Tells every stage to stop (workers return to their pools) and waits for them. */

@@ -47,3 +47,19 @@ export class StageCheckpointError extends Error {
     super(message, options);
   }
 }
+
+/** No checkpoint store is registered under the name a job asked for. */
+export class UnknownCheckpointStoreError extends Error {
+  override name = 'UnknownCheckpointStoreError';
+  constructor(readonly store: string, readonly known: string[]) {
+    super(`unknown checkpoint store "${store}" (known: ${known.join(', ')})`);
+  }
+}
+
+/** A stored checkpoint object whose bytes do not hash to the digest stored with it. */
+export class CheckpointDigestError extends Error {
+  override name = 'CheckpointDigestError';
+  constructor(readonly object: string, readonly expected: string, readonly actual: string) {
+    super(`checkpoint object ${object} is corrupt: its bytes hash to sha256 ${actual}, the stored digest is ${expected}`);
+  }
+}

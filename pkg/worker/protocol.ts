@@ -1,6 +1,7 @@
 import { channelSubjects, type ChannelAddress } from '../transport/index.js';
 import type { OptimizerConfig } from '../optim/index.js';
 import { ControlMessageError } from './errors.js';
+import type { WireTraceRecord } from './trace-wire.js';
 
 /**
  * The control plane of a pipeline job: small JSON messages on core NATS subjects (no request/reply,
@@ -30,7 +31,9 @@ import { ControlMessageError } from './errors.js';
  *      1/m and reports the sum of squares of the gradients it owns ({type:'sumsq'})
  *   4. driver: norm = sqrt(sum over stages); scale = clip/(norm+1e-6) in float32 when norm > clip,
  *      else 1; -> every stage {type:'update', scale}
- *   5. stages scale, run their optimizer graphs, owners send tied values back; -> {type:'stepped'}
+ *   5. stages scale, run their optimizer graphs, owners send tied values back; -> {type:'stepped'} with
+ *      the stage's TraceRecord (digests taken in the compute thread); the driver hashes the p records
+ *      into the step root (pkg/verify stepRoot) and appends it to the job's trace (TraceAccumulator)
  */
 
 export interface JobSpec {
@@ -54,8 +57,14 @@ export interface JobSpec {
   optimizer: OptimizerConfig;
   /** ORT intra-op threads per session. @default 1 */
   intraOpThreads?: number;
-  /** Resume every stage from this checkpoint directory (see checkpoint.ts). @default fresh parameters */
+  /** Resume every stage from this step of the checkpoint store (a step directory for 'file'). @default fresh parameters */
   resume?: string;
+  /**
+   * Checkpoint store (checkpoint-store.ts registry) the stages write to and resume from: 'file'
+   * (a shared filesystem) or 'jetstream' (the NATS JetStream object store; needs a NatsBus).
+   * @default "file"
+   */
+  checkpointStore?: string;
   /** Digest of what the run depends on, stored in checkpoints (pkg/train fingerprintOf). @default "" */
   fingerprint?: string;
   /** Worker heartbeat period in ms; 0 turns heartbeats off (in-process tests). @default 500 */
@@ -75,7 +84,8 @@ export type WorkerEvent =
   | { type: 'heartbeat'; worker: string; stage: number }
   | { type: 'loss'; stage: number; step: number; microBatch: number; loss: number }
   | { type: 'sumsq'; stage: number; step: number; sumsq: number }
-  | { type: 'stepped'; stage: number; step: number }
+  /** trace: the stage's TraceRecord of the step (pkg/verify), digests in hex (trace-wire.ts). */
+  | { type: 'stepped'; stage: number; step: number; trace: WireTraceRecord }
   | { type: 'checkpointed'; stage: number; step: number; file: string }
   | { type: 'failed'; worker: string; stage: number; message: string }
   | { type: 'stopped'; stage: number };

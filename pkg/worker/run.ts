@@ -1,9 +1,12 @@
 import type { DataSource, Progress, RunOptions } from '../train/index.js';
 import type { Driver } from './driver.js';
-import { readPipelineCheckpoint } from './checkpoint.js';
+import { fileCheckpointStore, type CheckpointStore } from './checkpoint-store.js';
+
+/** pkg/train's Progress plus the job's trace: root over the step roots so far (hex) and how many steps it covers. */
+export type PipelineProgress = Progress & { traceRoot: string; traceSteps: number };
 
 export interface PipelineRunHooks {
-  onProgress?(p: Progress): void;
+  onProgress?(p: PipelineProgress): void;
   /** Called when a checkpoint is due; the caller asks the driver to write it (STYLE 4). */
   onCheckpoint?(step: number, dataState: unknown): Promise<void> | void;
   /** Monotonic clock in ms. @default performance.now */
@@ -14,7 +17,7 @@ export interface PipelineRunHooks {
  * The training loop of a pipeline job: the same cadence and Progress events as pkg/train's
  * runTraining (first step, every logEvery, last step), with the driver in place of the Trainer.
  */
-export async function runPipelineTraining(driver: Driver, data: DataSource, opts: RunOptions, hooks: PipelineRunHooks = {}): Promise<{ loss: number; steps: number }> {
+export async function runPipelineTraining(driver: Driver, data: DataSource, opts: RunOptions, hooks: PipelineRunHooks = {}): Promise<{ loss: number; steps: number; traceRoot: string }> {
   const now = hooks.now ?? (() => performance.now());
   const logEvery = opts.logEvery ?? 10;
   const ckptEvery = opts.checkpointEvery ?? 0;
@@ -30,18 +33,20 @@ export async function runPipelineTraining(driver: Driver, data: DataSource, opts
     if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${r.step}; lower the learning rate or enable --clip`);
     if (r.step % logEvery === 0 || r.step === opts.steps || r.step === firstStep) {
       const t = now();
-      hooks.onProgress?.({ type: 'progress', step: r.step, steps: opts.steps, loss: r.loss, gradNorm: r.gradNorm, itemsPerSec: windowItems / Math.max(1e-9, (t - windowStart) / 1000), unit: data.unit, elapsedMs: t - start });
+      hooks.onProgress?.({ type: 'progress', step: r.step, steps: opts.steps, loss: r.loss, gradNorm: r.gradNorm, itemsPerSec: windowItems / Math.max(1e-9, (t - windowStart) / 1000), unit: data.unit, elapsedMs: t - start, traceRoot: r.traceRoot, traceSteps: driver.traceSteps });
       windowStart = t;
       windowItems = 0;
     }
     if (hooks.onCheckpoint && ((ckptEvery > 0 && r.step % ckptEvery === 0) || r.step === opts.steps)) await hooks.onCheckpoint(r.step, data.state());
   }
-  return { loss, steps: driver.step };
+  return { loss, steps: driver.step, traceRoot: driver.traceRoot };
 }
 
 export interface RecoveryOptions {
-  /** Directory of the run's checkpoints (see checkpoint.ts); resumes come from here. */
+  /** Directory (or object-name prefix) of the run's checkpoints in the store; resumes come from here. */
   checkpointDir: string;
+  /** Where checkpoints are read back (the data position on resume); must match the jobs' checkpointStore. @default fileCheckpointStore */
+  store?: CheckpointStore;
   /** Resume the first attempt from this complete step directory. @default start fresh */
   resume?: string;
   /** Restarts allowed after a lost or failed stage. @default 0 (the first loss fails the run) */
@@ -66,11 +71,11 @@ const restartable = new Set(['StageLostError', 'StageFailedError']);
  * there is none yet. Because a resume restores parameters, optimizer state and data position exactly,
  * the run ends with the parameters of an uninterrupted run.
  */
-export async function runPipelineWithRecovery(data: DataSource, opts: RunOptions, recovery: RecoveryOptions, hooks: Omit<PipelineRunHooks, 'onCheckpoint'> & { onCheckpoint?(dir: string): void } = {}): Promise<{ loss: number; steps: number; checkpoint: string | undefined; restarts: number }> {
+export async function runPipelineWithRecovery(data: DataSource, opts: RunOptions, recovery: RecoveryOptions, hooks: Omit<PipelineRunHooks, 'onCheckpoint'> & { onCheckpoint?(dir: string): void } = {}): Promise<{ loss: number; steps: number; traceRoot: string; checkpoint: string | undefined; restarts: number }> {
   const initialData = data.state();
   let last = recovery.resume;
   for (let attempt = 0; ; attempt++) {
-    if (last) data.restore((await readPipelineCheckpoint(last)).dataState);
+    if (last) data.restore((await (recovery.store ?? fileCheckpointStore).readManifest(last)).dataState);
     else data.restore(initialData);
     const driver = await recovery.start(attempt, last);
     try {

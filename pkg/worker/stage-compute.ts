@@ -2,6 +2,7 @@ import { DataType, encodeModel, type ConcreteType, type Tensor } from '../onnx/i
 import { OrtSession } from '../runtime/index.js';
 import { buildOptimizerGraph, type OptimizerConfig, type OptimizerGraph } from '../optim/index.js';
 import { StageOp, type PipelineSplit } from '../pipeline/index.js';
+import { tensorSetDigest, type Digest, type MicroBatchDigests } from '../verify/index.js';
 
 /**
  * What one stage computes, as plain data (graphs as ONNX bytes) so it can cross into a worker
@@ -73,6 +74,18 @@ export interface StageSnapshot {
 }
 
 /**
+ * What a stage's compute saw in one step, as digests (pkg/verify tensorSetDigest), taken where the
+ * tensors live (in the compute thread) so no tensor is copied for the trace. The stage worker adds
+ * step, stage, schedule and loss to make a TraceRecord.
+ */
+export interface StageStepDigests {
+  weightsBefore: Digest;
+  weightsAfter: Digest;
+  /** Indexed by micro-batch; fields never seen are the empty-set digest. */
+  microBatches: MicroBatchDigests[];
+}
+
+/**
  * The async interface of a stage's compute, implemented inline (StageCompute, for tests) and in a
  * worker thread (ThreadCompute). Parameters, stashed inputs and gradient sums live behind it.
  */
@@ -93,6 +106,11 @@ export interface StageComputeLike {
   restore(s: StageSnapshot): Promise<void>;
   /** Every parameter the stage reads (tests). */
   params(): Promise<Record<string, Tensor>>;
+  /**
+   * The digests of the step that just ended (after update and setParams) for m micro-batches, and
+   * starts a fresh record: weightsAfter is taken now, weightsBefore at the step's first forward.
+   */
+  takeTrace(microBatches: number): Promise<StageStepDigests>;
   close(): Promise<void>;
 }
 
@@ -114,6 +132,10 @@ export class StageCompute implements StageComputeLike {
   private optState: Record<string, Tensor>;
   private readonly owned: { name: string; type: ConcreteType }[];
   private steps = 0;
+  private traceBefore: Digest | undefined;
+  /** weightsAfter of the last step: the next step's weightsBefore unless parameters change in between. */
+  private traceCarry: Digest | undefined;
+  private traceMb = new Map<number, Partial<MicroBatchDigests>>();
 
   constructor(readonly plan: StagePlan, private current: Record<string, Tensor>) {
     this.owned = plan.params.filter((p) => plan.owner[p.name] === plan.index);
@@ -148,9 +170,34 @@ export class StageCompute implements StageComputeLike {
 
   async forward(microBatch: number, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
     this.stash.set(microBatch, feeds);
+    this.traceBefore ??= this.traceCarry ?? tensorSetDigest(this.stageParams());
     const out = await (await this.session('F')).run({ ...feeds, ...this.stageParams() });
-    if (this.plan.index === this.plan.stages - 1) return { [this.plan.loss]: out[this.plan.loss]! };
-    return Object.fromEntries(this.plan.activationOutputs.map((n) => [n, out[n]!]));
+    const result = this.plan.index === this.plan.stages - 1
+      ? { [this.plan.loss]: out[this.plan.loss]! }
+      : Object.fromEntries(this.plan.activationOutputs.map((n) => [n, out[n]!]));
+    this.traceOf(microBatch).inputs = tensorSetDigest(feeds);
+    this.traceOf(microBatch).outputs = tensorSetDigest(result);
+    return result;
+  }
+
+  private traceOf(j: number): Partial<MicroBatchDigests> {
+    let t = this.traceMb.get(j);
+    if (!t) this.traceMb.set(j, (t = {}));
+    return t;
+  }
+
+  async takeTrace(m: number): Promise<StageStepDigests> {
+    const empty = tensorSetDigest({});
+    const weightsAfter = tensorSetDigest(this.stageParams());
+    const microBatches = Array.from({ length: m }, (_, j) => {
+      const t = this.traceMb.get(j) ?? {};
+      return { inputs: t.inputs ?? empty, outputs: t.outputs ?? empty, gradsIn: t.gradsIn ?? empty, paramGrads: t.paramGrads ?? empty, gradsOut: t.gradsOut ?? empty };
+    });
+    const r = { weightsBefore: this.traceBefore ?? weightsAfter, weightsAfter, microBatches };
+    this.traceMb = new Map();
+    this.traceBefore = undefined;
+    this.traceCarry = weightsAfter;
+    return r;
   }
 
   async backward(op: 'B' | 'W' | 'BW', j: number, grads: Record<string, Tensor>): Promise<Record<string, Tensor>> {
@@ -162,7 +209,12 @@ export class StageCompute implements StageComputeLike {
     const out = empty ? {} : await (await this.session(op)).run(feeds);
     const result: Record<string, Tensor> = {};
     if (op !== StageOp.BackwardWeight && this.plan.index > 0) for (const [v, o] of this.plan.inputGrads) result[v] = out[o]!;
+    if (op !== StageOp.BackwardWeight) {
+      if (this.plan.index < this.plan.stages - 1) this.traceOf(j).gradsIn = tensorSetDigest(grads);
+      if (this.plan.index > 0) this.traceOf(j).gradsOut = tensorSetDigest(result);
+    }
     if (op !== StageOp.BackwardInput) {
+      this.traceOf(j).paramGrads = tensorSetDigest(Object.fromEntries(this.plan.paramGrads.map(([param, o]) => [param, out[o]!])));
       for (const [param, o] of this.plan.paramGrads) {
         const g = out[o]!.data as Float32Array;
         const sum = this.acc.get(param);
@@ -235,6 +287,7 @@ export class StageCompute implements StageComputeLike {
 
   async setParams(values: Record<string, Tensor>): Promise<void> {
     this.current = { ...this.current, ...values };
+    this.traceCarry = undefined;
   }
 
   async snapshot(): Promise<StageSnapshot> {
@@ -249,6 +302,7 @@ export class StageCompute implements StageComputeLike {
     this.current = { ...this.current, ...s.params };
     this.optState = { ...this.optState, ...s.optimizerState };
     this.steps = s.step;
+    this.traceCarry = undefined;
   }
 
   async params(): Promise<Record<string, Tensor>> {

@@ -2,12 +2,14 @@ import { readFile } from 'node:fs/promises';
 import { decodeModel, type Tensor } from '../onnx/index.js';
 import { schedule, splitStages, StageOp, type Action } from '../pipeline/index.js';
 import { TensorSender, type BusSubscription, type MessageBus } from '../transport/index.js';
-import { readPipelineCheckpoint, writeStageCheckpoint } from './checkpoint.js';
+import { openCheckpointStore, type CheckpointStore } from './checkpoint-store.js';
+import './jetstream-store.js';
 import { Inbox } from './inbox.js';
 import {
   channels, decodeControl, driverCommandTypes, encodeControl, subjects, type DriverCommand, type JobSpec, type WorkerEvent,
 } from './protocol.js';
-import { StageCompute, stagePlan, tiedReads, type StageComputeLike, type StagePlan } from './stage-compute.js';
+import { traceToWire } from './trace-wire.js';
+import { StageCompute, stagePlan, tiedReads, type StageComputeLike, type StagePlan, type StageSnapshot } from './stage-compute.js';
 
 /** Makes the compute of one stage: inline (tests) or in a worker thread (processes). */
 export type ComputeFactory = (plan: StagePlan, params: Record<string, Tensor>, ops: string[]) => Promise<StageComputeLike>;
@@ -43,6 +45,8 @@ export class StageWorker {
   private readonly subs: BusSubscription[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
   private lr = new Map<number, number>();
+  /** Last stage: this step's micro-batch losses, for the trace record's mean loss. */
+  private losses: number[] = [];
   private state: StageWorkerStatus;
   private finish!: (s: StageWorkerStatus) => void;
   /** Resolves when the job ends for this stage (stop, abort or failure). */
@@ -60,6 +64,7 @@ export class StageWorker {
     private readonly out: { fwd?: TensorSender; bwd?: TensorSender; tiedGrad: Map<number, TensorSender>; tiedValue: Map<number, TensorSender> },
     /** Owner stage -> tied params this stage reads; reader stage -> tied params this stage owns. */
     private readonly tied: { reads: Map<number, string[]>; readers: Map<number, string[]> },
+    private readonly store: CheckpointStore,
     step: number,
   ) {
     this.state = { type: 'running', step };
@@ -86,9 +91,10 @@ export class StageWorker {
 
     let params = StageCompute.initialParams(split, plan);
     let step = 0;
-    let restoreOwn: Awaited<ReturnType<typeof readPipelineCheckpoint>>['perStage'][number] | undefined;
+    const store = openCheckpointStore(spec.checkpointStore ?? 'file', { bus });
+    let restoreOwn: StageSnapshot | undefined;
     if (spec.resume) {
-      const ck = await readPipelineCheckpoint(spec.resume, spec.fingerprint);
+      const ck = await store.read(spec.resume, spec.fingerprint);
       // Copies: the compute may take its initial parameters by transfer, and restoreOwn shares these tensors.
       for (const p of plan.params) {
         const t = ck.params[p.name];
@@ -115,7 +121,7 @@ export class StageWorker {
       tiedGrad: new Map([...reads.keys()].map((o) => [o, new TensorSender(bus, channels.tiedGrad(ns, job, stage, o))])),
       tiedValue: new Map([...readers.keys()].map((r) => [r, new TensorSender(bus, channels.tiedValue(ns, job, stage, r))])),
     };
-    const w = new StageWorker(bus, spec, stage, opts.worker ?? `w${stage}`, plan, compute, actions, inbox, out, { reads, readers }, step);
+    const w = new StageWorker(bus, spec, stage, opts.worker ?? `w${stage}`, plan, compute, actions, inbox, out, { reads, readers }, store, step);
     w.subs.push(bus.subscribe(subjects.stage(ns, job, stage), (d) => w.onCommand(d)));
     const beat = spec.heartbeatMs ?? 500;
     if (beat > 0) w.heartbeat = setInterval(() => w.emit({ type: 'heartbeat', worker: w.worker, stage }), beat);
@@ -156,7 +162,7 @@ export class StageWorker {
       case 'update':
         return this.update(cmd.step, cmd.scale);
       case 'checkpoint': {
-        const file = await writeStageCheckpoint(cmd.dir, this.stage, await this.compute.snapshot(), this.spec.fingerprint ?? '');
+        const file = await this.store.writeStage(cmd.dir, this.stage, await this.compute.snapshot(), this.spec.fingerprint ?? '');
         this.emit({ type: 'checkpointed', stage: this.stage, step: cmd.step, file });
         return;
       }
@@ -183,7 +189,9 @@ export class StageWorker {
         };
         const outs = await this.compute.forward(j, feeds);
         if (last) {
-          this.emit({ type: 'loss', stage, step, microBatch: j, loss: Number(outs[plan.loss]!.data[0]) });
+          const loss = Number(outs[plan.loss]!.data[0]);
+          this.losses[j] = loss;
+          this.emit({ type: 'loss', stage, step, microBatch: j, loss });
         } else {
           for (const name of plan.activationOutputs) await this.out.fwd!.send({ job, step, microBatch: j, name, kind: 'activation' }, outs[name]!);
         }
@@ -223,8 +231,12 @@ export class StageWorker {
       for (const name of names) await this.out.tiedValue.get(reader)!.send({ job: this.spec.job, step, microBatch: 0, name, kind: 'other' }, values[name]!);
     }
     for (const [owner, names] of this.tied.reads) await this.compute.setParams(await this.inbox.tiedValue.get(owner)!.takeAll(step, 0, names));
+    const d = await this.compute.takeTrace(this.spec.microBatches);
+    // The mean as the driver computes it (micro-batch order, then / m), so both report the same loss.
+    const loss = this.stage === this.spec.stages - 1 ? this.losses.reduce((x, y) => x + y, 0) / this.spec.microBatches : null;
+    this.losses = [];
     this.state = { type: 'running', step };
-    this.emit({ type: 'stepped', stage: this.stage, step });
+    this.emit({ type: 'stepped', stage: this.stage, step, trace: traceToWire({ step, stage: this.stage, schedule: this.spec.schedule, loss, ...d }) });
   }
 
   /** Ends the job for this stage: closes channels and compute; the worker returns to its pool. */

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Tensor } from '../onnx/index.js';
-import type { StageComputeLike, StagePlan, StageSnapshot } from './stage-compute.js';
+import type { StageComputeLike, StagePlan, StageSnapshot, StageStepDigests } from './stage-compute.js';
 import { forTransfer } from './transfer.js';
 
 /** Messages to the compute thread (compute-thread.ts); `tensors` always travel by transfer. */
@@ -9,7 +9,7 @@ export type ThreadRequest =
   | { id: number; op: 'forward'; microBatch: number; tensors: Record<string, Tensor> }
   | { id: number; op: 'backward'; kind: 'B' | 'W' | 'BW'; microBatch: number; tensors: Record<string, Tensor> }
   | { id: number; op: 'addTiedGrads' | 'setParams'; tensors: Record<string, Tensor> }
-  | { id: number; op: 'finishGrads'; microBatches: number }
+  | { id: number; op: 'finishGrads' | 'takeTrace'; microBatches: number }
   | { id: number; op: 'update'; scale: number; step: number; lr: number; tied: string[] }
   | { id: number; op: 'restore'; step: number; tensors: Record<string, Tensor> };
 
@@ -18,6 +18,7 @@ export interface ThreadReply {
   error?: string;
   value?: number;
   tensors?: Record<string, Tensor>;
+  trace?: StageStepDigests;
 }
 
 /** The compute thread failed (ORT error, or the thread died). */
@@ -121,6 +122,9 @@ export class ThreadCompute implements StageComputeLike {
   }
   async params(): Promise<Record<string, Tensor>> {
     return (await this.call({ op: 'params' })).tensors!;
+  }
+  async takeTrace(microBatches: number): Promise<StageStepDigests> {
+    return (await this.call({ op: 'takeTrace', microBatches })).trace!;
   }
   async close(): Promise<void> {
     if (!this.dead) await this.call({ op: 'close' }).catch(() => undefined);
