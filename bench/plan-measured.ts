@@ -1,0 +1,244 @@
+// Planner benchmark, measured and not only predicted (see bench/README.md). One host plays a
+// heterogeneous fleet: three stage worker processes with --slowdown 1, 2 and 4 (runtime
+// SessionOptions.slowdown: after every ORT run the worker waits (k - 1) x the run's duration, so a
+// k-times slower device costs no extra CPU). The script
+//   1. builds a GPT and costs its chain (costChain, one segment per block);
+//   2. starts nats-server and the three workers;
+//   3. measures the fleet: FLOP/s per worker = measureMatMulFlops with that worker's slowdown (a
+//      1024^3 MatMul, in this process, same ORT settings); link latency and bandwidth from a NATS
+//      round trip with 64 B and with 4 MiB; plans 3 stages (planPipeline, capability-matched) and
+//      the even split over the same devices in the same order (evenSplitPlan);
+//   4. calibrates: times every segment's forward and fused backward on this host (inline, k = 1)
+//      and plans again with those times as the cost (work in host-ns, device rate 1e9 / k);
+//   5. runs each plan with the distributed driver (1F1B, 8 micro-batches), interleaved rounds:
+//      per round and plan a fresh job, WARM untimed steps, then STEPS timed; medians over rounds.
+// Stage boundaries: a job spec has no cut list (workers split with cuts 'auto'), so each plan's
+// model file carries exactly its boundaries in metadata "tessera.cuts", which 'auto' then takes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { costChain } from '../pkg/costmodel/index.js';
+import { Rng } from '../pkg/data/rng.js';
+import { buildGpt } from '../pkg/models/index.js';
+import { DataType, encodeModel, type Model, type Tensor } from '../pkg/onnx/index.js';
+import { parseOptimizerConfig } from '../pkg/optim/index.js';
+import { splitStages } from '../pkg/pipeline/index.js';
+import { evenSplitPlan, planPipeline, type Device, type ModelChain, type Plan } from '../pkg/planner/index.js';
+import { measureMatMulFlops } from '../pkg/runtime/index.js';
+import { NatsBus } from '../pkg/transport/index.js';
+import { Driver, NatsServer, StageCompute, stagePlan } from '../pkg/worker/index.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WARM = Number(process.env.BENCH_WARM ?? 2);
+const STEPS = Number(process.env.BENCH_STEPS ?? 4);
+const LAYERS = Number(process.env.BENCH_LAYERS ?? 8);
+const D = Number(process.env.BENCH_D ?? 128);
+const CTX = Number(process.env.BENCH_CTX ?? 32);
+const MB = Number(process.env.BENCH_MB ?? 16);
+const M = 8;
+const VOCAB = 64;
+const SLOWDOWNS = [1, 2, 4];
+const optimizer = parseOptimizerConfig({ kind: 'adamw', lr: 1e-3 });
+const planOpts = { stages: 3, microBatches: M, schedule: '1f1b' } as const;
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function tokens(rng: Rng, rows: number): Tensor {
+  return { dtype: DataType.INT64, dims: [rows, CTX], data: BigInt64Array.from({ length: rows * CTX }, () => BigInt(rng.int(VOCAB))) };
+}
+
+/** Starts one worker process with its slowdown; resolves when it printed its ready line. */
+function startWorker(url: string, id: string, slowdown: number): Promise<ChildProcess> {
+  const main = fileURLToPath(new URL('../cmd/worker/main.js', import.meta.url));
+  const child = spawn(process.execPath, [main, '--nats', url, '--id', id, '--ns', 'bench', '--slowdown', String(slowdown)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      if (buf.includes(`${id}: ready`)) resolve(child);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
+    child.once('exit', (code) => reject(new Error(`worker ${id} exited (code ${code})`)));
+  });
+}
+
+/** Median round trip (ms) of a payload of `bytes` answered by an 8-byte ack from a second connection. */
+async function roundTripMs(a: NatsBus, b: NatsBus, bytes: number, n = 9): Promise<number> {
+  const sub = b.subscribe('bench.ping', () => b.publish('bench.pong', new Uint8Array(8)));
+  await b.flush();
+  let got: () => void = () => undefined;
+  const pong = a.subscribe('bench.pong', () => got());
+  await a.flush();
+  const payload = new Uint8Array(bytes);
+  const times: number[] = [];
+  for (let i = 0; i <= n; i++) {
+    const t0 = performance.now();
+    const done = new Promise<void>((r) => { got = r; });
+    a.publish('bench.ping', payload);
+    await done;
+    if (i > 0) times.push(performance.now() - t0);
+  }
+  sub.unsubscribe();
+  pong.unsubscribe();
+  return median(times);
+}
+
+/**
+ * Per-segment forward and fused-backward ms on this host (k = 1), by splitting the model at every
+ * cut and running each one-segment stage inline; median of 10 after one warm-up.
+ */
+async function segmentTimes(model: Model, cuts: string[]): Promise<{ fwdMs: number; bwdMs: number }[]> {
+  const split = splitStages(model, { cuts: cuts.map((c) => [c]), bindings: { batch: MB } });
+  const rng = new Rng(7);
+  const data: Record<string, Tensor> = { tokens: tokens(rng, MB), targets: tokens(rng, MB) };
+  let acts: Record<string, Tensor> = {};
+  const out: { fwdMs: number; bwdMs: number }[] = [];
+  for (let s = 0; s < split.stages.length; s++) {
+    const plan = stagePlan(split, s, optimizer);
+    const c = new StageCompute(plan, StageCompute.initialParams(split, plan));
+    await c.warm(['F', 'BW']);
+    const feeds = (): Record<string, Tensor> => ({
+      ...Object.fromEntries(plan.activationInputs.map((n) => [n, acts[n]!])),
+      ...Object.fromEntries(plan.dataInputs.map((n) => [n, data[n]!])),
+    });
+    const fwd: number[] = [];
+    const bwd: number[] = [];
+    let next: Record<string, Tensor> = {};
+    for (let r = 0; r < 11; r++) {
+      let t0 = performance.now();
+      next = await c.forward(r, feeds());
+      const tf = performance.now() - t0;
+      const grads = Object.fromEntries(plan.gradInputs.map(([v]) => [v, { ...next[v]!, data: new Float32Array(next[v]!.data.length).fill(1e-3) }]));
+      t0 = performance.now();
+      await c.backward('BW', r, grads);
+      const tb = performance.now() - t0;
+      if (r > 0) { fwd.push(tf); bwd.push(tb); }
+    }
+    await c.close();
+    acts = { ...acts, ...next };
+    out.push({ fwdMs: median(fwd), bwdMs: median(bwd) });
+  }
+  return out;
+}
+
+/** The planner's formula (pkg/planner/cost.ts) for a given plan's assignment under another chain and fleet. */
+function predictUnder(chain: ModelChain, fleet: Device[], plan: Plan): number {
+  const dev = (id: string) => fleet.find((d) => d.id === id)!;
+  const work = (a: number, b: number) => chain.layers.slice(a, b).reduce((s, l) => s + l.fwdFlops + l.bwdFlops, 0);
+  const link = (x: Device, y: Device, cut: number) => (chain.layers[cut - 1]!.activationBytesOut / Math.min(x.linkBandwidth, y.linkBandwidth) + Math.max(x.linkLatency, y.linkLatency)) * 1000;
+  const st = plan.stages;
+  const stageMs = st.map((s, i) => Math.max(
+    (work(s.layers[0], s.layers[1]) / dev(s.deviceId).flops) * 1000,
+    i + 1 < st.length ? link(dev(s.deviceId), dev(st[i + 1]!.deviceId), s.layers[1]) : 0,
+    i > 0 ? link(dev(st[i - 1]!.deviceId), dev(s.deviceId), s.layers[0]) : 0,
+  ));
+  return (M + st.length - 1) * Math.max(...stageMs);
+}
+
+const describe = (p: Plan) => p.stages.map((s) => `${s.deviceId}[${s.layers[0]},${s.layers[1]})`).join(' ');
+
+async function main(): Promise<void> {
+  const model = buildGpt({ vocab: VOCAB, layers: LAYERS, dModel: D, heads: 4, context: CTX, seed: 1 });
+  const cuts = model.metadata['tessera.cuts']!.split(',');
+  const chain = costChain(model, { bindings: { batch: MB }, cuts, optimizer: 'adamw' });
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-plan-measured-'));
+  const server = await NatsServer.start();
+  const children: ChildProcess[] = [];
+  const bus = await NatsBus.connect({ servers: server.url, name: 'bench-driver' });
+  const echo = await NatsBus.connect({ servers: server.url, name: 'bench-echo' });
+  try {
+    const ids = SLOWDOWNS.map((_, i) => `w${i}`);
+    for (let i = 0; i < ids.length; i++) children.push(await startWorker(server.url, ids[i]!, SLOWDOWNS[i]!));
+
+    // 3. Fleet, as measured.
+    const small = await roundTripMs(bus, echo, 64);
+    const big = await roundTripMs(bus, echo, 4 << 20);
+    const linkLatency = small / 2 / 1000;
+    const linkBandwidth = (4 << 20) / Math.max(1e-6, (big - small) / 1000);
+    const flops: number[] = [];
+    // 1024^3 (~10 ms a run): the slowdown's setTimeout wait is then long against its ~1 ms granularity.
+    for (const k of SLOWDOWNS) flops.push(await measureMatMulFlops({ size: 1024, session: { slowdown: k } }));
+    const mem = 64e9;
+    const fleet: Device[] = ids.map((id, i) => ({ id, name: `cpu/${SLOWDOWNS[i]}`, flops: flops[i]!, memoryBytes: mem, linkBandwidth, linkLatency }));
+    console.log(`chain: ${chain.layers.length} segments, ${(chain.layers.reduce((s, l) => s + l.fwdFlops + l.bwdFlops, 0) / 1e6).toFixed(0)} MFLOP fwd+bwd per micro-batch of ${MB}`);
+    console.log(`link: rtt ${small.toFixed(3)} ms (64 B), ${big.toFixed(2)} ms (4 MiB) -> latency ${(linkLatency * 1e6).toFixed(0)} us, ${(linkBandwidth / 2 ** 20).toFixed(0)} MiB/s`);
+    console.log(`matmul FLOP/s by slowdown ${SLOWDOWNS.join('/')}: ${flops.map((f) => (f / 1e9).toFixed(2)).join(' / ')} GFLOP/s`);
+
+    // 4. Calibrated chain: measured ms as work (1 unit = 1 ns on this host), rate 1e9 / k.
+    const seg = await segmentTimes(model, cuts);
+    if (seg.length !== chain.layers.length) throw new Error(`calibration split ${seg.length} segments, chain has ${chain.layers.length}`);
+    const calChain: ModelChain = { layers: chain.layers.map((l, i) => ({ ...l, fwdFlops: seg[i]!.fwdMs * 1e6, bwdFlops: seg[i]!.bwdMs * 1e6 })) };
+    const calFleet: Device[] = fleet.map((d, i) => ({ ...d, flops: 1e9 / SLOWDOWNS[i]! }));
+    console.log(`segment fwd+bwd ms (k=1): ${seg.map((s) => (s.fwdMs + s.bwdMs).toFixed(1)).join(' ')}`);
+    console.log(`FLOP-model compute ms (k=1): ${chain.layers.map((l) => (((l.fwdFlops + l.bwdFlops) / flops[0]!) * 1000).toFixed(1)).join(' ')}`);
+
+    const matched = planPipeline(chain, fleet, planOpts);
+    const order = matched.stages.map((s) => fleet.find((d) => d.id === s.deviceId)!);
+    const even = evenSplitPlan(chain, order, planOpts);
+    const calMatched = planPipeline(calChain, calFleet, planOpts);
+    const runs: { name: string; plan: Plan; flopPred: number; calPred: number; file?: string; times: number[] }[] = [
+      { name: 'matched (FLOP model)', plan: matched, flopPred: matched.predictedStepMs, calPred: predictUnder(calChain, calFleet, matched), times: [] },
+      { name: 'even split', plan: even, flopPred: even.predictedStepMs, calPred: predictUnder(calChain, calFleet, even), times: [] },
+    ];
+    if (describe(calMatched) !== describe(matched)) {
+      runs.push({ name: 'matched (calibrated)', plan: calMatched, flopPred: predictUnder(chain, fleet, calMatched), calPred: calMatched.predictedStepMs, times: [] });
+    }
+    for (const r of runs) {
+      const bounds = r.plan.stages.slice(0, -1).map((s) => chain.layers[s.layers[1] - 1]!.name!);
+      r.file = join(dir, `${r.name.replace(/\W+/g, '-')}.onnx`);
+      await writeFile(r.file, encodeModel({ ...model, metadata: { ...model.metadata, 'tessera.cuts': bounds.join(',') } }));
+      console.log(`${r.name}: ${describe(r.plan)}`);
+    }
+
+    // 5. Interleaved rounds: every plan once per round, a fresh job each time.
+    const rng = new Rng(1);
+    const batch = { tokens: tokens(rng, MB * M), targets: tokens(rng, MB * M) };
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const r of runs) {
+        const driver = await Driver.start(bus, {
+          ns: 'bench', job: `pm${round}-${runs.indexOf(r)}`, stages: 3, microBatches: M, schedule: '1f1b', model: { path: r.file! },
+          bindings: { batch: MB }, optimizer, workers: r.plan.stages.map((s) => s.deviceId),
+        });
+        try {
+          for (let i = 0; i < WARM; i++) await driver.trainStep(batch);
+          const t0 = performance.now();
+          for (let i = 0; i < STEPS; i++) await driver.trainStep(batch);
+          r.times.push((performance.now() - t0) / STEPS);
+        } finally {
+          await driver.stop();
+        }
+        console.log(`round ${round + 1}/${ROUNDS} ${r.name}: ${r.times.at(-1)!.toFixed(0)} ms/step`);
+      }
+    }
+
+    console.log('\nplan | stages | predicted ms (FLOP model) | predicted ms (calibrated) | measured ms (median)');
+    for (const r of runs) console.log(`${r.name} | ${describe(r.plan)} | ${r.flopPred.toFixed(0)} | ${r.calPred.toFixed(0)} | ${median(r.times).toFixed(0)}`);
+    const mEven = median(runs[1]!.times);
+    const mMatched = median(runs[0]!.times);
+    console.log(`measured even / matched (FLOP model): ${(mEven / mMatched).toFixed(2)}x`);
+    console.log(`measured / predicted, matched (FLOP model): ${(mMatched / runs[0]!.flopPred).toFixed(2)} (FLOP model), ${(mMatched / runs[0]!.calPred).toFixed(2)} (calibrated)`);
+    console.log(`measured / predicted, even split: ${(mEven / runs[1]!.flopPred).toFixed(2)} (FLOP model), ${(mEven / runs[1]!.calPred).toFixed(2)} (calibrated)`);
+    const cal = runs[2];
+    if (cal) {
+      const mCal = median(cal.times);
+      console.log(`measured even / matched (calibrated): ${(mEven / mCal).toFixed(2)}x; measured / predicted (calibrated): ${(mCal / cal.calPred).toFixed(2)}`);
+    } else {
+      console.log('the calibrated plan equals the FLOP-model plan');
+    }
+  } finally {
+    await echo.close();
+    await bus.close();
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => { console.error(err); process.exit(1); },
+);
