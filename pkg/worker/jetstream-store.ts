@@ -64,7 +64,9 @@ export class JetStreamCheckpointStore implements CheckpointStore {
     if (!bytes) throw new StageCheckpointError(`checkpoint object ${name} is missing from bucket ${this.bucket}`);
     const actual = sha256Hex(bytes);
     if (actual !== expected) throw new CheckpointDigestError(name, expected, actual);
-    return bytes;
+    // A plain Uint8Array copy: the client may hand back a Node Buffer, whose slice() is a view, and
+    // pkg/data's tensor-file decoder relies on slice() copying.
+    return new Uint8Array(bytes);
   }
 
   async writeStage(dir: string, stage: number, s: StageSnapshot, fingerprint: string): Promise<string> {

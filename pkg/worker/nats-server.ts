@@ -36,6 +36,12 @@ export interface NatsServerOptions {
   port?: number;
   /** Milliseconds to wait for the server to accept connections. @default 10000 */
   startTimeoutMs?: number;
+  /**
+   * Enable JetStream (needed by the 'jetstream' checkpoint store): `true` keeps its store in the
+   * server's temporary directory (removed on stop); a string is the store directory to use (kept).
+   * @default false
+   */
+  jetstream?: boolean | string;
 }
 
 const INSTALL_HINT = 'install it with `apt-get update && apt-get install -y nats-server` (or run test/provision.sh)';
@@ -126,6 +132,7 @@ export class NatsServer {
       `max_pending: ${mb(maxPending)}`,
       `write_deadline: "${opts.writeDeadline ?? '10s'}"`,
       ...(monitorPort ? [`http: 127.0.0.1:${monitorPort}`] : []),
+      ...(opts.jetstream ? [`jetstream: { store_dir: ${JSON.stringify(typeof opts.jetstream === 'string' ? opts.jetstream : join(dir, 'jetstream'))} }`] : []),
       '',
     ].join('\n'));
     const logs: string[] = [];
