@@ -6,13 +6,14 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NatsServer } from '../../test/nats/launcher.js';
 import { buildGpt } from '../models/index.js';
 import { decodeModel, encodeModel, type Tensor } from '../onnx/index.js';
 import { parseOptimizerConfig } from '../optim/index.js';
 import { NatsBus } from '../transport/index.js';
 import { Trainer, openDataSource } from '../train/index.js';
-import { Driver, StageLostError, readPipelineCheckpoint, runPipelineWithRecovery, type DriverOptions } from './index.js';
+import {
+  Driver, JetStreamCheckpointStore, NatsServer, StageLostError, fileCheckpointStore, readPipelineCheckpoint, runPipelineWithRecovery, type CheckpointStore, type DriverOptions,
+} from './index.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const workerMain = join(root, 'dist/cmd/worker/main.js');
@@ -66,7 +67,7 @@ function startWorker(id: string): Promise<ChildProcess> {
 beforeAll(async () => {
   if (!existsSync(workerMain)) throw new Error(`${workerMain} is missing: run "npm run build" (npm test does it)`);
   writeFileSync(modelPath, encodeModel(model));
-  server = await NatsServer.start();
+  server = await NatsServer.start({ jetstream: true }); // JetStream for the 'jetstream' checkpoint store
   workers = await Promise.all([0, 1, 2, 3].map((k) => startWorker(`w${k}`)));
   bus = await NatsBus.connect({ servers: server.url });
   // Single-process reference: the Trainer on the same batches (same data seed), clipping in its optimizer graph.
@@ -146,18 +147,22 @@ describe('GPT (4 layers, d 32, context 16) on 4 worker processes over nats-serve
     await again.stop();
   }, 60_000);
 
-  test('restart after SIGKILL: the stage is replaced, every stage resumes from the last complete checkpoint, the run ends bit-identical to an uninterrupted one', async () => {
-    // The kill test left 3 live workers; top the pool up to 4.
-    workers.push(await startWorker('w4'));
+  test.each(['file', 'jetstream'])('restart after SIGKILL (%s checkpoints): the stage is replaced, every stage resumes from the last complete checkpoint, the run ends bit-identical to an uninterrupted one, with the same trace root', async (kind) => {
+    // The kill test left 3 live workers (and each run here kills one and starts one); top the pool up to 4.
+    const live = () => workers.filter((w) => w.exitCode === null && w.signalCode === null).length;
+    while (live() < 4) workers.push(await startWorker(`w${workers.length}`));
+    const store: CheckpointStore = kind === 'jetstream' ? new JetStreamCheckpointStore(bus.connection) : fileCheckpointStore;
     const run = async (tag: string, killAt: number | undefined) => {
       const data = await openDataSource(corpus, inputs, { seed: 3 });
       const seen: number[] = [];
       const errors: string[] = [];
+      const roots: string[] = [];
       let current: Driver | undefined;
       const r = await runPipelineWithRecovery(data, { steps: 5, logEvery: 1, checkpointEvery: 2 }, {
-        checkpointDir: join(dir, `rec-${tag}`),
+        checkpointDir: kind === 'file' ? join(dir, `rec-${tag}`) : `rec-${tag}`,
+        store,
         maxRestarts: 1,
-        start: async (attempt, resume) => (current = await Driver.start(bus, { ...jobOptions(`rec-${tag}-${attempt}`, '1f1b'), resume })),
+        start: async (attempt, resume) => (current = await Driver.start(bus, { ...jobOptions(`rec-${kind}-${tag}-${attempt}`, '1f1b'), resume, checkpointStore: kind })),
         beforeRestart: async (err, _attempt, resume) => {
           errors.push(`${err.name} -> ${resume?.split('/').at(-1)}`);
           workers.push(await startWorker(`w${workers.length}`));
@@ -165,10 +170,11 @@ describe('GPT (4 layers, d 32, context 16) on 4 worker processes over nats-serve
       }, {
         onProgress: (p) => {
           seen.push(p.step);
+          roots.push(`${p.traceSteps}:${p.traceRoot}`);
           if (p.step === killAt && seen.filter((x) => x === killAt).length === 1) workers[Number(current!.workers[1]!.slice(1))]!.kill('SIGKILL');
         },
       });
-      return { r, seen, errors, params: (await readPipelineCheckpoint(r.checkpoint!)).params };
+      return { r, seen, errors, roots, ck: await store.read(r.checkpoint!) };
     };
     const straight = await run('straight', undefined);
     const killed = await run('killed', 3);
@@ -177,6 +183,12 @@ describe('GPT (4 layers, d 32, context 16) on 4 worker processes over nats-serve
     expect(killed.errors).toEqual(['StageLostError -> step-2']);
     expect(killed.seen).toEqual([1, 2, 3, 3, 4, 5]); // step 3 ran, its stage died in step 4, resumed after step 2
     expect(killed.r.steps).toBe(5);
-    for (const [name, t] of Object.entries(straight.params)) expect({ name, data: killed.params[name]!.data }).toEqual({ name, data: t.data });
-  }, 60_000);
+    expect(killed.r.checkpoint).toBe(kind === 'file' ? join(dir, 'rec-killed', 'step-5') : 'rec-killed/step-5');
+    for (const [name, t] of Object.entries(straight.ck.params)) expect({ name, data: killed.ck.params[name]!.data }).toEqual({ name, data: t.data });
+    // the trace: the resumed run continues the accumulator from the checkpoint's step roots
+    expect(killed.roots).toEqual([...straight.roots.slice(0, 3), ...straight.roots.slice(2)]);
+    expect(killed.r.traceRoot).toBe(straight.r.traceRoot);
+    expect(killed.ck.stepRoots).toEqual(straight.ck.stepRoots);
+    expect(killed.ck.stepRoots).toHaveLength(5);
+  }, 90_000);
 });
