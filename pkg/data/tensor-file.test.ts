@@ -63,6 +63,14 @@ describe('tensor file codec', () => {
     expect(decodeTensorFile(shifted.subarray(3)).tensors.get('x')).toEqual(sample().tensors.get('x'));
   });
 
+  test('decodes from a Node Buffer inside a larger pool (Buffer.slice is a view, not a copy)', () => {
+    const bytes = encodeTensorFile(sample());
+    const pool = Buffer.alloc(bytes.length + 40, 0x5a);
+    pool.set(bytes, 24);
+    const back = decodeTensorFile(pool.subarray(24, 24 + bytes.length));
+    for (const [name, t] of sample().tensors) expect(back.tensors.get(name)).toEqual(t);
+  });
+
   test('a file without metadata decodes without metadata', () => {
     const back = decodeTensorFile(encodeTensorFile({ tensors: sample().tensors }));
     expect(back.metadata).toBeUndefined();

@@ -111,8 +111,10 @@ export function decodeTensorFile(bytes: Uint8Array): TensorFile {
   for (const e of header.tensors) {
     const dtype = DTYPE_BY_NAME.get(e.dtype)!;
     const info = dtypeInfo(dtype);
-    // Copy so the tensor owns an aligned buffer, whatever the source array's byteOffset.
-    const raw = bytes.slice(dataStart + e.offset, dataStart + e.offset + e.bytes);
+    // Copy so the tensor owns an aligned buffer, whatever the source array's byteOffset. (Not
+    // bytes.slice: on a Node Buffer that is a view into a shared pool, not a copy.)
+    const raw = new Uint8Array(e.bytes);
+    raw.set(bytes.subarray(dataStart + e.offset, dataStart + e.offset + e.bytes));
     tensors.set(e.name, { dtype, dims: e.dims, data: info.fromBuffer(raw.buffer, 0, e.bytes / info.bytes) });
   }
   return header.metadata !== undefined ? { tensors, metadata: header.metadata } : { tensors };
