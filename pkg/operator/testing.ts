@@ -1,0 +1,33 @@
+import type { Clock } from './queue.js';
+
+/** A hand-driven clock for queue and election tests. */
+export class FakeClock implements Clock {
+  private t = 0;
+  private timers: Array<{ at: number; fn: () => void; id: number }> = [];
+  private nextId = 1;
+  now(): number {
+    return this.t;
+  }
+  setTimer(fn: () => void, ms: number): unknown {
+    const id = this.nextId++;
+    this.timers.push({ at: this.t + ms, fn, id });
+    return id;
+  }
+  clearTimer(handle: unknown): void {
+    this.timers = this.timers.filter((x) => x.id !== handle);
+  }
+  advance(ms: number): void {
+    const end = this.t + ms;
+    for (;;) {
+      const due = this.timers.filter((x) => x.at <= end).sort((a, b) => a.at - b.at)[0];
+      if (!due) break;
+      this.timers = this.timers.filter((x) => x !== due);
+      this.t = due.at;
+      due.fn();
+    }
+    this.t = end;
+  }
+  get pending(): number {
+    return this.timers.length;
+  }
+}
