@@ -1,0 +1,224 @@
+/**
+ * The bridge daemon's core loop, one tick at a time (STYLE 6: the caller sleeps between ticks).
+ *   register()  registers the supplier with the cluster's capacity, or updates it.
+ *   poll()      reads JobPosted logs from the cursor, evaluates each unhandled job (evaluate.ts)
+ *               and accepts the ones that fit; each handled event is recorded before the next.
+ *   work()      advances jobs in flight: train + commit roots + submit; after the challenge
+ *               window, finalize and claim.
+ * All state lives in the StateStore file, so a new instance with the same file resumes.
+ */
+import type { Provider, Signer, TransactionReceipt } from 'ethers';
+import { JobState, PriceUnit, type Capacity, type JobMarketClient, type SupplierRegistryClient } from '../chain/index.js';
+import { idleCapacity, type CapacitySource, type ClusterCapacity, type LoadSource } from './capacity.js';
+import { ActivePhase, advance, initialState, markHandled, unhandled, type ActiveJob, type BridgeState, type StateStore } from './cursor.js';
+import { evaluateJob, SkipReason, type PricePolicy } from './evaluate.js';
+import { JobInputError } from './errors.js';
+import type { JobRunner, RunnableJob } from './runner.js';
+
+/** Predicts seconds per optimizer step of a model on the idle capacity (e.g. pkg/costmodel). */
+export interface StepTimePredictor {
+  stepSeconds(modelBytes: bigint, idle: ClusterCapacity): number;
+}
+
+/** Everything the bridge reports; `skipped` carries the reason. Never holds secrets. */
+export type BridgeEvent =
+  | { type: 'registered'; supplier: string; stake: bigint }
+  | { type: 'capacity-updated'; supplier: string }
+  | { type: 'skipped'; jobId: bigint; reason: SkipReason; detail: string }
+  | { type: 'accepted'; jobId: bigint; predictedSeconds: number }
+  | { type: 'root-committed'; jobId: bigint; index: number; root: string }
+  | { type: 'submitted'; jobId: bigint; finalTraceRoot: string; resultDigest: string; challengeEndsAt: bigint }
+  | { type: 'finalized'; jobId: bigint }
+  | { type: 'claimed'; amount: bigint; gasPaid: bigint };
+
+export interface BridgeDeps {
+  signer: Signer;
+  provider: Provider;
+  registry: SupplierRegistryClient;
+  market: JobMarketClient;
+  store: StateStore;
+  capacity: CapacitySource;
+  load: LoadSource;
+  runner: JobRunner;
+  predictor: StepTimePredictor;
+  /** @default ignore */
+  log?: (e: BridgeEvent) => void;
+}
+
+export interface BridgeOptions {
+  /** Stake to hold in the registry, wei (topped up with addStake if below). */
+  stake: bigint;
+  /** Acceptance price policy. */
+  policy: PricePolicy;
+  /** First block to read when no state file exists. @default 0 */
+  fromBlock?: number;
+  /** Training memory per parameter byte. @default 16 */
+  memoryPerModelByte?: bigint;
+  /** Seconds kept free before a deadline. @default 60 */
+  marginSeconds?: number;
+}
+
+export class Bridge {
+  #state: BridgeState | undefined;
+  #address: string | undefined;
+  constructor(private readonly deps: BridgeDeps, private readonly opts: BridgeOptions) {}
+
+  private emit(e: BridgeEvent): void {
+    this.deps.log?.(e);
+  }
+
+  async address(): Promise<string> {
+    this.#address ??= await this.deps.signer.getAddress();
+    return this.#address;
+  }
+
+  async state(): Promise<BridgeState> {
+    this.#state ??= (await this.deps.store.load()) ?? initialState(this.opts.fromBlock ?? 0);
+    return this.#state;
+  }
+
+  private async save(s: BridgeState): Promise<void> {
+    await this.deps.store.save(s);
+    this.#state = s;
+  }
+
+  private async chainTime(): Promise<bigint> {
+    const b = await this.deps.provider.getBlock('latest');
+    return BigInt(b?.timestamp ?? 0);
+  }
+
+  /** Registers with the cluster's capacity and the configured stake, or updates capacity and tops up stake. */
+  async register(): Promise<void> {
+    const me = await this.address();
+    const c = await this.deps.capacity.capacity();
+    const cap: Capacity = { ...c, price: this.opts.policy.minWeiPerStep, priceUnit: PriceUnit.PerStep };
+    const reg = this.deps.registry.connect(this.deps.signer);
+    if (!(await reg.isRegistered(me))) {
+      await reg.register(cap, this.opts.stake);
+      this.emit({ type: 'registered', supplier: me, stake: this.opts.stake });
+      return;
+    }
+    await reg.updateCapacity(cap);
+    const info = await reg.getSupplier(me);
+    if (info.stake < this.opts.stake) await reg.addStake(this.opts.stake - info.stake);
+    this.emit({ type: 'capacity-updated', supplier: me });
+  }
+
+  /** Handles new JobPosted events; returns the job ids handled in this call. */
+  async poll(): Promise<bigint[]> {
+    let s = await this.state();
+    const latest = await this.deps.provider.getBlockNumber();
+    if (latest < s.nextBlock) return [];
+    const logs = await this.deps.market.contract.queryFilter(this.deps.market.contract.filters.JobPosted!(), s.nextBlock, latest);
+    const events = logs.map((l) => {
+      const args = (l as unknown as { args: unknown[] }).args;
+      const spec = args[4] as unknown as { modelDigest: string; modelURI: string; dataDigest: string; dataURI: string; steps: bigint; deadline: bigint };
+      return {
+        blockNumber: l.blockNumber, jobId: args[0] as bigint, reward: args[2] as bigint,
+        job: { jobId: args[0] as bigint, modelURI: spec.modelURI, dataURI: spec.dataURI, modelDigest: spec.modelDigest, dataDigest: spec.dataDigest, steps: spec.steps },
+        deadline: spec.deadline,
+      };
+    });
+    const handled: bigint[] = [];
+    for (const e of unhandled(s, events)) {
+      const active = await this.handle(e.job, e.reward, e.deadline);
+      s = markHandled(s, e);
+      if (active) s = { ...s, active: { ...s.active, [active.jobId]: active } };
+      await this.save(s);
+      handled.push(e.jobId);
+    }
+    await this.save(advance(s, latest));
+    return handled;
+  }
+
+  /** Idempotent: re-reads the job on chain, so a replayed event never accepts twice. */
+  private async handle(job: RunnableJob, reward: bigint, deadline: bigint): Promise<ActiveJob | undefined> {
+    const me = (await this.address()).toLowerCase();
+    const onChain = await this.deps.market.getJob(job.jobId);
+    const record = (): ActiveJob => ({
+      jobId: job.jobId.toString(), phase: ActivePhase.Accepted, modelURI: job.modelURI, dataURI: job.dataURI,
+      modelDigest: job.modelDigest, dataDigest: job.dataDigest, steps: job.steps.toString(), reward: reward.toString(),
+    });
+    if (onChain.state !== JobState.Open) {
+      if (onChain.state === JobState.Accepted && onChain.supplier.toLowerCase() === me) return record();
+      this.emit({ type: 'skipped', jobId: job.jobId, reason: SkipReason.NotOpen, detail: `job is in state ${onChain.state}` });
+      return undefined;
+    }
+    let modelBytes: bigint;
+    try {
+      modelBytes = (await this.deps.runner.inspect(job)).modelBytes;
+    } catch (err) {
+      if (!(err instanceof JobInputError)) throw err;
+      this.emit({ type: 'skipped', jobId: job.jobId, reason: SkipReason.Input, detail: err.message });
+      return undefined;
+    }
+    const idle = idleCapacity(await this.deps.capacity.capacity(), await this.deps.load.held());
+    const decision = evaluateJob(
+      { jobId: job.jobId, reward, steps: job.steps, deadline, modelBytes, stepSeconds: this.deps.predictor.stepSeconds(modelBytes, idle) },
+      { now: await this.chainTime(), idle, policy: this.opts.policy, memoryPerModelByte: this.opts.memoryPerModelByte, marginSeconds: this.opts.marginSeconds },
+    );
+    if (decision.type === 'skip') {
+      this.emit({ type: 'skipped', jobId: job.jobId, reason: decision.reason, detail: decision.detail });
+      return undefined;
+    }
+    await this.deps.market.connect(this.deps.signer).accept(job.jobId);
+    this.emit({ type: 'accepted', jobId: job.jobId, predictedSeconds: decision.predictedSeconds });
+    return record();
+  }
+
+  /** Advances every job in flight by one phase where possible. */
+  async work(): Promise<void> {
+    const market = this.deps.market.connect(this.deps.signer);
+    for (const a of Object.values((await this.state()).active)) {
+      const jobId = BigInt(a.jobId);
+      if (a.phase === ActivePhase.Accepted) {
+        const already = (await market.getJob(jobId)).checkpointCount;
+        const result = await this.deps.runner.run(
+          { jobId, modelURI: a.modelURI, dataURI: a.dataURI, modelDigest: a.modelDigest, dataDigest: a.dataDigest, steps: BigInt(a.steps) },
+          async (index, root) => {
+            if (index < already) return; // committed by an earlier instance; deterministic training reproduces it
+            await market.commitTraceRoot(jobId, BigInt(index), root);
+            this.emit({ type: 'root-committed', jobId, index, root });
+          },
+        );
+        await market.submitResult(jobId, result.finalTraceRoot, result.resultDigest);
+        const challengeEndsAt = (await market.getJob(jobId)).challengeEndsAt;
+        this.emit({ type: 'submitted', jobId, finalTraceRoot: result.finalTraceRoot, resultDigest: result.resultDigest, challengeEndsAt });
+        await this.setActive({ ...a, phase: ActivePhase.Submitted, challengeEndsAt: challengeEndsAt.toString() });
+      } else if (a.phase === ActivePhase.Submitted) {
+        if ((await this.chainTime()) < BigInt(a.challengeEndsAt ?? '0')) continue;
+        const job = await market.getJob(jobId);
+        if (job.state === JobState.Submitted) {
+          await market.finalize(jobId);
+          this.emit({ type: 'finalized', jobId });
+        } else if (job.state === JobState.Disputed) {
+          continue; // the dispute game decides; the bridge waits
+        }
+        await this.claim();
+        const s = await this.state();
+        const { [a.jobId]: _done, ...rest } = s.active;
+        await this.save({ ...s, active: rest, earned: job.state === JobState.Submitted || job.state === JobState.Finalized ? (BigInt(s.earned) + BigInt(a.reward)).toString() : s.earned });
+      }
+    }
+  }
+
+  /** Withdraws the supplier's credits, if any. */
+  async claim(): Promise<{ amount: bigint; receipt?: TransactionReceipt }> {
+    const market = this.deps.market.connect(this.deps.signer);
+    const amount = await market.credits(await this.address());
+    if (amount === 0n) return { amount };
+    const receipt = await market.claim();
+    this.emit({ type: 'claimed', amount, gasPaid: receipt.fee });
+    return { amount, receipt };
+  }
+
+  async tick(): Promise<void> {
+    await this.poll();
+    await this.work();
+  }
+
+  private async setActive(a: ActiveJob): Promise<void> {
+    const s = await this.state();
+    await this.save({ ...s, active: { ...s.active, [a.jobId]: a } });
+  }
+}

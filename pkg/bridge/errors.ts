@@ -1,0 +1,51 @@
+/** Bridge failures, one class per kind (STYLE 8). Each carries `code` for callers across a boundary. Messages never hold secrets. */
+
+export class BridgeError extends Error {
+  override name = 'BridgeError';
+  readonly code: string = 'BRIDGE';
+}
+
+/** The keystore file does not exist or cannot be read. */
+export class KeystoreNotFoundError extends BridgeError {
+  override name = 'KeystoreNotFoundError';
+  override readonly code = 'KEYSTORE_NOT_FOUND';
+  constructor(readonly path: string, options?: { cause?: unknown }) {
+    super(`keystore ${path} not found or unreadable`, options);
+  }
+}
+
+/** No password source was configured, or the configured file / environment variable is missing. */
+export class KeystorePasswordMissingError extends BridgeError {
+  override name = 'KeystorePasswordMissingError';
+  override readonly code = 'KEYSTORE_PASSWORD_MISSING';
+  constructor(readonly source: string) {
+    super(`keystore password not available: ${source}`);
+  }
+}
+
+/** The keystore did not decrypt: wrong password (or a corrupt file). The password is never included. */
+export class KeystoreDecryptError extends BridgeError {
+  override name = 'KeystoreDecryptError';
+  override readonly code = 'KEYSTORE_DECRYPT';
+  constructor(readonly path: string, readonly reason: string) {
+    super(`keystore ${path} did not decrypt: ${reason}`);
+  }
+}
+
+/** The bridge state (cursor) file exists but is not a valid state document. */
+export class CursorFileError extends BridgeError {
+  override name = 'CursorFileError';
+  override readonly code = 'CURSOR_FILE';
+  constructor(readonly path: string, detail: string, options?: { cause?: unknown }) {
+    super(`bridge state file ${path}: ${detail}`, options);
+  }
+}
+
+/** A job's model or data URI cannot be used (unsupported scheme, unreadable, digest mismatch). */
+export class JobInputError extends BridgeError {
+  override name = 'JobInputError';
+  override readonly code = 'JOB_INPUT';
+  constructor(readonly jobId: bigint, detail: string, options?: { cause?: unknown }) {
+    super(`job ${jobId}: ${detail}`, options);
+  }
+}

@@ -1,0 +1,15 @@
+export { Bridge } from './bridge.js';
+export type { BridgeDeps, BridgeEvent, BridgeOptions, StepTimePredictor } from './bridge.js';
+export { StaticCapacitySource, StaticLoadSource, idleCapacity } from './capacity.js';
+export type { CapacitySource, ClusterCapacity, HeldResources, LoadSource } from './capacity.js';
+export { ActivePhase, FileStateStore, advance, initialState, markHandled, unhandled } from './cursor.js';
+export type { ActiveJob, BridgeState, LoggedEvent, StateStore } from './cursor.js';
+export { SkipReason, evaluateJob } from './evaluate.js';
+export type { Decision, EvaluationContext, JobOffer, PricePolicy } from './evaluate.js';
+export { LocalTrainRunner, localPath } from './runner.js';
+export type { JobResult, JobRunner, LocalTrainRunnerOptions, RunnableJob } from './runner.js';
+export { loadSupplierWallet } from './keystore.js';
+export type { KeystoreOptions } from './keystore.js';
+export { readBridgeStatus } from './status.js';
+export type { BridgeStatus } from './status.js';
+export { BridgeError, CursorFileError, JobInputError, KeystoreDecryptError, KeystoreNotFoundError, KeystorePasswordMissingError } from './errors.js';
