@@ -86,34 +86,39 @@ export function encodeTensorFrames(meta: FrameMeta, tensor: Tensor, opts: Encode
   const per = maxPayload - hlen;
   const count = Math.max(1, Math.ceil(body.length / per));
   const digest = sha256(body);
+  // The header differs between chunks only in chunkIndex and chunkOffset: build it once, copy it
+  // into each frame. Each frame is one allocation (header + payload); the body is copied once.
+  const head = new Uint8Array(hlen);
+  const hv = new DataView(head.buffer);
+  head.set(FRAME_MAGIC, 0);
+  hv.setUint8(4, FRAME_VERSION);
+  hv.setUint8(5, TensorKind[meta.kind]);
+  hv.setUint8(6, Encoding[encoding]);
+  hv.setUint8(7, tensor.dtype);
+  hv.setUint16(8, hlen, true);
+  hv.setUint8(10, tensor.dims.length);
+  hv.setBigUint64(12, BigInt(meta.step), true);
+  hv.setUint32(20, meta.microBatch, true);
+  hv.setUint32(28, count, true);
+  hv.setBigUint64(32, BigInt(body.length), true);
+  head.set(digest, 48);
+  let p = FIXED;
+  for (const d of tensor.dims) { hv.setBigUint64(p, BigInt(d), true); p += 8; }
+  for (const s of [meta.job, meta.name]) {
+    const b = utf8.encode(s);
+    hv.setUint16(p, b.length, true);
+    head.set(b, p + 2);
+    p += 2 + b.length;
+  }
   const frames: Uint8Array[] = [];
   for (let i = 0; i < count; i++) {
     const offset = i * per;
     const payload = body.subarray(offset, Math.min(body.length, offset + per));
     const f = new Uint8Array(hlen + payload.length);
     const v = new DataView(f.buffer);
-    f.set(FRAME_MAGIC, 0);
-    v.setUint8(4, FRAME_VERSION);
-    v.setUint8(5, TensorKind[meta.kind]);
-    v.setUint8(6, Encoding[encoding]);
-    v.setUint8(7, tensor.dtype);
-    v.setUint16(8, hlen, true);
-    v.setUint8(10, tensor.dims.length);
-    v.setBigUint64(12, BigInt(meta.step), true);
-    v.setUint32(20, meta.microBatch, true);
+    f.set(head, 0);
     v.setUint32(24, i, true);
-    v.setUint32(28, count, true);
-    v.setBigUint64(32, BigInt(body.length), true);
     v.setBigUint64(40, BigInt(offset), true);
-    f.set(digest, 48);
-    let p = FIXED;
-    for (const d of tensor.dims) { v.setBigUint64(p, BigInt(d), true); p += 8; }
-    for (const s of [meta.job, meta.name]) {
-      const b = utf8.encode(s);
-      v.setUint16(p, b.length, true);
-      f.set(b, p + 2);
-      p += 2 + b.length;
-    }
     f.set(payload, hlen);
     v.setUint32(hlen - 4, crc32(f.subarray(0, hlen - 4), payload), true);
     frames.push(f);
@@ -161,18 +166,25 @@ export function decodeFrame(f: Uint8Array): Frame {
   };
 }
 
-/** Rebuilds the delivered tensor from the complete encoded payload. */
+/**
+ * Rebuilds the delivered tensor from the complete encoded payload. The tensor is a view of `body`
+ * when its offset suits the element size (no copy: the Reassembler hands over a buffer it owns);
+ * otherwise the bytes are copied into an aligned buffer.
+ */
 export function tensorFromPayload(frame: Pick<Frame, 'dtype' | 'dims' | 'encoding'>, body: Uint8Array): Tensor {
   const n = frame.dims.reduce((a, b) => a * b, 1);
   if (frame.encoding === 'fp16') {
     if (body.length !== n * 2) throw new FrameError(`fp16 payload has ${body.length} bytes, expected ${n * 2}`);
-    const half = new Uint16Array(n);
-    new Uint8Array(half.buffer).set(body);
-    return { dtype: DataType.FLOAT, dims: frame.dims, data: halfToFloat32Array(half) };
+    return { dtype: DataType.FLOAT, dims: frame.dims, data: halfToFloat32Array(alignedView(body, 2, (b, o, l) => new Uint16Array(b, o, l), n)) };
   }
   const info = dtypeInfo(frame.dtype);
   if (body.length !== n * info.bytes) throw new FrameError(`payload has ${body.length} bytes, expected ${n * info.bytes} for shape [${frame.dims.join(',')}]`);
+  return { dtype: frame.dtype, dims: frame.dims, data: alignedView(body, info.bytes, info.fromBuffer, n) };
+}
+
+function alignedView<T>(body: Uint8Array, bytes: number, make: (b: ArrayBuffer, o: number, l: number) => T, n: number): T {
+  if (body.byteOffset % bytes === 0 && body.buffer instanceof ArrayBuffer) return make(body.buffer, body.byteOffset, n);
   const buf = new ArrayBuffer(body.length);
   new Uint8Array(buf).set(body);
-  return { dtype: frame.dtype, dims: frame.dims, data: info.fromBuffer(buf, 0, n) };
+  return make(buf, 0, n);
 }

@@ -9,13 +9,20 @@ export type ReassemblyEvent =
 export interface ReassemblerOptions {
   /** Tensors assembling at once before the oldest is dropped with an error. @default 64 */
   maxPending?: number;
-  /** Bytes buffered across assembling tensors before the oldest is dropped. @default 512 MiB */
+  /** Bytes buffered across assembling tensors before the oldest is dropped; a tensor is charged its whole size when its first chunk arrives, and one larger than this is rejected outright. @default 512 MiB */
   maxBytes?: number;
 }
 
 interface Pending {
+  /** The first frame's header fields (its payload is not retained). */
   first: Frame;
-  chunks: Map<number, Uint8Array>;
+  /** The encoded tensor, allocated once at its final size; chunks are written at their offsets. */
+  body: Uint8Array;
+  /** Chunk indices already written (duplicates are ignored). */
+  seen: Set<number>;
+  /** Payload bytes written so far. */
+  filled: number;
+  /** Bytes charged against maxBytes (the body's size). */
   bytes: number;
 }
 
@@ -55,8 +62,14 @@ export class Reassembler {
     const key = transferKey(meta);
     let p = this.pending.get(key);
     if (!p) {
-      p = { first: f, chunks: new Map(), bytes: 0 };
+      // Charged and allocated up front so each chunk is copied exactly once, straight into place.
+      if (f.totalBytes > this.maxBytes) {
+        this.emit({ type: 'error', meta, error: new ReassemblyOverflowError(`tensor "${f.name}" (step ${f.step}, micro-batch ${f.microBatch}) claims ${f.totalBytes} bytes, above the ${this.maxBytes}-byte reassembly limit`) });
+        return;
+      }
+      p = { first: { ...f, payload: EMPTY }, body: new Uint8Array(f.totalBytes), seen: new Set(), filled: 0, bytes: f.totalBytes };
       this.pending.set(key, p);
+      this.buffered += p.bytes;
     } else {
       const a = p.first;
       if (a.chunkCount !== f.chunkCount || a.totalBytes !== f.totalBytes || a.dtype !== f.dtype || a.encoding !== f.encoding || a.dims.join() !== f.dims.join() || !equalBytes(a.digest, f.digest)) {
@@ -65,12 +78,11 @@ export class Reassembler {
         return;
       }
     }
-    if (p.chunks.has(f.chunkIndex)) return; // duplicate (e.g. a resend): idempotent
-    const copy = f.payload.slice();
-    p.chunks.set(f.chunkIndex, copy);
-    p.bytes += copy.length;
-    this.buffered += copy.length;
-    if (p.chunks.size === f.chunkCount) {
+    if (p.seen.has(f.chunkIndex)) return; // duplicate (e.g. a resend): idempotent
+    p.seen.add(f.chunkIndex);
+    p.body.set(f.payload, f.chunkOffset); // decodeFrame checked offset + length <= totalBytes
+    p.filled += f.payload.length;
+    if (p.seen.size === f.chunkCount) {
       this.drop(key, p);
       this.complete(meta, p);
       return;
@@ -79,13 +91,10 @@ export class Reassembler {
   }
 
   private complete(meta: FrameMeta, p: Pending): void {
-    const body = new Uint8Array(p.first.totalBytes);
-    let filled = 0;
-    for (const [, chunk] of [...p.chunks].sort((x, y) => x[0] - y[0])) {
-      body.set(chunk, filled);
-      filled += chunk.length;
-    }
-    if (filled !== body.length || !equalBytes(sha256(body), p.first.digest)) {
+    const body = p.body;
+    // filled counts distinct chunks, so overlapping chunks leave it off totalBytes (or leave a gap
+    // the digest catches). One native SHA-256 over the assembled bytes is the end-to-end check.
+    if (p.filled !== body.length || !equalBytes(sha256(body), p.first.digest)) {
       this.emit({ type: 'error', meta, error: new TensorDigestError(`tensor "${meta.name}" (step ${meta.step}, micro-batch ${meta.microBatch}) failed its SHA-256 digest; it was not used`) });
       return;
     }
@@ -111,6 +120,8 @@ export class Reassembler {
     this.buffered -= p.bytes;
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
