@@ -28,7 +28,7 @@ export type BridgeEvent =
   | { type: 'accepted'; jobId: bigint; predictedSeconds: number }
   | { type: 'root-committed'; jobId: bigint; index: number; root: string }
   | { type: 'submitted'; jobId: bigint; finalTraceRoot: string; resultDigest: string; challengeEndsAt: bigint }
-  | { type: 'finalized'; jobId: bigint }
+  | { type: 'finalized'; jobId: bigint; gasPaid: bigint }
   | { type: 'claimed'; amount: bigint; gasPaid: bigint };
 
 export interface BridgeDeps {
@@ -189,8 +189,8 @@ export class Bridge {
         if ((await this.chainTime()) < BigInt(a.challengeEndsAt ?? '0')) continue;
         const job = await market.getJob(jobId);
         if (job.state === JobState.Submitted) {
-          await market.finalize(jobId);
-          this.emit({ type: 'finalized', jobId });
+          const r = await market.finalize(jobId);
+          this.emit({ type: 'finalized', jobId, gasPaid: r.fee });
         } else if (job.state === JobState.Disputed) {
           continue; // the dispute game decides; the bridge waits
         }
