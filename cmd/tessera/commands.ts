@@ -1,3 +1,4 @@
+import { bridgeCommand } from './bridge-command.js';
 import { modelCommand } from './model-command.js';
 import { planCommand } from './plan-command.js';
 import { trainCommand } from './train-command.js';
@@ -11,4 +12,4 @@ export interface Command {
 }
 
 // Registered by name (STYLE 11); later commands (up, plan, bridge, ...) add one line each.
-export const commands = new Map<string, Command>([modelCommand, trainCommand, planCommand, upCommand].map((c) => [c.name, c]));
+export const commands = new Map<string, Command>([modelCommand, trainCommand, planCommand, upCommand, bridgeCommand].map((c) => [c.name, c]));

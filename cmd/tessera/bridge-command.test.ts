@@ -1,0 +1,73 @@
+/** `tessera bridge run --once` and `tessera bridge status` against a real local chain. */
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encryptKeystoreJson, hexlify, parseEther } from 'ethers';
+import { deployMarket, startLocalChain, type Deployment, type LocalChain } from '../../pkg/chain/index.js';
+import { KeystoreDecryptError } from '../../pkg/bridge/index.js';
+import { buildGpt } from '../../pkg/models/index.js';
+import { encodeModel } from '../../pkg/onnx/index.js';
+import { sha256 } from '../../pkg/verify/index.js';
+import { makeBridgeCommand } from './bridge-command.js';
+import { UsageError } from './errors.js';
+
+const PASSWORD = 'bridge-cli-secret-91c2';
+const corpus = new URL('../../test/fixtures/corpus/kjv-genesis-exodus.txt', import.meta.url).pathname;
+let chain: LocalChain;
+let d: Deployment;
+let dir: string;
+
+beforeAll(async () => {
+  chain = await startLocalChain();
+  d = await deployMarket(chain.wallet(0), { minStake: parseEther('1'), unstakeDelay: 3600n, arbiter: chain.accounts[1]!.address, challengerBond: parseEther('0.1'), jobBondBps: 5000n });
+  dir = await mkdtemp(join(tmpdir(), 'bridge-cli-'));
+  const acct = chain.accounts[4]!;
+  await writeFile(join(dir, 'key.json'), await encryptKeystoreJson({ address: acct.address, privateKey: acct.privateKey }, PASSWORD, { scrypt: { N: 1024 } }));
+  await writeFile(join(dir, 'pw'), PASSWORD + '\n');
+}, 60_000);
+
+afterAll(async () => {
+  await chain?.stop();
+});
+
+async function cli(env: Record<string, string>, ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await makeBridgeCommand({ out: (t) => (out += t), err: (t) => (err += t), env }).run(argv);
+  return { code, out, err };
+}
+
+test('run --once registers, accepts and trains a posted job; status shows it in flight; the password is never printed', async () => {
+  const model = encodeModel(buildGpt({ vocab: 256, layers: 1, dModel: 16, heads: 2, context: 8, seed: 2 }));
+  await writeFile(join(dir, 'm.onnx'), model);
+  const now = await chain.latestTimestamp();
+  const { jobId } = await d.market.connect(chain.wallet(2)).postJob({
+    modelDigest: hexlify(sha256(model)), modelURI: join(dir, 'm.onnx'), dataDigest: hexlify(sha256(new Uint8Array(await readFile(corpus)))), dataURI: corpus,
+    steps: 3n, deadline: now + 3600n, challengeWindow: 600n,
+  }, parseEther('0.5'));
+  const common = ['--rpc', chain.url, '--registry', d.registry.address, '--market', d.market.address, '--keystore', join(dir, 'key.json')];
+  const run = await cli({}, 'run', ...common, '--password-file', join(dir, 'pw'), '--state', join(dir, 'state.json'), '--stake', '1.5',
+    '--flops', '1e14', '--memory', String(2 ** 34), '--max-model-bytes', String(2 ** 30), '--checkpoint-every', '2', '--once', '--json');
+  expect(run.code).toBe(0);
+  const events = run.out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; jobId?: string });
+  expect(events.map((e) => e.type)).toEqual(['registered', 'accepted', 'root-committed', 'root-committed', 'submitted']);
+  expect(events[1]!.jobId).toBe(jobId.toString());
+
+  const status = await cli({ TESSERA_KEYSTORE_PASSWORD: PASSWORD }, 'status', ...common, '--json');
+  const s = JSON.parse(status.out) as { supplier: string; info: { registered: boolean; stake: string; locked: string }; inFlight: { jobId: string; state: number }[]; earned: string };
+  expect(s).toMatchObject({ supplier: chain.accounts[4]!.address, info: { registered: true, stake: parseEther('1.5').toString(), locked: parseEther('0.25').toString() }, inFlight: [{ jobId: jobId.toString(), state: 3 }], earned: '0' });
+  const text = await cli({}, 'status', ...common.slice(0, 6), '--supplier', chain.accounts[4]!.address);
+  expect(text.out).toMatch(/stake {6}1\.5 ETH \(locked 0\.25/);
+  expect(text.out).toMatch(new RegExp(`in flight  ${jobId} \\(submitted\\)`));
+  for (const r of [run, status, text]) expect(r.out + r.err).not.toContain(PASSWORD);
+}, 90_000);
+
+test('a wrong password fails with KeystoreDecryptError that does not echo it; missing flags are usage errors', async () => {
+  const common = ['--rpc', chain.url, '--registry', d.registry.address, '--market', d.market.address, '--keystore', join(dir, 'key.json')];
+  const err = await cli({ TESSERA_KEYSTORE_PASSWORD: 'hunter2-wrong' }, 'status', ...common).then(() => null, (e: unknown) => e);
+  expect(err).toBeInstanceOf(KeystoreDecryptError);
+  expect(String(err)).not.toContain('hunter2-wrong');
+  await expect(cli({}, 'status', '--rpc', chain.url, '--registry', d.registry.address)).rejects.toBeInstanceOf(UsageError);
+  await expect(cli({}, 'status', ...common.slice(0, 4), '--market', 'nope')).rejects.toThrow(/--market is not an address/);
+  await expect(cli({}, 'fly')).rejects.toBeInstanceOf(UsageError);
+}, 30_000);

@@ -1,0 +1,163 @@
+/**
+ * `tessera bridge run|status`: the bridge daemon (pkg/bridge) and a read-only status view from the
+ * chain. Flags are parsed into typed options once, here (STYLE 10). The keystore password is read
+ * from a file or an environment variable and never printed.
+ */
+import { resolve } from 'node:path';
+import { JsonRpcProvider, formatEther, getAddress, parseEther } from 'ethers';
+import { JobMarketClient, SupplierRegistryClient, type JobState } from '../../pkg/chain/index.js';
+import { Bridge, FileStateStore, LocalTrainRunner, StaticCapacitySource, StaticLoadSource, loadSupplierWallet, readBridgeStatus, type BridgeEvent } from '../../pkg/bridge/index.js';
+import type { Command } from './commands.js';
+import { UsageError, formatError } from './errors.js';
+import { intFlag, numFlag, parseFlags, strFlag } from './flags.js';
+
+export interface BridgeCommandIo {
+  out(text: string): void;
+  err(text: string): void;
+  /** @default process.env */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Stops `bridge run` after the current tick. @default SIGINT / SIGTERM */
+  signal?: AbortSignal;
+}
+
+const help = `usage: tessera bridge <run|status> [flags]
+
+common:
+  --rpc URL                 JSON-RPC endpoint of the chain (required)
+  --registry ADDR           SupplierRegistry address (required)
+  --market ADDR             JobMarket address (required)
+  --keystore FILE           encrypted JSON keystore of the supplier key
+  --password-file FILE      keystore password file (default: env var, see --password-env)
+  --password-env NAME       environment variable holding the password (default TESSERA_KEYSTORE_PASSWORD)
+  --json                    one JSON object per line
+
+status (reads the chain only):
+  --supplier ADDR           supplier address (default: the keystore's address)
+
+run (register or update capacity, then watch JobPosted, accept, train, submit, finalize, claim):
+  --state FILE              cursor / jobs-in-flight file (required; written atomically)
+  --out-dir DIR             where trained models go (default <state>.out)
+  --stake ETH               stake to hold in the registry (default 1)
+  --min-wei-per-step WEI    price policy: least reward per step (default 0)
+  --flops N                 usable cluster FLOP/s (required)
+  --memory BYTES            cluster accelerator memory (required)
+  --max-model-bytes BYTES   largest trainable model (required)
+  --seconds-per-step S      predicted seconds per step (default 1)
+  --batch N                 batch size bound to the model's batch dim (default 4)
+  --checkpoint-every N      commit a trace root every N steps (default 10)
+  --from-block N            first block when no state file exists (default 0)
+  --poll-ms N               pause between ticks (default 2000)
+  --once                    one tick, then exit
+`;
+
+const big = (values: Record<string, unknown>, name: string, fallback?: bigint): bigint => {
+  const raw = values[name];
+  if (raw === undefined) {
+    if (fallback === undefined) throw new UsageError(`--${name} is required`);
+    return fallback;
+  }
+  const text = String(raw);
+  if (/^\d+$/.test(text)) return BigInt(text);
+  const n = Number(text); // 1e14 and the like
+  if (Number.isSafeInteger(n) && n >= 0) return BigInt(n);
+  throw new UsageError(`--${name} must be a non-negative integer, got "${text}"`);
+};
+
+const addr = (values: Record<string, unknown>, name: string): string => {
+  const raw = strFlag(values, name);
+  try {
+    return getAddress(raw);
+  } catch {
+    throw new UsageError(`--${name} is not an address: "${raw}"`);
+  }
+};
+
+const jsonLine = (o: unknown): string => JSON.stringify(o, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) + '\n';
+
+const stateNames: Record<number, string> = { 2: 'accepted', 3: 'submitted', 4: 'disputed' };
+
+export function makeBridgeCommand(io: BridgeCommandIo): Command {
+  return {
+    name: 'bridge',
+    summary: 'sell idle cluster capacity on the chain (run), or show the supplier as the chain sees it (status)',
+    async run(argv) {
+      const [sub, ...rest] = argv;
+      if (sub === undefined || sub === '--help' || sub === '-h') { io.out(help); return sub ? 0 : 2; }
+      if (sub !== 'run' && sub !== 'status') throw new UsageError(`unknown bridge subcommand "${sub}" (run, status)`);
+      const { values } = parseFlags(rest, {
+        rpc: { type: 'string' }, registry: { type: 'string' }, market: { type: 'string' }, keystore: { type: 'string' },
+        'password-file': { type: 'string' }, 'password-env': { type: 'string' }, json: { type: 'boolean' }, supplier: { type: 'string' },
+        state: { type: 'string' }, 'out-dir': { type: 'string' }, stake: { type: 'string' }, 'min-wei-per-step': { type: 'string' },
+        flops: { type: 'string' }, memory: { type: 'string' }, 'max-model-bytes': { type: 'string' }, 'seconds-per-step': { type: 'string' },
+        batch: { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'from-block': { type: 'string' }, 'poll-ms': { type: 'string' },
+        once: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      });
+      if (values.help) { io.out(help); return 0; }
+      const json = values.json === true;
+      // cacheTimeout -1: never serve a cached answer (a stale nonce on a fast chain); network detected once
+      const provider = new JsonRpcProvider(strFlag(values, 'rpc'), undefined, { cacheTimeout: -1 });
+      const registryAddr = addr(values, 'registry');
+      const marketAddr = addr(values, 'market');
+      const keystore = () => loadSupplierWallet({
+        path: strFlag(values, 'keystore'), passwordFile: values['password-file'] as string | undefined,
+        passwordEnv: values['password-env'] as string | undefined, env: io.env,
+      }, provider);
+      try {
+        if (sub === 'status') {
+          const supplier = values.supplier !== undefined ? addr(values, 'supplier') : (await keystore()).address;
+          const s = await readBridgeStatus(new SupplierRegistryClient(registryAddr, provider), new JobMarketClient(marketAddr, provider), supplier);
+          if (json) { io.out(jsonLine({ type: 'status', ...s })); return 0; }
+          const flights = s.inFlight.map((j: { jobId: bigint; state: JobState }) => `${j.jobId} (${stateNames[j.state] ?? j.state})`).join(', ') || 'none';
+          io.out(`supplier   ${s.supplier}\nregistered ${s.info.registered}\nstake      ${formatEther(s.info.stake)} ETH (locked ${formatEther(s.info.locked)}, unstaking ${formatEther(s.info.pendingUnstake)})\n` +
+            `capacity   ${s.info.capacity.flopsPerSecond} FLOP/s, ${s.info.capacity.memoryBytes} B memory, models up to ${s.info.capacity.maxModelBytes} B, price ${s.info.capacity.price} wei/${s.info.capacity.priceUnit === 1 ? 'step' : 'FLOP'}\n` +
+            `in flight  ${flights}\nearned     ${formatEther(s.earned)} ETH (unclaimed ${formatEther(s.unclaimed)})\n`);
+          return 0;
+        }
+        const wallet = await keystore();
+        const statePath = resolve(strFlag(values, 'state'));
+        const print = (e: BridgeEvent) => io.out(json ? jsonLine(e) : `${e.type} ${jsonLine({ ...e, type: undefined }).trim()}\n`);
+        const bridge = new Bridge({
+          signer: wallet, provider,
+          registry: new SupplierRegistryClient(registryAddr, wallet), market: new JobMarketClient(marketAddr, wallet),
+          store: new FileStateStore(statePath),
+          capacity: new StaticCapacitySource({ flopsPerSecond: big(values, 'flops'), memoryBytes: big(values, 'memory'), maxModelBytes: big(values, 'max-model-bytes') }),
+          load: new StaticLoadSource(),
+          runner: new LocalTrainRunner({ outDir: resolve(strFlag(values, 'out-dir', `${statePath}.out`)), batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10) }),
+          predictor: { stepSeconds: () => numFlag(values, 'seconds-per-step', 1, 0)! },
+          log: print,
+        }, {
+          stake: parseEther(strFlag(values, 'stake', '1')),
+          policy: { minWeiPerStep: big(values, 'min-wei-per-step', 0n) },
+          fromBlock: intFlag(values, 'from-block', 0, 0),
+        });
+        await bridge.register();
+        const pollMs = intFlag(values, 'poll-ms', 2000, 0);
+        const signal = io.signal ?? signalOnExit();
+        for (;;) {
+          try {
+            await bridge.tick();
+          } catch (err) {
+            if (values.once) throw err;
+            io.err(`tessera bridge: ${formatError(err)}; retrying in ${pollMs} ms\n`);
+          }
+          if (values.once || signal.aborted) return 0;
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, pollMs);
+            signal.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true });
+          });
+          if (signal.aborted) return 0;
+        }
+      } finally {
+        provider.destroy();
+      }
+    },
+  };
+}
+
+function signalOnExit(): AbortSignal {
+  const ac = new AbortController();
+  for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => ac.abort());
+  return ac.signal;
+}
+
+export const bridgeCommand: Command = makeBridgeCommand({ out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
