@@ -58,3 +58,20 @@ describe('tensorFromPayload views', () => {
     expect(Array.from(out.data as Float32Array)).toEqual([1.5, -2, 3.25]);
   });
 });
+
+describe('overlapping chunks', () => {
+  test('a new chunk over already-hashed bytes drops the transfer instead of changing them', () => {
+    const t: Tensor = { dtype: DataType.FLOAT, dims: [200], data: new Float32Array(200).fill(1) };
+    const frames = encodeTensorFrames(meta, t, { maxPayload: 256 });
+    const forged = frames[1]!.slice();
+    const v = new DataView(forged.buffer);
+    v.setBigUint64(40, 0n, true); // chunk 1 claims offset 0, which chunk 0 already filled
+    const hlen = v.getUint16(8, true);
+    v.setUint32(hlen - 4, crc32(forged.subarray(0, hlen - 4), forged.subarray(hlen)), true);
+    const ev: ReassemblyEvent[] = [];
+    const r = new Reassembler((e) => ev.push(e));
+    for (const f of [frames[0]!, forged, ...frames.slice(2)]) r.push(f);
+    expect(ev.some((e) => e.type === 'tensor')).toBe(false);
+    expect(ev[0]?.type).toBe('error');
+  });
+});

@@ -1,5 +1,6 @@
+import { createHash, type Hash } from 'node:crypto';
 import type { Tensor } from '../onnx/index.js';
-import { decodeFrame, sha256, tensorFromPayload, type Frame, type FrameMeta } from './frame.js';
+import { decodeFrame, tensorFromPayload, uninitializedBytes, type Frame, type FrameMeta } from './frame.js';
 import { FrameError, FrameMismatchError, ReassemblyOverflowError, TensorDigestError } from './errors.js';
 
 export type ReassemblyEvent =
@@ -20,8 +21,11 @@ interface Pending {
   body: Uint8Array;
   /** Chunk indices already written (duplicates are ignored). */
   seen: Set<number>;
-  /** Payload bytes written so far. */
-  filled: number;
+  /** SHA-256 over body[0, hashedTo), fed as chunks become contiguous, so hashing overlaps arrival. */
+  hash: Hash;
+  hashedTo: number;
+  /** Written chunks not yet hashed: offset -> length. */
+  waiting: Map<number, number>;
   /** Bytes charged against maxBytes (the body's size). */
   bytes: number;
 }
@@ -67,7 +71,9 @@ export class Reassembler {
         this.emit({ type: 'error', meta, error: new ReassemblyOverflowError(`tensor "${f.name}" (step ${f.step}, micro-batch ${f.microBatch}) claims ${f.totalBytes} bytes, above the ${this.maxBytes}-byte reassembly limit`) });
         return;
       }
-      p = { first: { ...f, payload: EMPTY }, body: new Uint8Array(f.totalBytes), seen: new Set(), filled: 0, bytes: f.totalBytes };
+      // Not zero-filled: every byte is overwritten by a chunk before the digest can pass, so
+      // uninitialized memory is never delivered.
+      p = { first: { ...f, payload: EMPTY }, body: uninitializedBytes(f.totalBytes), seen: new Set(), hash: createHash('sha256'), hashedTo: 0, waiting: new Map(), bytes: f.totalBytes };
       this.pending.set(key, p);
       this.buffered += p.bytes;
     } else {
@@ -79,9 +85,21 @@ export class Reassembler {
       }
     }
     if (p.seen.has(f.chunkIndex)) return; // duplicate (e.g. a resend): idempotent
+    if (f.chunkOffset < p.hashedTo || p.waiting.has(f.chunkOffset)) {
+      // A new chunk over bytes already hashed (or claimed) would make the digest vouch for bytes
+      // that are no longer there; an honest sender never overlaps chunks.
+      this.drop(key, p);
+      this.emit({ type: 'error', meta, error: new FrameMismatchError(`chunk ${f.chunkIndex} of "${f.name}" (step ${f.step}, micro-batch ${f.microBatch}) overlaps another chunk at offset ${f.chunkOffset}`) });
+      return;
+    }
     p.seen.add(f.chunkIndex);
     p.body.set(f.payload, f.chunkOffset); // decodeFrame checked offset + length <= totalBytes
-    p.filled += f.payload.length;
+    p.waiting.set(f.chunkOffset, f.payload.length);
+    for (let n = p.waiting.get(p.hashedTo); n !== undefined; n = p.waiting.get(p.hashedTo)) {
+      p.waiting.delete(p.hashedTo);
+      p.hash.update(p.body.subarray(p.hashedTo, p.hashedTo + n));
+      p.hashedTo += n;
+    }
     if (p.seen.size === f.chunkCount) {
       this.drop(key, p);
       this.complete(meta, p);
@@ -92,9 +110,8 @@ export class Reassembler {
 
   private complete(meta: FrameMeta, p: Pending): void {
     const body = p.body;
-    // filled counts distinct chunks, so overlapping chunks leave it off totalBytes (or leave a gap
-    // the digest catches). One native SHA-256 over the assembled bytes is the end-to-end check.
-    if (p.filled !== body.length || !equalBytes(sha256(body), p.first.digest)) {
+    // hashedTo reaches totalBytes only if the chunks tile the tensor exactly (no gap, no overlap).
+    if (p.hashedTo !== body.length || !equalBytes(new Uint8Array(p.hash.digest()), p.first.digest)) {
       this.emit({ type: 'error', meta, error: new TensorDigestError(`tensor "${meta.name}" (step ${meta.step}, micro-batch ${meta.microBatch}) failed its SHA-256 digest; it was not used`) });
       return;
     }
