@@ -173,3 +173,25 @@ test('jobs that pay too little, cannot meet their deadline, or have a bad input 
   for (const id of [late, cheap, bad]) expect((await market.getJob(id)).state).toBe(JobState.Open);
   expect((await market.getJob(ok)).state).toBe(JobState.Accepted);
 }, 90_000);
+
+test('an accepted job whose input changed under it is released before its deadline (free), with the reason logged', async () => {
+  const events: BridgeEvent[] = [];
+  const bridge = makeBridge(join(dir, 'release.json'), events);
+  await bridge.register();
+  const path = join(dir, 'gpt-release.onnx');
+  await writeFile(path, await readFile(join(dir, 'gpt.onnx')));
+  const now = await chain.latestTimestamp();
+  const id = (await market.connect(submitter).postJob({ modelDigest, modelURI: path, dataDigest, dataURI, steps: STEPS, deadline: now + 3600n, challengeWindow: 600n }, REWARD)).jobId;
+  expect(await bridge.poll()).toEqual([id]);
+  expect((await registry.getSupplier(supplier.address)).locked).toBe(REWARD / 2n);
+  await writeFile(path, 'replaced'); // the file no longer matches the digest the job committed to
+  await bridge.work();
+  const [rel] = ofType(events, 'released');
+  expect(rel).toMatchObject({ jobId: id });
+  expect(rel!.reason).toMatch(/SHA-256/);
+  expect((await market.getJob(id)).state).toBe(JobState.Released);
+  expect((await registry.getSupplier(supplier.address)).locked).toBe(0n); // bond back, no slash
+  expect((await bridge.state()).active).toEqual({});
+  await bridge.work(); // nothing left to do
+  expect(ofType(events, 'released')).toHaveLength(1);
+}, 60_000);

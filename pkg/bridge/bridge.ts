@@ -28,6 +28,8 @@ export type BridgeEvent =
   | { type: 'accepted'; jobId: bigint; predictedSeconds: number }
   | { type: 'root-committed'; jobId: bigint; index: number; root: string }
   | { type: 'submitted'; jobId: bigint; finalTraceRoot: string; resultDigest: string; challengeEndsAt: bigint }
+  | { type: 'released'; jobId: bigint; reason: string }
+  | { type: 'dropped'; jobId: bigint; detail: string }
   | { type: 'finalized'; jobId: bigint; gasPaid: bigint }
   | { type: 'claimed'; amount: bigint; gasPaid: bigint };
 
@@ -172,15 +174,36 @@ export class Bridge {
     for (const a of Object.values((await this.state()).active)) {
       const jobId = BigInt(a.jobId);
       if (a.phase === ActivePhase.Accepted) {
-        const already = (await market.getJob(jobId)).checkpointCount;
-        const result = await this.deps.runner.run(
-          { jobId, modelURI: a.modelURI, dataURI: a.dataURI, modelDigest: a.modelDigest, dataDigest: a.dataDigest, steps: BigInt(a.steps) },
-          async (index, root) => {
-            if (index < already) return; // committed by an earlier instance; deterministic training reproduces it
-            await market.commitTraceRoot(jobId, BigInt(index), root);
-            this.emit({ type: 'root-committed', jobId, index, root });
-          },
-        );
+        const onChain = await market.getJob(jobId);
+        if (onChain.state !== JobState.Accepted || onChain.supplier.toLowerCase() !== (await this.address()).toLowerCase()) {
+          this.emit({ type: 'dropped', jobId, detail: `job is in state ${onChain.state}, no longer ours to run` });
+          await this.dropActive(a.jobId);
+          continue;
+        }
+        if ((await this.chainTime()) >= onChain.deadline) {
+          this.emit({ type: 'dropped', jobId, detail: 'deadline passed before it ran; the submitter can reclaim it' });
+          await this.dropActive(a.jobId);
+          continue;
+        }
+        const already = onChain.checkpointCount;
+        let result: Awaited<ReturnType<JobRunner['run']>>;
+        try {
+          result = await this.deps.runner.run(
+            { jobId, modelURI: a.modelURI, dataURI: a.dataURI, modelDigest: a.modelDigest, dataDigest: a.dataDigest, steps: BigInt(a.steps) },
+            async (index, root) => {
+              if (index < already) return; // committed by an earlier instance; deterministic training reproduces it
+              await market.commitTraceRoot(jobId, BigInt(index), root);
+              this.emit({ type: 'root-committed', jobId, index, root });
+            },
+          );
+        } catch (err) {
+          if (!(err instanceof JobInputError)) throw err;
+          // Release is free before the deadline; a silent timeout slashes the bond.
+          await market.release(jobId);
+          this.emit({ type: 'released', jobId, reason: err.message });
+          await this.dropActive(a.jobId);
+          continue;
+        }
         await market.submitResult(jobId, result.finalTraceRoot, result.resultDigest);
         const challengeEndsAt = (await market.getJob(jobId)).challengeEndsAt;
         this.emit({ type: 'submitted', jobId, finalTraceRoot: result.finalTraceRoot, resultDigest: result.resultDigest, challengeEndsAt });
@@ -215,6 +238,12 @@ export class Bridge {
   async tick(): Promise<void> {
     await this.poll();
     await this.work();
+  }
+
+  private async dropActive(jobId: string): Promise<void> {
+    const s = await this.state();
+    const { [jobId]: _gone, ...rest } = s.active;
+    await this.save({ ...s, active: rest });
   }
 
   private async setActive(a: ActiveJob): Promise<void> {

@@ -48,3 +48,49 @@ export function idleCapacity(total: ClusterCapacity, held: HeldResources): Clust
   const sub = (a: bigint, b: bigint) => (a > b ? a - b : 0n);
   return { flopsPerSecond: sub(total.flopsPerSecond, held.flopsPerSecond), memoryBytes: sub(total.memoryBytes, held.memoryBytes), maxModelBytes: total.maxModelBytes };
 }
+
+/** Training memory per parameter byte assumed when deriving the largest trainable model. */
+export const DEFAULT_MEMORY_PER_MODEL_BYTE = 16n;
+
+/**
+ * Capacity of a planner fleet (pkg/planner Device[]): FLOP/s and memory summed; the largest model
+ * is the one whose training state (memoryPerModelByte x parameters) fills the fleet's memory,
+ * which pipeline parallelism makes reachable across devices.
+ */
+export class FleetCapacitySource implements CapacitySource {
+  constructor(
+    private readonly fleet: () => readonly { flops: number; memoryBytes: number }[],
+    private readonly memoryPerModelByte: bigint = DEFAULT_MEMORY_PER_MODEL_BYTE,
+  ) {}
+  capacity(): Promise<ClusterCapacity> {
+    let flops = 0n;
+    let memory = 0n;
+    for (const d of this.fleet()) {
+      flops += BigInt(Math.floor(d.flops));
+      memory += BigInt(Math.floor(d.memoryBytes));
+    }
+    return Promise.resolve({ flopsPerSecond: flops, memoryBytes: memory, maxModelBytes: memory / this.memoryPerModelByte });
+  }
+}
+
+/** What LoadSource needs of pkg/scheduler's SchedulerCore (its listFleet()). */
+export interface FleetView {
+  listFleet(): readonly { profile: { flops: number }; reservedBytes: number; jobIds: readonly string[] }[];
+}
+
+/**
+ * Load from the scheduler: memory reserved by every job (local and network) and the FLOP/s of
+ * devices running any job (a device is sold whole: pipeline stages do not share a device's compute).
+ */
+export class SchedulerLoadSource implements LoadSource {
+  constructor(private readonly scheduler: FleetView) {}
+  held(): Promise<HeldResources> {
+    let flops = 0n;
+    let memory = 0n;
+    for (const w of this.scheduler.listFleet()) {
+      memory += BigInt(Math.floor(w.reservedBytes));
+      if (w.jobIds.length > 0) flops += BigInt(Math.floor(w.profile.flops));
+    }
+    return Promise.resolve({ flopsPerSecond: flops, memoryBytes: memory });
+  }
+}

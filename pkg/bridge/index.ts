@@ -1,7 +1,7 @@
 export { Bridge } from './bridge.js';
 export type { BridgeDeps, BridgeEvent, BridgeOptions, StepTimePredictor } from './bridge.js';
-export { StaticCapacitySource, StaticLoadSource, idleCapacity } from './capacity.js';
-export type { CapacitySource, ClusterCapacity, HeldResources, LoadSource } from './capacity.js';
+export { DEFAULT_MEMORY_PER_MODEL_BYTE, FleetCapacitySource, SchedulerLoadSource, StaticCapacitySource, StaticLoadSource, idleCapacity } from './capacity.js';
+export type { CapacitySource, ClusterCapacity, FleetView, HeldResources, LoadSource } from './capacity.js';
 export { ActivePhase, FileStateStore, advance, initialState, markHandled, unhandled } from './cursor.js';
 export type { ActiveJob, BridgeState, LoggedEvent, StateStore } from './cursor.js';
 export { SkipReason, evaluateJob } from './evaluate.js';
