@@ -95,6 +95,11 @@ export class ChainCosts {
     this.totalWork = this.work[L]!;
   }
 
+  /** FLOPs of one micro-batch (fwd + bwd) through layers [a, b). */
+  flopsOf(a: number, b: number): number {
+    return this.work[b]! - this.work[a]!;
+  }
+
   computeMs(d: Device, a: number, b: number): number {
     return ((this.work[b]! - this.work[a]!) / d.flops) * 1000;
   }
@@ -135,6 +140,41 @@ export interface Assignment {
 export function lowerBoundMs(costs: ChainCosts, fleet: readonly Device[], microBatches: number): number {
   const capacity = fleet.reduce((s, d) => s + d.flops, 0);
   return ((costs.totalWork * microBatches) / capacity) * 1000;
+}
+
+/**
+ * Lower bound on one step that a pipeline can approach: the naive bound above charges every device
+ * of the fleet, but a chain of L layers runs on at most min(n, L) stages and pays the (m + p - 1)
+ * fill/drain factor. For any plan with p stages on device set D:
+ *   bottleneck >= W / sum_{d in D} flops_d >= W / (sum of the p largest FLOP/s)   (max >= weighted mean)
+ *   bottleneck >= max_i work_i / (largest FLOP/s)                               (layer i sits on some stage)
+ *   sum_{d in D} memory_d >= weights + optimizer state + stash x least in-flight (1 for 1F1B, m for GPipe),
+ *     and sum over D is at most the sum of the p largest memories
+ * so step >= min over feasible p of (m + p - 1) x max(both bottleneck bounds). Links and
+ * layer granularity are ignored, which keeps it a bound, not an estimate. With a forced stage
+ * count only that p is considered. Infinity when no p passes the memory test (no plan exists).
+ */
+export function pipelineBoundMs(costs: ChainCosts, fleet: readonly Device[], opts: ResolvedOptions): number {
+  const flops = fleet.map((d) => d.flops).sort((a, b) => b - a);
+  const mem = fleet.map((d) => d.memoryBytes).sort((a, b) => b - a);
+  const L = costs.L;
+  let maxLayer = 0;
+  for (let i = 0; i < L; i++) maxLayer = Math.max(maxLayer, costs.flopsOf(i, i + 1));
+  const minInFlight = opts.schedule === 'gpipe' ? opts.microBatches : 1;
+  const need = costs.fixedBytes(0, L) + costs.stashBytes(0, L) * minInFlight;
+  const layerFloor = (maxLayer / flops[0]!) * 1000;
+  const maxP = Math.min(fleet.length, L);
+  let f = 0;
+  let memSum = 0;
+  let best = Infinity;
+  for (let p = 1; p <= maxP; p++) {
+    f += flops[p - 1]!;
+    memSum += mem[p - 1]!;
+    if (opts.stages !== 'auto' && p !== opts.stages) continue;
+    if (memSum < need) continue;
+    best = Math.min(best, stepMs(Math.max((costs.totalWork / f) * 1000, layerFloor), opts.microBatches, p));
+  }
+  return best;
 }
 
 /** Costs an ordered assignment. Does not check memory: callers decide whether overflow is an error. */

@@ -1,4 +1,4 @@
-import { type Assignment, ChainCosts, type ResolvedOptions, evaluate, inFlight, resolveOptions, validateInputs } from './cost.js';
+import { type Assignment, ChainCosts, type ResolvedOptions, evaluate, inFlight, pipelineBoundMs, resolveOptions, validateInputs } from './cost.js';
 import { InfeasibleReason, PlanInfeasibleError } from './errors.js';
 import { exactPlan } from './exact.js';
 import { heuristicPlan } from './heuristic.js';
@@ -19,6 +19,17 @@ export function planPipeline(model: ModelChain, fleet: readonly Device[], option
   const found = exact ? exactPlan(costs, fleet, opts) : heuristicPlan(costs, fleet, opts);
   if (found === undefined) throw diagnose(costs, fleet, opts, exact);
   return evaluate(costs, fleet, found, opts, exact ? 'exact' : 'heuristic');
+}
+
+/**
+ * Lower bound on the step time of ANY plan for this model and fleet under these options, tighter
+ * than Plan.lowerBoundMs (which spreads the work over every device, while a pipeline uses at most
+ * min(n, L) of them and pays the (m + p - 1) fill/drain factor); see pipelineBoundMs in cost.ts.
+ * Infinity when memory rules out every stage count.
+ */
+export function pipelineLowerBoundMs(model: ModelChain, fleet: readonly Device[], options?: PlanOptions): number {
+  validateInputs(model, fleet);
+  return pipelineBoundMs(new ChainCosts(model), fleet, resolveOptions(options));
 }
 
 /**
