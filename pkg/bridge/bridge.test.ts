@@ -55,11 +55,11 @@ beforeEach(async () => {
   snap = await chain.snapshot();
 });
 
-function makeBridge(statePath: string, events: BridgeEvent[], stepSeconds = 1): Bridge {
+function makeBridge(statePath: string, events: BridgeEvent[], stepSeconds = 1, load = new StaticLoadSource()): Bridge {
   return new Bridge({
     signer: supplier, provider: chain.provider, registry, market,
     store: new FileStateStore(statePath),
-    capacity: new StaticCapacitySource(CAPACITY), load: new StaticLoadSource(),
+    capacity: new StaticCapacitySource(CAPACITY), load,
     runner: new LocalTrainRunner({ outDir: join(dir, 'out'), batch: 2, checkpointEvery: 2 }),
     predictor: { stepSeconds: () => stepSeconds },
     log: (e) => events.push(e),
@@ -194,4 +194,18 @@ test('an accepted job whose input changed under it is released before its deadli
   expect((await bridge.state()).active).toEqual({});
   await bridge.work(); // nothing left to do
   expect(ofType(events, 'released')).toHaveLength(1);
+}, 60_000);
+
+test('local work that takes the capacity after accept makes the bridge release the job before training it', async () => {
+  const events: BridgeEvent[] = [];
+  const load = new StaticLoadSource();
+  const bridge = makeBridge(join(dir, 'preempt.json'), events, 1, load);
+  await bridge.register();
+  const id = await post();
+  expect(await bridge.poll()).toEqual([id]);
+  load.value = { flopsPerSecond: CAPACITY.flopsPerSecond, memoryBytes: 0n }; // a local job holds every device
+  await bridge.work();
+  expect(ofType(events, 'root-committed')).toEqual([]);
+  expect(ofType(events, 'released').map((e) => [e.jobId, e.reason.split(':')[0]])).toEqual([[id, 'capacity']]);
+  expect((await market.getJob(id)).state).toBe(JobState.Released);
 }, 60_000);

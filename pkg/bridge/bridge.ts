@@ -185,6 +185,15 @@ export class Bridge {
           await this.dropActive(a.jobId);
           continue;
         }
+        const recheck = await this.recheck(a, onChain.deadline);
+        if (recheck !== undefined) {
+          // Local work took the capacity (or time ran short) since accept: hand the job back now,
+          // free before the deadline, rather than time out and lose the bond.
+          await market.release(jobId);
+          this.emit({ type: 'released', jobId, reason: recheck });
+          await this.dropActive(a.jobId);
+          continue;
+        }
         const already = onChain.checkpointCount;
         let result: Awaited<ReturnType<JobRunner['run']>>;
         try {
@@ -223,6 +232,25 @@ export class Bridge {
         await this.save({ ...s, active: rest, earned: job.state === JobState.Submitted || job.state === JobState.Finalized ? (BigInt(s.earned) + BigInt(a.reward)).toString() : s.earned });
       }
     }
+  }
+
+  /** Re-evaluates an accepted job against the capacity idle now; a reason to release it, or undefined. */
+  private async recheck(a: ActiveJob, deadline: bigint): Promise<string | undefined> {
+    const job = { jobId: BigInt(a.jobId), modelURI: a.modelURI, dataURI: a.dataURI, modelDigest: a.modelDigest, dataDigest: a.dataDigest, steps: BigInt(a.steps) };
+    let modelBytes: bigint;
+    try {
+      modelBytes = (await this.deps.runner.inspect(job)).modelBytes;
+    } catch (err) {
+      if (err instanceof JobInputError) return err.message;
+      throw err;
+    }
+    const idle = idleCapacity(await this.deps.capacity.capacity(), await this.deps.load.held());
+    const d = evaluateJob(
+      { jobId: job.jobId, reward: BigInt(a.reward), steps: job.steps, deadline, modelBytes, stepSeconds: this.deps.predictor.stepSeconds(modelBytes, idle) },
+      // the price was agreed at accept; only fit and time are re-checked
+      { now: await this.chainTime(), idle, policy: { minWeiPerStep: 0n }, memoryPerModelByte: this.opts.memoryPerModelByte, marginSeconds: this.opts.marginSeconds },
+    );
+    return d.type === 'skip' ? `${d.reason}: ${d.detail}` : undefined;
   }
 
   /** Withdraws the supplier's credits, if any. */
