@@ -11,7 +11,7 @@
  * over IPC. Rounds interleave the modes (order rotated per round); medians; ratios framed/rawNats
  * and framed/tcp from the same run.
  *
- * Run: npm run build && node dist/bench/transport.js [rounds=7] [MiB per size per round=64]
+ * Run: npm run build && node dist/bench/transport.js [rounds=7] [MiB per size per round=64] [window MiB=32] [regrant MiB=window/2]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createConnection, createServer, type Socket } from 'node:net';
@@ -27,7 +27,7 @@ const SIZES = [256 * 1024, MiB, 8 * MiB];
 const MODES = ['framed', 'rawNats', 'tcp'] as const;
 type Mode = (typeof MODES)[number];
 
-interface Job { mode: Mode; id: string; count: number; totalBytes: number; url: string; tcpPort: number }
+interface Job { mode: Mode; id: string; count: number; totalBytes: number; url: string; tcpPort: number; window: number; regrantAfter: number }
 type ChildMsg = { type: 'ready' } | { type: 'done'; received: number } | { type: 'listening'; port: number } | { type: 'fail'; error: string };
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
@@ -70,7 +70,7 @@ async function child(): Promise<void> {
           await nc.flush();
           send({ type: 'ready' });
         } else {
-          const rx = new TensorReceiver(bus!, address(job.id), { window: 32 * MiB });
+          const rx = new TensorReceiver(bus!, address(job.id), { window: job.window, regrantAfter: job.regrantAfter });
           await rx.ready();
           send({ type: 'ready' });
           let n = 0, bytes = 0;
@@ -109,12 +109,12 @@ class Peer {
   private off(l: (m: ChildMsg) => void): void { this.listeners = this.listeners.filter((x) => x !== l); }
 }
 
-async function round(mode: Mode, peer: Peer, ctx: { url: string; tcpPort: number; bus: NatsBus; nc: Awaited<ReturnType<typeof connect>>; sock: Socket }, size: number, count: number, id: string): Promise<number> {
+async function round(mode: Mode, peer: Peer, ctx: { url: string; tcpPort: number; window: number; regrantAfter: number; bus: NatsBus; nc: Awaited<ReturnType<typeof connect>>; sock: Socket }, size: number, count: number, id: string): Promise<number> {
   const tensor = tensorOf(size);
   const meta: FrameMeta = { job: id, step: 0, microBatch: 0, name: 'x', kind: 'activation' };
   const frames = encodeTensorFrames(meta, tensor, { maxPayload: MAX_PAYLOAD });
   const frameBytes = frames.reduce((a, f) => a + f.length, 0);
-  const job: Job = { mode, id, count, totalBytes: frameBytes * count, url: ctx.url, tcpPort: ctx.tcpPort };
+  const job: Job = { mode, id, count, totalBytes: frameBytes * count, url: ctx.url, tcpPort: ctx.tcpPort, window: ctx.window, regrantAfter: ctx.regrantAfter };
   const ready = peer.next('ready');
   peer.proc.send(job);
   await ready;
@@ -140,6 +140,11 @@ async function round(mode: Mode, peer: Peer, ctx: { url: string; tcpPort: number
 async function main(): Promise<void> {
   const rounds = Number(process.argv[2] ?? 7);
   const perSize = Number(process.argv[3] ?? 64) * MiB;
+  // Receiver credit: the TensorReceiver defaults (32 MiB window, regrant after 16 MiB) allow barely
+  // one 8 MiB tensor in flight beyond the one the application holds, so 8 MiB transfers become
+  // stop-and-wait; the 4th/5th arguments set them.
+  const window = Number(process.argv[4] ?? 32) * MiB;
+  const regrantAfter = Number(process.argv[5] ?? window / MiB / 2) * MiB;
   const srv = await NatsServer.start({ maxPayload: MAX_PAYLOAD, maxPending: 128 * MiB });
   const proc = fork(fileURLToPath(import.meta.url), ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const peer = new Peer(proc);
@@ -150,7 +155,7 @@ async function main(): Promise<void> {
     const sock = createConnection({ host: '127.0.0.1', port });
     sock.setNoDelay(true);
     await new Promise((r) => sock.once('connect', r));
-    const ctx = { url: srv.url, tcpPort: port, bus, nc, sock };
+    const ctx = { url: srv.url, tcpPort: port, window, regrantAfter, bus, nc, sock };
     const res = new Map<string, number[]>();
     let seq = 0;
     for (const size of SIZES) for (const m of MODES) await round(m, peer, ctx, size, Math.max(1, Math.round(16 * MiB / size)), `w${seq++}`); // warm-up
@@ -163,7 +168,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    console.log(`transport bench: ${rounds} interleaved rounds, ${perSize / MiB} MiB per size per round, sender and receiver in separate processes, max_payload 8 MiB, Node ${process.version}`);
+    console.log(`transport bench: ${rounds} interleaved rounds, ${perSize / MiB} MiB per size per round, sender and receiver in separate processes, max_payload 8 MiB, credit window ${window / MiB} MiB regrant after ${regrantAfter / MiB} MiB, Node ${process.version}`);
     console.log('size     | framed MiB/s | raw NATS MiB/s | raw TCP MiB/s | framed/rawNATS | framed/TCP');
     for (const size of SIZES) {
       const [f, n, t] = MODES.map((m) => median(res.get(`${size}:${m}`)!));

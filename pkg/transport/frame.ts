@@ -63,16 +63,6 @@ const utf8d = new TextDecoder('utf-8', { fatal: true });
 const kindByCode = Object.fromEntries(Object.entries(TensorKind).map(([k, v]) => [v, k])) as Record<number, TensorKind>;
 const encByCode = Object.fromEntries(Object.entries(Encoding).map(([k, v]) => [v, k])) as Record<number, Encoding>;
 
-/**
- * A plain Uint8Array over memory that is not zero-filled (zeroing costs about as much as a copy).
- * Not a Buffer: Buffer#slice shares memory where Uint8Array#slice copies, and callers slice frames.
- * Every byte must be written before the array is read.
- */
-export function uninitializedBytes(n: number): Uint8Array {
-  const b = Buffer.allocUnsafeSlow(n);
-  return new Uint8Array(b.buffer, b.byteOffset, n);
-}
-
 export function sha256(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha256').update(bytes).digest());
 }
@@ -124,8 +114,7 @@ export function encodeTensorFrames(meta: FrameMeta, tensor: Tensor, opts: Encode
   for (let i = 0; i < count; i++) {
     const offset = i * per;
     const payload = body.subarray(offset, Math.min(body.length, offset + per));
-    // Not zero-filled: the header and the payload overwrite every byte.
-    const f = uninitializedBytes(hlen + payload.length);
+    const f = new Uint8Array(hlen + payload.length);
     const v = new DataView(f.buffer, f.byteOffset, f.byteLength);
     f.set(head, 0);
     v.setUint32(24, i, true);

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { Tensor } from '../onnx/index.js';
-import { decodeFrame, tensorFromPayload, uninitializedBytes, type Frame, type FrameMeta } from './frame.js';
+import { decodeFrame, tensorFromPayload, type Frame, type FrameMeta } from './frame.js';
 import { FrameError, FrameMismatchError, ReassemblyOverflowError, TensorDigestError } from './errors.js';
 
 export type ReassemblyEvent =
@@ -71,9 +71,7 @@ export class Reassembler {
         this.emit({ type: 'error', meta, error: new ReassemblyOverflowError(`tensor "${f.name}" (step ${f.step}, micro-batch ${f.microBatch}) claims ${f.totalBytes} bytes, above the ${this.maxBytes}-byte reassembly limit`) });
         return;
       }
-      // Not zero-filled: every byte is overwritten by a chunk before the digest can pass, so
-      // uninitialized memory is never delivered.
-      p = { first: { ...f, payload: EMPTY }, body: uninitializedBytes(f.totalBytes), seen: new Set(), hash: createHash('sha256'), hashedTo: 0, waiting: new Map(), bytes: f.totalBytes };
+      p = { first: { ...f, payload: EMPTY }, body: new Uint8Array(f.totalBytes), seen: new Set(), hash: createHash('sha256'), hashedTo: 0, waiting: new Map(), bytes: f.totalBytes };
       this.pending.set(key, p);
       this.buffered += p.bytes;
     } else {
