@@ -71,3 +71,13 @@ test('a wrong password fails with KeystoreDecryptError that does not echo it; mi
   await expect(cli({}, 'status', ...common.slice(0, 4), '--market', 'nope')).rejects.toThrow(/--market is not an address/);
   await expect(cli({}, 'fly')).rejects.toBeInstanceOf(UsageError);
 }, 30_000);
+
+test('run --fleet registers the fleet\'s summed capacity', async () => {
+  const acct = chain.accounts[5]!;
+  await writeFile(join(dir, 'key5.json'), await encryptKeystoreJson({ address: acct.address, privateKey: acct.privateKey }, PASSWORD, { scrypt: { N: 1024 } }));
+  await writeFile(join(dir, 'fleet.yaml'), '- { profile: T4-16GB, count: 2, overrides: { flops: 2.5e12, memory: 16000000000 } }\n');
+  const r = await cli({ TESSERA_KEYSTORE_PASSWORD: PASSWORD }, 'run', '--rpc', chain.url, '--registry', d.registry.address, '--market', d.market.address,
+    '--keystore', join(dir, 'key5.json'), '--state', join(dir, 'state5.json'), '--fleet', join(dir, 'fleet.yaml'), '--once');
+  expect(r.code).toBe(0);
+  expect((await d.registry.getSupplier(acct.address)).capacity).toMatchObject({ flopsPerSecond: 5_000_000_000_000n, memoryBytes: 32_000_000_000n, maxModelBytes: 2_000_000_000n });
+}, 30_000);

@@ -3,10 +3,12 @@
  * chain. Flags are parsed into typed options once, here (STYLE 10). The keystore password is read
  * from a file or an environment variable and never printed.
  */
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { JsonRpcProvider, formatEther, getAddress, parseEther } from 'ethers';
 import { JobMarketClient, SupplierRegistryClient, type JobState } from '../../pkg/chain/index.js';
-import { Bridge, FileStateStore, LocalTrainRunner, StaticCapacitySource, StaticLoadSource, loadSupplierWallet, readBridgeStatus, type BridgeEvent } from '../../pkg/bridge/index.js';
+import { parseFleet, readProfiles } from '../../pkg/planner/index.js';
+import { Bridge, FileStateStore, FleetCapacitySource, LocalTrainRunner, StaticCapacitySource, StaticLoadSource, loadSupplierWallet, readBridgeStatus, type BridgeEvent } from '../../pkg/bridge/index.js';
 import type { Command } from './commands.js';
 import { UsageError, formatError } from './errors.js';
 import { intFlag, numFlag, parseFlags, strFlag } from './flags.js';
@@ -39,13 +41,16 @@ run (register or update capacity, then watch JobPosted, accept, train, submit, f
   --out-dir DIR             where trained models go (default <state>.out)
   --stake ETH               stake to hold in the registry (default 1)
   --min-wei-per-step WEI    price policy: least reward per step (default 0)
-  --flops N                 usable cluster FLOP/s (required)
-  --memory BYTES            cluster accelerator memory (required)
-  --max-model-bytes BYTES   largest trainable model (required)
+  --fleet FILE              fleet file (as for "tessera plan"): capacity is the fleet's summed FLOP/s and
+                            memory, largest model = memory / 16; or give the three flags below
+  --flops N                 usable cluster FLOP/s (required without --fleet)
+  --memory BYTES            cluster accelerator memory (required without --fleet)
+  --max-model-bytes BYTES   largest trainable model (required without --fleet)
   --seconds-per-step S      predicted seconds per step (default 1)
   --batch N                 batch size bound to the model's batch dim (default 4)
   --checkpoint-every N      commit a trace root every N steps (default 10)
   --from-block N            first block when no state file exists (default 0)
+  --max-block-range N       most blocks per log query (default 2000)
   --poll-ms N               pause between ticks (default 2000)
   --once                    one tick, then exit
 `;
@@ -90,7 +95,7 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         state: { type: 'string' }, 'out-dir': { type: 'string' }, stake: { type: 'string' }, 'min-wei-per-step': { type: 'string' },
         flops: { type: 'string' }, memory: { type: 'string' }, 'max-model-bytes': { type: 'string' }, 'seconds-per-step': { type: 'string' },
         batch: { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'from-block': { type: 'string' }, 'poll-ms': { type: 'string' },
-        once: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        once: { type: 'boolean' }, fleet: { type: 'string' }, 'max-block-range': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       });
       if (values.help) { io.out(help); return 0; }
       const json = values.json === true;
@@ -113,6 +118,7 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
             `in flight  ${flights}\nearned     ${formatEther(s.earned)} ETH (unclaimed ${formatEther(s.unclaimed)})\n`);
           return 0;
         }
+        const fleet = values.fleet === undefined ? [] : parseFleet(await readFile(strFlag(values, 'fleet'), 'utf8'), readProfiles());
         const wallet = await keystore();
         const statePath = resolve(strFlag(values, 'state'));
         const print = (e: BridgeEvent) => io.out(json ? jsonLine(e) : `${e.type} ${jsonLine({ ...e, type: undefined }).trim()}\n`);
@@ -120,7 +126,9 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
           signer: wallet, provider,
           registry: new SupplierRegistryClient(registryAddr, wallet), market: new JobMarketClient(marketAddr, wallet),
           store: new FileStateStore(statePath),
-          capacity: new StaticCapacitySource({ flopsPerSecond: big(values, 'flops'), memoryBytes: big(values, 'memory'), maxModelBytes: big(values, 'max-model-bytes') }),
+          capacity: values.fleet !== undefined
+            ? new FleetCapacitySource(() => fleet)
+            : new StaticCapacitySource({ flopsPerSecond: big(values, 'flops'), memoryBytes: big(values, 'memory'), maxModelBytes: big(values, 'max-model-bytes') }),
           load: new StaticLoadSource(),
           runner: new LocalTrainRunner({ outDir: resolve(strFlag(values, 'out-dir', `${statePath}.out`)), batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10) }),
           predictor: { stepSeconds: () => numFlag(values, 'seconds-per-step', 1, 0)! },
@@ -129,6 +137,7 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
           stake: parseEther(strFlag(values, 'stake', '1')),
           policy: { minWeiPerStep: big(values, 'min-wei-per-step', 0n) },
           fromBlock: intFlag(values, 'from-block', 0, 0),
+          maxBlockRange: intFlag(values, 'max-block-range', 2000),
         });
         await bridge.register();
         const pollMs = intFlag(values, 'poll-ms', 2000, 0);

@@ -55,7 +55,7 @@ beforeEach(async () => {
   snap = await chain.snapshot();
 });
 
-function makeBridge(statePath: string, events: BridgeEvent[], stepSeconds = 1, load = new StaticLoadSource()): Bridge {
+function makeBridge(statePath: string, events: BridgeEvent[], stepSeconds = 1, load = new StaticLoadSource(), maxBlockRange?: number): Bridge {
   return new Bridge({
     signer: supplier, provider: chain.provider, registry, market,
     store: new FileStateStore(statePath),
@@ -63,7 +63,7 @@ function makeBridge(statePath: string, events: BridgeEvent[], stepSeconds = 1, l
     runner: new LocalTrainRunner({ outDir: join(dir, 'out'), batch: 2, checkpointEvery: 2 }),
     predictor: { stepSeconds: () => stepSeconds },
     log: (e) => events.push(e),
-  }, { stake: STAKE, policy: { minWeiPerStep: parseEther('0.01') } });
+  }, { stake: STAKE, policy: { minWeiPerStep: parseEther('0.01') }, maxBlockRange });
 }
 
 async function post(o: { reward?: bigint; steps?: bigint; deadlineIn?: bigint; window?: bigint } = {}): Promise<bigint> {
@@ -93,6 +93,12 @@ test('posted job: accepted, trained, roots committed, submitted; after the windo
   expect(job).toMatchObject({ state: JobState.Submitted, supplier: supplier.address, checkpointCount: 3, finalTraceRoot: sub!.finalTraceRoot, resultDigest: sub!.resultDigest });
   expect(await market.traceRoot(id, 2n)).toBe(sub!.finalTraceRoot); // last checkpoint is the last step
   expect(sub!.resultDigest).toBe(hexlify(sha256(new Uint8Array(await readFile(join(dir, 'out', `job-${id}.onnx`))))));
+  // a verifier replaying the job from its inputs gets every committed root and the result digest
+  const replayRoots: string[] = [];
+  const replay = await new LocalTrainRunner({ outDir: join(dir, 'replay'), batch: 2, checkpointEvery: 2 })
+    .run({ jobId: id, modelURI, dataURI, modelDigest, dataDigest, steps: STEPS }, async (_i, root) => { replayRoots.push(root); });
+  expect(replayRoots).toEqual(await Promise.all([0n, 1n, 2n].map((i) => market.traceRoot(id, i))));
+  expect(replay).toMatchObject({ finalTraceRoot: sub!.finalTraceRoot, resultDigest: sub!.resultDigest });
   const mid = await readBridgeStatus(registry, market, supplier.address);
   expect(mid.inFlight).toEqual([{ jobId: id, state: JobState.Submitted }]);
   expect(mid.info.locked).toBe(REWARD / 2n);
@@ -208,4 +214,31 @@ test('local work that takes the capacity after accept makes the bridge release t
   expect(ofType(events, 'root-committed')).toEqual([]);
   expect(ofType(events, 'released').map((e) => [e.jobId, e.reason.split(':')[0]])).toEqual([[id, 'capacity']]);
   expect((await market.getJob(id)).state).toBe(JobState.Released);
+}, 60_000);
+
+test('intake in small block ranges (getLogs span cap) sees every job once, across many blocks', async () => {
+  const events: BridgeEvent[] = [];
+  const bridge = makeBridge(join(dir, 'ranges.json'), events, 100, new StaticLoadSource(), 2);
+  await bridge.register();
+  const ids: bigint[] = [];
+  for (let i = 0; i < 5; i++) {
+    ids.push(await post({ deadlineIn: 60n })); // unreachable deadline: skipped, so nothing trains
+    await chain.rpc('evm_mine');
+  }
+  const latest = await chain.provider.getBlockNumber();
+  const spans: [number, number][] = [];
+  const c = market.contract as unknown as { queryFilter: (...a: unknown[]) => Promise<unknown> };
+  const original = c.queryFilter.bind(c);
+  c.queryFilter = (ev: unknown, from: unknown, to: unknown) => { spans.push([Number(from), Number(to)]); return original(ev, from, to); };
+  try {
+    expect(await bridge.poll()).toEqual(ids);
+  } finally {
+    delete (c as { queryFilter?: unknown }).queryFilter;
+  }
+  expect(spans.length).toBeGreaterThanOrEqual(Math.ceil((latest + 1) / 2));
+  for (const [from, to] of spans) expect(to - from).toBeLessThanOrEqual(1);
+  spans.forEach(([from], i) => expect(from).toBe(i === 0 ? 0 : spans[i - 1]![1] + 1)); // contiguous, no gaps
+  expect(ofType(events, 'skipped').map((e) => e.jobId)).toEqual(ids);
+  expect((await bridge.state()).nextBlock).toBe(latest + 1);
+  expect(await bridge.poll()).toEqual([]);
 }, 60_000);

@@ -58,6 +58,8 @@ export interface BridgeOptions {
   memoryPerModelByte?: bigint;
   /** Seconds kept free before a deadline. @default 60 */
   marginSeconds?: number;
+  /** Most blocks per eth_getLogs call (public RPC endpoints cap the span). @default 2000 */
+  maxBlockRange?: number;
 }
 
 export class Bridge {
@@ -106,12 +108,20 @@ export class Bridge {
     this.emit({ type: 'capacity-updated', supplier: me });
   }
 
-  /** Handles new JobPosted events; returns the job ids handled in this call. */
+  /** Handles new JobPosted events, in block ranges of at most maxBlockRange; returns the job ids handled. */
   async poll(): Promise<bigint[]> {
-    let s = await this.state();
     const latest = await this.deps.provider.getBlockNumber();
-    if (latest < s.nextBlock) return [];
-    const logs = await this.deps.market.contract.queryFilter(this.deps.market.contract.filters.JobPosted!(), s.nextBlock, latest);
+    const range = Math.max(1, this.opts.maxBlockRange ?? 2000);
+    const handled: bigint[] = [];
+    for (let s = await this.state(); s.nextBlock <= latest; s = await this.state()) {
+      handled.push(...(await this.pollRange(s.nextBlock, Math.min(latest, s.nextBlock + range - 1))));
+    }
+    return handled;
+  }
+
+  private async pollRange(from: number, to: number): Promise<bigint[]> {
+    let s = await this.state();
+    const logs = await this.deps.market.contract.queryFilter(this.deps.market.contract.filters.JobPosted!(), from, to);
     const events = logs.map((l) => {
       const args = (l as unknown as { args: unknown[] }).args;
       const spec = args[4] as unknown as { modelDigest: string; modelURI: string; dataDigest: string; dataURI: string; steps: bigint; deadline: bigint };
@@ -129,7 +139,7 @@ export class Bridge {
       await this.save(s);
       handled.push(e.jobId);
     }
-    await this.save(advance(s, latest));
+    await this.save(advance(s, to));
     return handled;
   }
 
