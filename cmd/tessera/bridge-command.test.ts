@@ -81,3 +81,28 @@ test('run --fleet registers the fleet\'s summed capacity', async () => {
   expect(r.code).toBe(0);
   expect((await d.registry.getSupplier(acct.address)).capacity).toMatchObject({ flopsPerSecond: 5_000_000_000_000n, memoryBytes: 32_000_000_000n, maxModelBytes: 2_000_000_000n });
 }, 30_000);
+
+test('run as a daemon: ticks until aborted, picks up a job posted while running, returns 0 after the abort', async () => {
+  const acct = chain.accounts[6]!;
+  await writeFile(join(dir, 'key6.json'), await encryptKeystoreJson({ address: acct.address, privateKey: acct.privateKey }, PASSWORD, { scrypt: { N: 1024 } }));
+  const model = await readFile(join(dir, 'm.onnx'));
+  const ac = new AbortController();
+  let out = '';
+  const from = await chain.provider.getBlockNumber() + 1;
+  const running = makeBridgeCommand({ out: (t) => (out += t), err: () => undefined, env: { TESSERA_KEYSTORE_PASSWORD: PASSWORD }, signal: ac.signal }).run([
+    'run', '--rpc', chain.url, '--registry', d.registry.address, '--market', d.market.address, '--keystore', join(dir, 'key6.json'),
+    '--state', join(dir, 'state6.json'), '--flops', '1e14', '--memory', String(2 ** 34), '--max-model-bytes', String(2 ** 30),
+    '--from-block', String(from), '--poll-ms', '50', '--json',
+  ]);
+  const until = async (re: RegExp) => { for (let i = 0; i < 400 && !re.test(out); i++) await new Promise((r) => setTimeout(r, 25)); expect(out).toMatch(re); };
+  await until(/"type":"registered"/);
+  const now = await chain.latestTimestamp();
+  const { jobId } = await d.market.connect(chain.wallet(2)).postJob({
+    modelDigest: hexlify(sha256(new Uint8Array(model))), modelURI: join(dir, 'm.onnx'), dataDigest: hexlify(sha256(new Uint8Array(await readFile(corpus)))), dataURI: corpus,
+    steps: 2n, deadline: now + 3600n, challengeWindow: 600n,
+  }, parseEther('0.5'));
+  await until(new RegExp(`"type":"submitted","jobId":"${jobId}"`));
+  ac.abort();
+  expect(await running).toBe(0);
+  expect((await d.market.getJob(jobId)).supplier).toBe(acct.address);
+}, 60_000);
