@@ -91,12 +91,13 @@ async function roundTripMs(a: NatsBus, b: NatsBus, bytes: number, n = 9): Promis
  * Per-segment forward and fused-backward ms on this host (k = 1), by splitting the model at every
  * cut and running each one-segment stage inline; minimum of 10 after one warm-up.
  */
-async function segmentTimes(model: Model, cuts: string[]): Promise<{ fwdMs: number; bwdMs: number }[]> {
+async function segmentTimes(model: Model, cuts: string[]): Promise<{ seg: { fwdMs: number; bwdMs: number }[]; probe: () => Promise<number>; close: () => Promise<void> }> {
   const split = splitStages(model, { cuts: cuts.map((c) => [c]), bindings: { batch: MB } });
   const rng = new Rng(7);
   const data: Record<string, Tensor> = { tokens: tokens(rng, MB), targets: tokens(rng, MB) };
   let acts: Record<string, Tensor> = {};
   const out: { fwdMs: number; bwdMs: number }[] = [];
+  let kept: { c: StageCompute; feeds: Record<string, Tensor>; grads: Record<string, Tensor> } | undefined;
   for (let s = 0; s < split.stages.length; s++) {
     const plan = stagePlan(split, s, optimizer);
     const c = new StageCompute(plan, StageCompute.initialParams(split, plan));
@@ -118,12 +119,26 @@ async function segmentTimes(model: Model, cuts: string[]): Promise<{ fwdMs: numb
       const tb = performance.now() - t0;
       if (r > 0) { fwd.push(tf); bwd.push(tb); }
     }
-    await c.close();
+    // Segment 1 (one block) stays open as the load probe of the rounds.
+    if (s === 1) kept = { c, feeds: feeds(), grads: Object.fromEntries(plan.gradInputs.map(([v]) => [v, { ...next[v]!, data: new Float32Array(next[v]!.data.length).fill(1e-3) }])) };
+    else await c.close();
     acts = { ...acts, ...next };
     // Minimum, not median: the cost of the segment itself, without load spikes from other processes.
     out.push({ fwdMs: Math.min(...fwd), bwdMs: Math.min(...bwd) });
   }
-  return out;
+  const k = kept!;
+  let mb = 100;
+  const probe = async (): Promise<number> => {
+    const t: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      const t0 = performance.now();
+      await k.c.forward(mb, k.feeds);
+      await k.c.backward('BW', mb++, k.grads);
+      t.push(performance.now() - t0);
+    }
+    return Math.min(...t);
+  };
+  return { seg: out, probe, close: () => k.c.close() };
 }
 
 /** The planner's formula (pkg/planner/cost.ts) for a given plan's assignment under another chain and fleet. */
@@ -170,7 +185,9 @@ async function main(): Promise<void> {
     console.log(`matmul FLOP/s by slowdown ${SLOWDOWNS.join('/')}: ${flops.map((f) => (f / 1e9).toFixed(2)).join(' / ')} GFLOP/s`);
 
     // 4. Calibrated chain: measured ms as work (1 unit = 1 ns on this host), rate 1e9 / k.
-    const seg = await segmentTimes(model, cuts);
+    const calib = await segmentTimes(model, cuts);
+    const seg = calib.seg;
+    const probeBase = seg[1]!.fwdMs + seg[1]!.bwdMs;
     if (seg.length !== chain.layers.length) throw new Error(`calibration split ${seg.length} segments, chain has ${chain.layers.length}`);
     const calChain: ModelChain = { layers: chain.layers.map((l, i) => ({ ...l, fwdFlops: seg[i]!.fwdMs * 1e6, bwdFlops: seg[i]!.bwdMs * 1e6 })) };
     const calFleet: Device[] = fleet.map((d, i) => ({ ...d, flops: 1e9 / SLOWDOWNS[i]! }));
@@ -181,12 +198,12 @@ async function main(): Promise<void> {
     const order = matched.stages.map((s) => fleet.find((d) => d.id === s.deviceId)!);
     const even = evenSplitPlan(chain, order, planOpts);
     const calMatched = planPipeline(calChain, calFleet, planOpts);
-    const runs: { name: string; plan: Plan; flopPred: number; calPred: number; file?: string; times: number[] }[] = [
-      { name: 'matched (FLOP model)', plan: matched, flopPred: matched.predictedStepMs, calPred: predictUnder(calChain, calFleet, matched), times: [] },
-      { name: 'even split', plan: even, flopPred: even.predictedStepMs, calPred: predictUnder(calChain, calFleet, even), times: [] },
+    const runs: { name: string; plan: Plan; flopPred: number; calPred: number; file?: string; times: number[]; load: number[] }[] = [
+      { name: 'matched (FLOP model)', plan: matched, flopPred: matched.predictedStepMs, calPred: predictUnder(calChain, calFleet, matched), times: [], load: [] },
+      { name: 'even split', plan: even, flopPred: even.predictedStepMs, calPred: predictUnder(calChain, calFleet, even), times: [], load: [] },
     ];
     if (describe(calMatched) !== describe(matched)) {
-      runs.push({ name: 'matched (calibrated)', plan: calMatched, flopPred: predictUnder(chain, fleet, calMatched), calPred: calMatched.predictedStepMs, times: [] });
+      runs.push({ name: 'matched (calibrated)', plan: calMatched, flopPred: predictUnder(chain, fleet, calMatched), calPred: calMatched.predictedStepMs, times: [], load: [] });
     }
     for (const r of runs) {
       const bounds = r.plan.stages.slice(0, -1).map((s) => chain.layers[s.layers[1] - 1]!.name!);
@@ -204,6 +221,9 @@ async function main(): Promise<void> {
           ns: 'bench', job: `pm${round}-${runs.indexOf(r)}`, stages: 3, microBatches: M, schedule: '1f1b', model: { path: r.file! },
           bindings: { batch: MB }, optimizer, workers: r.plan.stages.map((s) => s.deviceId),
         });
+        // Load factor of this job: one block's fwd+bwd, timed inline just before and after the job
+        // (workers idle), over its calibration time. It sees other processes' load, not the job's own.
+        const before = await calib.probe();
         try {
           for (let i = 0; i < WARM; i++) await driver.trainStep(batch);
           const t0 = performance.now();
@@ -212,7 +232,8 @@ async function main(): Promise<void> {
         } finally {
           await driver.stop();
         }
-        console.log(`round ${round + 1}/${ROUNDS} ${r.name}: ${r.times.at(-1)!.toFixed(0)} ms/step`);
+        r.load.push((before + (await calib.probe())) / 2 / probeBase);
+        console.log(`round ${round + 1}/${ROUNDS} ${r.name}: ${r.times.at(-1)!.toFixed(0)} ms/step (load factor ${r.load.at(-1)!.toFixed(2)})`);
       }
     }
 
@@ -224,6 +245,8 @@ async function main(): Promise<void> {
     console.log(`per-round even / matched: ${runs[1]!.times.map((t, i) => (t / runs[0]!.times[i]!).toFixed(2)).join(' ')}`);
     console.log(`measured / predicted, matched (FLOP model): ${(mMatched / runs[0]!.flopPred).toFixed(2)} (FLOP model), ${(mMatched / runs[0]!.calPred).toFixed(2)} (calibrated), best round / calibrated ${(Math.min(...runs[0]!.times) / runs[0]!.calPred).toFixed(2)}`);
     console.log(`measured / predicted, even split: ${(mEven / runs[1]!.flopPred).toFixed(2)} (FLOP model), ${(mEven / runs[1]!.calPred).toFixed(2)} (calibrated)`);
+    const loadAdj = (r: (typeof runs)[number]) => median(r.times.map((t, i) => t / (r.calPred * r.load[i]!)));
+    console.log(`measured / (calibrated x load factor), per-round median: matched ${loadAdj(runs[0]!).toFixed(2)}, even ${loadAdj(runs[1]!).toFixed(2)}`);
     const cal = runs[2];
     if (cal) {
       const mCal = median(cal.times);
@@ -231,6 +254,7 @@ async function main(): Promise<void> {
     } else {
       console.log('the calibrated plan equals the FLOP-model plan');
     }
+    await calib.close();
   } finally {
     await echo.close();
     await bus.close();
