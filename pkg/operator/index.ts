@@ -1,0 +1,19 @@
+export { Operator } from './operator.js';
+export type { OperatorOptions } from './operator.js';
+export { WorkQueue, realClock } from './queue.js';
+export type { Clock, WorkQueueOptions } from './queue.js';
+export { Informer, keyOf } from './informer.js';
+export type { InformerEvent, InformerOptions, KubeObject, ListResult } from './informer.js';
+export {
+  ConditionReason, DEFAULT_POD_TEMPLATE, FINALIZER, JOB_LABEL, STAGE_LABEL, TrainingJobReconciler,
+  decideDeletion, decideInvalid, decidePlanned, decideSuspend, replanReason, sameStatus, setCondition, stagePod,
+} from './trainingjob-reconciler.js';
+export type { Action, EventType, Pacing, PodTemplateConfig, RawJob, ReconcileResult, ReconcilerDeps, Snapshot, Writer } from './trainingjob-reconciler.js';
+export { DEFAULT_EFFICIENCY, DEFAULT_MEMORY_RESERVE, InProcessPlanner, NoCapacityError, PlanFailedError, fleetFromNodes } from './planner.js';
+export type { FleetDevice, JobPlan, JobPlanStage, NodeLike, PlanRequest, Planner } from './planner.js';
+export { ConfigMapModelCoster, ModelUnavailableError, UnsupportedModelSourceError } from './model-source.js';
+export type { ModelCoster } from './model-source.js';
+export { ConflictError, KubeWriter, statusCodeOf } from './kube-writer.js';
+export { LeaderElector, LeaderState } from './leader.js';
+export type { LeaderElectionOptions } from './leader.js';
+export { LATENCY_BUCKETS, OperatorMetrics, serveHttp } from './metrics.js';
