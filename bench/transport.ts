@@ -18,7 +18,7 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
 import { DataType, type Tensor } from '../pkg/onnx/index.js';
-import { encodeTensorFrames, NatsBus, TensorReceiver, TensorSender, type ChannelAddress, type FrameMeta } from '../pkg/transport/index.js';
+import { encodeTensorFrames, NatsBus, Reassembler, TensorReceiver, TensorSender, type ChannelAddress, type FrameMeta } from '../pkg/transport/index.js';
 import { NatsServer } from '../test/nats/launcher.js';
 
 const MiB = 1024 * 1024;
@@ -137,6 +137,23 @@ async function round(mode: Mode, peer: Peer, ctx: { url: string; tcpPort: number
   return (frameBytes * count) / MiB / (ms / 1000); // MiB/s of frame bytes (payload + ~100 B header per frame)
 }
 
+/** In-process codec rates (MiB/s): encode (SHA-256, copy, CRC) and reassemble (CRC, copy, SHA-256), to attribute the gap. */
+function codecRates(size: number, bytes: number): { encode: number; reassemble: number } {
+  const tensor = tensorOf(size);
+  const n = Math.max(1, Math.round(bytes / size));
+  let t0 = performance.now();
+  const all: Uint8Array[][] = [];
+  for (let i = 0; i < n; i++) all.push(encodeTensorFrames({ job: 'c', step: i, microBatch: 0, name: 'x', kind: 'activation' }, tensor, { maxPayload: MAX_PAYLOAD }));
+  const enc = performance.now() - t0;
+  let got = 0;
+  const r = new Reassembler((e) => { if (e.type === 'tensor') got++; else throw e.error; });
+  t0 = performance.now();
+  for (const frames of all) for (const f of frames) r.push(f);
+  const dec = performance.now() - t0;
+  if (got !== n) throw new Error(`codec check: ${got} of ${n} tensors`);
+  return { encode: (n * size) / MiB / (enc / 1000), reassemble: (n * size) / MiB / (dec / 1000) };
+}
+
 async function main(): Promise<void> {
   const rounds = Number(process.argv[2] ?? 7);
   const perSize = Number(process.argv[3] ?? 64) * MiB;
@@ -159,8 +176,10 @@ async function main(): Promise<void> {
     const res = new Map<string, number[]>();
     let seq = 0;
     for (const size of SIZES) for (const m of MODES) await round(m, peer, ctx, size, Math.max(1, Math.round(16 * MiB / size)), `w${seq++}`); // warm-up
+    const codec = new Map<number, Array<{ encode: number; reassemble: number }>>();
     for (let r = 0; r < rounds; r++) {
       for (const size of SIZES) {
+        codec.set(size, [...(codec.get(size) ?? []), codecRates(size, 32 * MiB)]);
         const order = MODES.map((_, i) => MODES[(i + r) % MODES.length]!); // rotate who goes first
         for (const m of order) {
           const k = `${size}:${m}`;
@@ -174,6 +193,12 @@ async function main(): Promise<void> {
       const [f, n, t] = MODES.map((m) => median(res.get(`${size}:${m}`)!));
       const label = size >= MiB ? `${size / MiB} MiB` : `${size / 1024} KiB`;
       console.log(`${label.padEnd(8)} | ${f!.toFixed(0).padStart(12)} | ${n!.toFixed(0).padStart(14)} | ${t!.toFixed(0).padStart(13)} | ${(f! / n!).toFixed(3).padStart(14)} | ${(f! / t!).toFixed(3).padStart(10)}`);
+    }
+    console.log('codec in one process (same rounds): size | encode MiB/s | reassemble+verify MiB/s | framed if codec and raw NATS costs added serially (MiB/s) | measured framed / that');
+    for (const size of SIZES) {
+      const e = median(codec.get(size)!.map((c) => c.encode)), d = median(codec.get(size)!.map((c) => c.reassemble));
+      const serial = 1 / (1 / median(res.get(`${size}:rawNats`)!) + 1 / e + 1 / d);
+      console.log(`  ${size / 1024} KiB | ${e.toFixed(0)} | ${d.toFixed(0)} | ${serial.toFixed(0)} | ${(median(res.get(`${size}:framed`)!) / serial).toFixed(2)}`);
     }
     for (const size of SIZES) for (const m of MODES) console.log(`  rounds ${size / 1024} KiB ${m}: [${res.get(`${size}:${m}`)!.map((x) => x.toFixed(0)).join(' ')}]`);
     sock.destroy();
