@@ -202,4 +202,26 @@ describe('operator on a real kube-apiserver with KWOK GPU nodes (slow)', () => {
     await until('after-handover running', () => runningOnPlan('after-handover'));
     expect(ops[1]!.reconcileCount).toBeGreaterThan(0);
   });
+
+  it('a model the operator cannot read: an even split over the best nodes, said in the Planned condition', async () => {
+    await custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name: 'after-handover' });
+    await until('after-handover pods gone', async () => (await podsOf('after-handover')).length === 0);
+    const raw = parseYaml(readFileSync(join(root, 'manifests/examples/gpt-small.yaml'), 'utf8'));
+    raw.metadata = { name: 'no-model', namespace: NS };
+    raw.spec.model.source = { configMap: { name: 'not-there', key: 'model.onnx' } };
+    await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, body: raw });
+    const job = await until('no-model running', () => runningOnPlan('no-model'));
+    expect(job.status!.plan!.stages).toHaveLength(2); // placement.maxStages over the two nodes left
+    expect(job.status!.conditions!.find((c) => c.type === 'Planned')).toMatchObject({ status: 'True', reason: 'EvenSplit', message: expect.stringContaining('could not be costed') });
+  });
+
+  it('/metrics and /healthz over HTTP', async () => {
+    const op = ops[1]!;
+    const text = await (await fetch(`http://127.0.0.1:${op.port}/metrics`)).text();
+    expect(text).toMatch(/^tessera_operator_reconcile_total [1-9]\d*$/m);
+    expect(text).toMatch(/^tessera_operator_reconcile_duration_seconds_count [1-9]\d*$/m);
+    expect(text).toMatch(/^tessera_operator_jobs\{phase="Planned"\} 1$/m);
+    expect(text).toMatch(/^tessera_operator_leader 1$/m);
+    expect((await fetch(`http://127.0.0.1:${op.port}/healthz`)).status).toBe(200);
+  });
 });

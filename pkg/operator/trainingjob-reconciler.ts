@@ -237,7 +237,7 @@ export function decidePlanned(job: TrainingJob, plan: JobPlan | undefined, pods:
     conds = setCondition(conds, plan.method === 'costed'
       ? { type: ConditionType.Planned, status: 'True', reason: ConditionReason.Planned, message: msg }
       : { type: ConditionType.Planned, status: 'True', reason: ConditionReason.EvenSplit, message: `${msg}; ${plan.note ?? ''}` }, now, g);
-    conds = conds.filter((c) => c.type !== ConditionType.Suspended);
+    if (conditionOf(job.status, ConditionType.Suspended)?.status === 'True') conds = setCondition(conds, { type: ConditionType.Suspended, status: 'False', reason: ConditionReason.Resumed, message: 'spec.suspend is false: re-planned' }, now, g);
     actions.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.Planned, message: msg });
   }
   const hadPlan = !!job.status?.plan?.stages?.length && job.status?.phase !== Phase.Suspended;

@@ -1,0 +1,152 @@
+import { readFileSync } from 'node:fs';
+import type { V1Pod } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
+import { fakeNodeObject } from '../../test/k8s/cluster.js';
+import { readProfiles, type ModelChain } from '../planner/index.js';
+import type { ModelCoster } from './model-source.js';
+import { InProcessPlanner, type NodeLike } from './planner.js';
+import { DEFAULT_POD_TEMPLATE, FINALIZER, TrainingJobReconciler, type Action, type RawJob, type Snapshot } from './trainingjob-reconciler.js';
+
+const KEY = 'ns/gpt-small';
+const NOW = new Date('2026-01-02T03:04:05Z');
+const example = parseYaml(readFileSync(new URL('../../manifests/examples/gpt-small.yaml', import.meta.url), 'utf8'));
+
+const chain: ModelChain = {
+  layers: Array.from({ length: 4 }, () => ({ fwdFlops: 1e12, bwdFlops: 2e12, paramBytes: 1e8, optimizerStateBytes: 14, activationBytesOut: 1e6, stashBytes: 1e6 })),
+};
+const costed: ModelCoster = { chain: async () => chain };
+const uncostable: ModelCoster = {
+  chain: async () => {
+    throw new Error('configmap ns/gpt-small: cannot read (403)');
+  },
+};
+
+const job = (over: { spec?: Record<string, unknown>; finalizers?: string[]; deletionTimestamp?: string } = {}): RawJob => ({
+  apiVersion: 'tessera.dev/v1alpha1',
+  kind: 'TrainingJob',
+  metadata: { name: 'gpt-small', namespace: 'ns', uid: 'u1', generation: 1, finalizers: over.finalizers ?? [FINALIZER], ...(over.deletionTimestamp ? { deletionTimestamp: over.deletionTimestamp } : {}) },
+  spec: { ...example.spec, ...over.spec },
+});
+const nodes = (...names: string[]): NodeLike[] => names.map((name) => fakeNodeObject({ name }));
+
+function setup(coster: ModelCoster = costed) {
+  const planner = new InProcessPlanner();
+  const r = new TrainingJobReconciler({ planner, coster, writer: { apply: async () => {} }, profiles: readProfiles(), template: DEFAULT_POD_TEMPLATE, now: () => NOW });
+  return { planner, r };
+}
+
+/** What the apiserver, scheduler and kwok would make of the actions: the next snapshot. */
+function applied(snap: Snapshot, actions: readonly Action[]): Snapshot {
+  let pods = [...snap.pods];
+  let j = snap.job!;
+  for (const a of actions) {
+    if (a.type === 'updateStatus') j = { ...j, status: a.status };
+    if (a.type === 'createPod') {
+      const node = a.pod.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms[0]!.matchFields![0]!.values![0]!;
+      pods.push({ ...a.pod, spec: { ...a.pod.spec!, nodeName: node }, status: { phase: 'Running' } } as V1Pod);
+    }
+    if (a.type === 'deletePod') pods = pods.filter((p) => p.metadata?.name !== a.name);
+  }
+  return { ...snap, job: j, pods };
+}
+const types = (actions: readonly Action[]) => actions.map((a) => a.type);
+
+describe('TrainingJobReconciler.decide', () => {
+  it('a job that is gone releases its hold and is done (NotFound is success)', async () => {
+    const { r } = setup();
+    expect(await r.decide(KEY, { job: undefined, pods: [], nodes: [] })).toEqual({ actions: [{ type: 'release' }], pacing: { type: 'done' } });
+  });
+
+  it('adds the finalizer first and nothing else', async () => {
+    const { r } = setup();
+    expect(types((await r.decide(KEY, { job: job({ finalizers: [] }), pods: [], nodes: nodes('a') })).actions)).toEqual(['addFinalizer']);
+  });
+
+  it('an invalid spec: Failed with reason InvalidSpec and the parser message, a Warning event, then quiet', async () => {
+    const { r } = setup();
+    const snap: Snapshot = { job: job({ spec: { data: { ...example.spec.data, microBatches: 0 } } }), pods: [], nodes: nodes('a') };
+    const first = await r.decide(KEY, snap);
+    expect(types(first.actions)).toEqual(['updateStatus', 'event']);
+    const status = (first.actions[0] as Extract<Action, { type: 'updateStatus' }>).status;
+    expect(status.phase).toBe('Failed');
+    expect(status.conditions).toEqual([expect.objectContaining({ type: 'Failed', status: 'True', reason: 'InvalidSpec', message: expect.stringContaining('spec.data.microBatches') })]);
+    expect(first.actions[1]).toMatchObject({ eventType: 'Warning', reason: 'InvalidSpec' });
+    expect((await r.decide(KEY, applied(snap, first.actions))).actions).toEqual([]);
+  });
+
+  it('plans a costed job, creates one pod per stage, then a second reconcile writes nothing', async () => {
+    const { r, planner } = setup();
+    const snap: Snapshot = { job: job(), pods: [], nodes: nodes('a', 'b', 'c') };
+    const first = await r.decide(KEY, snap);
+    const status = (first.actions[0] as Extract<Action, { type: 'updateStatus' }>).status;
+    const n = status.plan!.stages!.length;
+    expect(n).toBeGreaterThanOrEqual(1);
+    expect(n).toBeLessThanOrEqual(2);
+    expect(types(first.actions)).toEqual(['updateStatus', ...Array(n).fill('createPod'), 'event']);
+    expect(status).toMatchObject({ phase: 'Planned', observedGeneration: 1, stageCount: n });
+    expect(status.conditions!.find((c) => c.type === 'Planned')).toMatchObject({ status: 'True', reason: 'Planned' });
+    expect(planner.heldBy(KEY)).toHaveLength(n);
+    const second = applied(snap, first.actions);
+    const again = await r.decide(KEY, second);
+    // Pods came up Running: only the Running condition flips, once.
+    expect(types(again.actions)).toEqual(['updateStatus']);
+    const third = await r.decide(KEY, applied(second, again.actions));
+    expect(third).toEqual({ actions: [], pacing: { type: 'done' } });
+  });
+
+  it('a model that cannot be costed: even split over maxStages nodes, said in the Planned condition', async () => {
+    const { r } = setup(uncostable);
+    const res = await r.decide(KEY, { job: job(), pods: [], nodes: nodes('a', 'b', 'c') });
+    const status = (res.actions[0] as Extract<Action, { type: 'updateStatus' }>).status;
+    expect(status.plan!.stages!.length).toBe(2);
+    expect(status.conditions!.find((c) => c.type === 'Planned')).toMatchObject({ reason: 'EvenSplit', message: expect.stringContaining('could not be costed (configmap ns/gpt-small: cannot read (403))') });
+  });
+
+  it('no GPU free: Planned False NoCapacity, retried with backoff', async () => {
+    const { r } = setup();
+    const res = await r.decide(KEY, { job: job(), pods: [], nodes: [] });
+    expect(res.pacing).toEqual({ type: 'retry', reason: 'NoCapacity' });
+    expect((res.actions[0] as Extract<Action, { type: 'updateStatus' }>).status.conditions![0]).toMatchObject({ type: 'Planned', status: 'False', reason: 'NoCapacity' });
+  });
+
+  it('two jobs never share a GPU (gang holds)', async () => {
+    const { r } = setup(uncostable);
+    const a = await r.decide('ns/a', { job: job(), pods: [], nodes: nodes('a', 'b', 'c') });
+    const b = await r.decide('ns/b', { job: job(), pods: [], nodes: nodes('a', 'b', 'c') });
+    const nodesOf = (res: typeof a) => (res.actions[0] as Extract<Action, { type: 'updateStatus' }>).status.plan!.stages!.map((s) => s.node);
+    expect(nodesOf(a)).toHaveLength(2);
+    expect(nodesOf(b)).toHaveLength(1);
+    expect(nodesOf(a)).not.toContain(nodesOf(b)[0]);
+  });
+
+  it('a lost node: a new plan without it, the stale pod deleted, Degraded True and retried', async () => {
+    const { r } = setup(uncostable);
+    let snap: Snapshot = { job: job(), pods: [], nodes: nodes('a', 'b', 'c') };
+    snap = applied(snap, (await r.decide(KEY, snap)).actions);
+    const lost = snap.job!.status!.plan!.stages![0]!.node;
+    snap = { ...snap, nodes: snap.nodes.filter((n) => n.metadata?.name !== lost) };
+    const res = await r.decide(KEY, snap);
+    const status = (res.actions[0] as Extract<Action, { type: 'updateStatus' }>).status;
+    expect(status.plan!.stages!.map((s) => s.node)).not.toContain(lost);
+    expect(status.conditions!.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'True', reason: 'NodeLost' });
+    expect(res.actions).toContainEqual({ type: 'deletePod', name: 'gpt-small-s0' });
+    expect(res.pacing.type).toBe('retry');
+  });
+
+  it('suspend deletes pods, releases and keeps the plan; deletion releases and lifts the finalizer', async () => {
+    const { r, planner } = setup();
+    let snap: Snapshot = { job: job(), pods: [], nodes: nodes('a', 'b') };
+    snap = applied(snap, (await r.decide(KEY, snap)).actions);
+    const plan = snap.job!.status!.plan;
+    const susp = await r.decide(KEY, { ...snap, job: { ...snap.job!, spec: { ...(snap.job!.spec as object), suspend: true } } });
+    expect(types(susp.actions).filter((t) => t === 'deletePod')).toHaveLength(snap.pods.length);
+    const status = (susp.actions.find((a) => a.type === 'updateStatus') as Extract<Action, { type: 'updateStatus' }>).status;
+    expect(status.phase).toBe('Suspended');
+    expect(status.plan).toEqual(plan);
+    expect(types(susp.actions)).toContain('release');
+    expect(planner.heldBy(KEY).length).toBeGreaterThan(0); // decide does not commit
+
+    const del = await r.decide(KEY, { ...snap, job: { ...snap.job!, metadata: { ...snap.job!.metadata, deletionTimestamp: NOW.toISOString() } } });
+    expect(types(del.actions)).toEqual([...snap.pods.map(() => 'deletePod'), 'release', 'removeFinalizer']);
+  });
+});
