@@ -3,7 +3,7 @@ export type { OperatorOptions } from './operator.js';
 export { WorkQueue, realClock } from './queue.js';
 export type { Clock, WorkQueueOptions } from './queue.js';
 export { Informer, keyOf } from './informer.js';
-export type { InformerEvent, InformerOptions, KubeObject, ListResult } from './informer.js';
+export type { InformerEvent, InformerOptions, KubeObject, ListResult, WatchFn } from './informer.js';
 export {
   ConditionReason, DEFAULT_POD_TEMPLATE, FINALIZER, JOB_LABEL, STAGE_LABEL, TrainingJobReconciler,
   decideDeletion, decideInvalid, decidePlanned, decideSuspend, replanReason, sameStatus, setCondition, stagePod,

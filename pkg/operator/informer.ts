@@ -26,7 +26,16 @@ export interface InformerOptions<T> {
   labelSelector?: string;
   /** Delay before re-watching after an error, in ms. @default 1000 */
   retryMs?: number;
+  /** Opens a watch (client-node's Watch.watch signature). @default new Watch(kubeConfig).watch */
+  watch?: WatchFn;
 }
+
+export type WatchFn = (
+  path: string,
+  query: Record<string, string | number | boolean | undefined>,
+  onEvent: (type: string, obj: any, raw?: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
+  done: (err: unknown) => void,
+) => Promise<AbortController>;
 
 export const keyOf = (o: KubeObject): string => (o.metadata?.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : `${o.metadata?.name}`);
 
@@ -41,10 +50,15 @@ export class Informer<T extends KubeObject> {
   /** How many times the informer listed (1 + relists). */
   lists = 0;
 
-  constructor(
-    private readonly kc: KubeConfig,
-    private readonly opts: InformerOptions<T>,
-  ) {}
+  private readonly watchFn: WatchFn;
+
+  constructor(kc: KubeConfig | undefined, private readonly opts: InformerOptions<T>) {
+    if (opts.watch) this.watchFn = opts.watch;
+    else if (kc) {
+      const w = new Watch(kc);
+      this.watchFn = (path, query, onEvent, done) => w.watch(path, query, onEvent, done);
+    } else throw new TypeError('Informer needs a KubeConfig or a watch function');
+  }
 
   on(handler: (e: InformerEvent<T>) => void): void {
     this.handlers.push(handler);
@@ -133,7 +147,7 @@ export class Informer<T extends KubeObject> {
       else void this.watch();
     };
     try {
-      this.abort = await new Watch(this.kc).watch(
+      this.abort = await this.watchFn(
         this.opts.path,
         { resourceVersion: this.rv, allowWatchBookmarks: true, labelSelector: this.opts.labelSelector },
         (type: string, obj: T & { code?: number }) => {
