@@ -37,7 +37,8 @@ export class LeaderElector {
   private readonly o: Required<Omit<LeaderElectionOptions, 'onStartedLeading' | 'onStoppedLeading'>> & Pick<LeaderElectionOptions, 'onStartedLeading' | 'onStoppedLeading'>;
 
   constructor(private readonly api: CoordinationV1Api, opts: LeaderElectionOptions) {
-    this.o = { name: 'tessera-operator', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, releaseOnStop: true, ...opts };
+    const defined = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as LeaderElectionOptions;
+    this.o = { name: 'tessera-operator', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, releaseOnStop: true, ...defined };
   }
 
   get isLeader(): boolean {

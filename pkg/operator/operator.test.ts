@@ -53,8 +53,8 @@ describe('operator on a real kube-apiserver with KWOK GPU nodes (slow)', () => {
   };
   const getJob = async (name: string): Promise<Job> => (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name })) as Job;
   const podsOf = async (name: string): Promise<V1Pod[]> => (await core.listNamespacedPod({ namespace: NS, labelSelector: `${JOB_LABEL}=${name}` })).items;
-  const operator = (identity: string, p = new InProcessPlanner()): Operator =>
-    new Operator({ kubeConfig: cluster.kubeConfig(), namespace: LEASE_NS, identity, watchNamespace: NS, leaseDurationMs: LEASE_MS, renewDeadlineMs: 3000, retryPeriodMs: 500, planner: p, httpPort: 0, log: (l) => process.stderr.write(`${l}\n`) });
+  const operator = (identity: string, p = new InProcessPlanner(), releaseOnStop = true): Operator =>
+    new Operator({ kubeConfig: cluster.kubeConfig(), namespace: LEASE_NS, identity, releaseOnStop, watchNamespace: NS, leaseDurationMs: LEASE_MS, renewDeadlineMs: 3000, retryPeriodMs: 500, planner: p, httpPort: 0, log: (l) => process.stderr.write(`${l}\n`) });
   const planNodes = (j: Job): string[] => j.status?.plan?.stages?.map((s) => s.node) ?? [];
   const runningOnPlan = async (name: string): Promise<Job | undefined> => {
     const j = await getJob(name);
@@ -223,5 +223,25 @@ describe('operator on a real kube-apiserver with KWOK GPU nodes (slow)', () => {
     expect(text).toMatch(/^tessera_operator_jobs\{phase="Planned"\} 1$/m);
     expect(text).toMatch(/^tessera_operator_leader 1$/m);
     expect((await fetch(`http://127.0.0.1:${op.port}/healthz`)).status).toBe(200);
+  });
+
+  it('a leader that dies without releasing the Lease is replaced once the lease runs out', async () => {
+    // op-c (which will not release) takes over from op-b, then stops like a crash with op-d waiting.
+    const c = operator('op-c', new InProcessPlanner(), false);
+    ops.push(c);
+    await c.start();
+    await ops[1]!.stop();
+    await until('op-c leads', async () => c.isLeader, LEASE_MS + 2000);
+    const d = operator('op-d');
+    ops.push(d);
+    await d.start();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(d.isLeader).toBe(false);
+    const t0 = Date.now();
+    await c.stop();
+    await until('op-d leads', async () => d.isLeader, 2 * LEASE_MS);
+    const took = Date.now() - t0;
+    expect(took).toBeGreaterThan(LEASE_MS / 2); // it waited for the lease to run out, not for a release
+    expect(took).toBeLessThan(LEASE_MS + 1500); // lease duration + one retry period + slack
   });
 });

@@ -33,6 +33,8 @@ export interface OperatorOptions {
   renewDeadlineMs?: number;
   /** @default 2000 */
   retryPeriodMs?: number;
+  /** Clear the Lease holder on stop so a successor takes over at once; false behaves like a crash. @default true */
+  releaseOnStop?: boolean;
   /** Port of /metrics and /healthz; 0 picks a free one; undefined serves nothing. @default undefined */
   httpPort?: number;
   /** @default DEFAULT_POD_TEMPLATE */
@@ -120,6 +122,7 @@ export class Operator {
         leaseDurationMs: o.leaseDurationMs,
         renewDeadlineMs: o.renewDeadlineMs,
         retryPeriodMs: o.retryPeriodMs,
+        releaseOnStop: o.releaseOnStop,
         onStartedLeading: () => this.startLeading(),
         onStoppedLeading: () => this.stopLeading(),
       });

@@ -271,7 +271,11 @@ export class TrainingJobReconciler {
     this.now = deps.now ?? (() => new Date());
   }
 
-  /** Decides (with the planner's answer when a plan is due); commits nothing. */
+  /**
+   * Decides (with the planner's answer when a plan is due); commits nothing to the apiserver. The
+   * planner's hold is the one state it touches: a new plan replaces the job's hold, and a plan in
+   * force re-takes it (idempotent), which rebuilds holds after an operator restart.
+   */
   async decide(key: string, snap: Snapshot): Promise<ReconcileResult> {
     const now = this.now();
     const raw = snap.job;
