@@ -122,6 +122,7 @@ describe('operator RBAC', () => {
       '/events': ['create', 'patch'],
       'events.k8s.io/events': ['create', 'patch'],
       '/nodes': ['get', 'list', 'watch'],
+      '/configmaps': ['get'],
     });
   });
 

@@ -145,6 +145,8 @@ describe('TrainingJob CRD on a real kube-apiserver (slow)', () => {
     expect(can('patch', 'trainingjobs.tessera.dev', '--subresource=status', '-n', NS)).toBe('yes');
     expect(can('create', 'pods', '-n', NS)).toBe('yes');
     expect(can('list', 'nodes')).toBe('yes');
+    expect(can('get', 'configmaps', '-n', NS)).toBe('yes');
+    expect(can('list', 'configmaps', '-n', NS)).toBe('no');
     expect(can('update', 'leases.coordination.k8s.io', '-n', 'tessera-system')).toBe('yes');
     expect(can('update', 'leases.coordination.k8s.io', '-n', NS)).toBe('no');
     expect(can('delete', 'trainingjobs.tessera.dev', '-n', NS)).toBe('no');

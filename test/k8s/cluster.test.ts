@@ -44,7 +44,7 @@ describe('k8s test cluster (slow: real kube-apiserver, kube-scheduler, kwok)', (
 
   beforeAll(async () => {
     cluster = await startCluster({
-      nodes: [{ name: GPU_NODE, gpus: 8, gpuProduct: 'NVIDIA-A100-SXM4-80GB', gpuMemoryMiB: 81920, deviceProfile: 'a100-80gb' }],
+      nodes: [{ name: GPU_NODE, gpus: 8, gpuProduct: 'NVIDIA-A100-SXM4-80GB', gpuMemoryMiB: 81920, deviceProfile: 'A100-SXM-80GB' }],
     });
     core = cluster.kubeConfig().makeApiClient(CoreV1Api);
     await core.createNamespace({ body: { metadata: { name: NS } } });
@@ -155,7 +155,7 @@ describe('k8s test cluster (slow: real kube-apiserver, kube-scheduler, kwok)', (
     expect(node.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
     expect(node.status?.allocatable?.['nvidia.com/gpu']).toBe('8');
     expect(node.metadata?.labels?.['nvidia.com/gpu.product']).toBe('NVIDIA-A100-SXM4-80GB');
-    expect(node.metadata?.labels?.['tessera.dev/device-profile']).toBe('a100-80gb');
+    expect(node.metadata?.labels?.['tessera.dev/device-profile']).toBe('A100-SXM-80GB');
 
     await core.createNamespacedPod({ namespace: NS, body: {
       metadata: { name: 'stage-0' },

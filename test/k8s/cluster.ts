@@ -34,7 +34,7 @@ export interface FakeNode {
   gpuProduct?: string;
   /** Label `nvidia.com/gpu.memory` in MiB. @default 81920 */
   gpuMemoryMiB?: number;
-  /** Label `tessera.dev/device-profile`. @default "a100-80gb" */
+  /** Label `tessera.dev/device-profile`. @default "A100-SXM-80GB" (a profile name in pkg/planner/profiles.yaml) */
   deviceProfile?: string;
   /** Allocatable cpu. @default "32" */
   cpu?: string;
@@ -255,7 +255,7 @@ export function fakeNodeObject(n: FakeNode): V1Node {
         'nvidia.com/gpu.product': n.gpuProduct ?? 'NVIDIA-A100-SXM4-80GB',
         'nvidia.com/gpu.memory': String(n.gpuMemoryMiB ?? 81920),
         'nvidia.com/gpu.count': gpus,
-        'tessera.dev/device-profile': n.deviceProfile ?? 'a100-80gb',
+        'tessera.dev/device-profile': n.deviceProfile ?? 'A100-SXM-80GB',
         ...n.labels,
       },
     },
