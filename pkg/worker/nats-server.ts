@@ -8,7 +8,7 @@ import { delimiter, join } from 'node:path';
  * Starts a real nats-server on a loopback port with a generated config (max_payload 8 MB by
  * default), waits until it accepts connections, and stops it by PID. Used by `tessera up` / `tessera
  * train --stages` when no --nats URL is given. Moved here from test/nats/launcher.ts (production code
- * does not import from test/), plus a fixed `port` option; the test harness keeps its own copy.
+ * does not import from test/), plus a fixed `port` option; test/nats/launcher.ts re-exports it.
  */
 
 /** nats-server is not installed where the harness looks for it. */
