@@ -1,7 +1,7 @@
 export { Trainer } from './trainer.js';
 export type { StepResult, TrainerOptions, TrainerState } from './trainer.js';
-export { runTraining, checkpointOf } from './run.js';
-export type { Checkpoint, DataSource, Progress, RunHooks, RunOptions } from './run.js';
+export { runTraining, runLoop, checkpointOf } from './run.js';
+export type { Checkpoint, DataSource, LoopHooks, Progress, RunHooks, RunOptions, Stepper } from './run.js';
 export { encodeCheckpoint, decodeCheckpoint, fingerprintOf } from './checkpoint.js';
 export { bindBatchDims } from './batch-dims.js';
 export { openDataSource, embeddingVocab } from './data-source.js';
