@@ -77,7 +77,7 @@ function main(): void {
       stages: plan.stages.length,
       stageDevices: [...new Set(plan.stages.map((s) => s.deviceName))].join('/'),
       planMs: +median(times).toFixed(1),
-      gapPipeline: +(plan.predictedStepMs / bound).toFixed(4),
+      gapPipeline: +(plan.predictedStepMs / bound).toFixed(5),
       gapNaive: +plan.gap.toFixed(3),
     };
     if (n <= 10) {

@@ -142,27 +142,47 @@ export function lowerBoundMs(costs: ChainCosts, fleet: readonly Device[], microB
   return ((costs.totalWork * microBatches) / capacity) * 1000;
 }
 
+/** Work thresholds the granularity bound checks (any subset keeps it a bound; more only tightens). */
+const GRANULARITY_THRESHOLDS = 8;
+
 /**
  * Lower bound on one step that a pipeline can approach: the naive bound above charges every device
  * of the fleet, but a chain of L layers runs on at most min(n, L) stages and pays the (m + p - 1)
- * fill/drain factor. For any plan with p stages on device set D:
- *   bottleneck >= W / sum_{d in D} flops_d >= W / (sum of the p largest FLOP/s)   (max >= weighted mean)
- *   bottleneck >= max_i work_i / (largest FLOP/s)                               (layer i sits on some stage)
- *   sum_{d in D} memory_d >= weights + optimizer state + stash x least in-flight (1 for 1F1B, m for GPipe),
- *     and sum over D is at most the sum of the p largest memories
- * so step >= min over feasible p of (m + p - 1) x max(both bottleneck bounds). Links and
- * layer granularity are ignored, which keeps it a bound, not an estimate. With a forced stage
- * count only that p is considered. Infinity when no p passes the memory test (no plan exists).
+ * fill/drain factor. For any plan with p stages on device set D, with f_1 >= f_2 >= ... the
+ * fleet's FLOP/s sorted:
+ *   (a) bottleneck >= W / sum_{d in D} f_d >= W / (f_1 + ... + f_p)      (max >= weighted mean)
+ *   (b) bottleneck >= max_i work_i / f_1                                 (layer i sits on some stage)
+ *   (c) granularity: for a work threshold w, the c_w layers with work >= w must each sit on a stage,
+ *       and stage s holds at most floor(T f_s / w) of them within period T, so
+ *       sum_{s<=p} floor(T f_s / w) >= c_w; the least such T (bisection, kept on the infeasible
+ *       side) bounds the bottleneck. This is what (a) misses when stages hold one or two layers.
+ *   (d) sum_{d in D} memory_d >= weights + optimizer state + stash x least in-flight (1 for 1F1B,
+ *       m for GPipe), and that sum is at most the p largest memories: smaller p are infeasible.
+ * step >= min over feasible p of (m + p - 1) x max(a, b, c). Links and memory per stage are
+ * ignored, which keeps it a bound, not an estimate. With a forced stage count only that p counts.
+ * Infinity when no p passes (d) (no plan exists).
  */
 export function pipelineBoundMs(costs: ChainCosts, fleet: readonly Device[], opts: ResolvedOptions): number {
   const flops = fleet.map((d) => d.flops).sort((a, b) => b - a);
   const mem = fleet.map((d) => d.memoryBytes).sort((a, b) => b - a);
   const L = costs.L;
-  let maxLayer = 0;
-  for (let i = 0; i < L; i++) maxLayer = Math.max(maxLayer, costs.flopsOf(i, i + 1));
+  const works: number[] = [];
+  for (let i = 0; i < L; i++) works.push(costs.flopsOf(i, i + 1));
+  works.sort((a, b) => b - a);
+  // Thresholds spread over the distinct positive works, with the count of layers at or above each.
+  const thresholds: { w: number; c: number }[] = [];
+  const pick = new Set<number>();
+  for (let t = 0; t < GRANULARITY_THRESHOLDS; t++) pick.add(Math.round((t * (L - 1)) / Math.max(1, GRANULARITY_THRESHOLDS - 1)));
+  for (const i of pick) {
+    const w = works[i]!;
+    if (w <= 0) continue;
+    let c = i + 1;
+    while (c < L && works[c]! >= w) c++;
+    thresholds.push({ w, c });
+  }
   const minInFlight = opts.schedule === 'gpipe' ? opts.microBatches : 1;
   const need = costs.fixedBytes(0, L) + costs.stashBytes(0, L) * minInFlight;
-  const layerFloor = (maxLayer / flops[0]!) * 1000;
+  const layerFloor = works[0]! / flops[0]!;
   const maxP = Math.min(fleet.length, L);
   let f = 0;
   let memSum = 0;
@@ -172,9 +192,29 @@ export function pipelineBoundMs(costs: ChainCosts, fleet: readonly Device[], opt
     memSum += mem[p - 1]!;
     if (opts.stages !== 'auto' && p !== opts.stages) continue;
     if (memSum < need) continue;
-    best = Math.min(best, stepMs(Math.max((costs.totalWork / f) * 1000, layerFloor), opts.microBatches, p));
+    let b = Math.max(costs.totalWork / f, layerFloor);
+    for (const { w, c } of thresholds) b = Math.max(b, granularityFloor(flops, p, w, c));
+    best = Math.min(best, stepMs(b * 1000, opts.microBatches, p));
   }
   return best;
+}
+
+/** Largest T (seconds) known infeasible for sum_{s<p} floor(T f_s / w) >= c: a lower bound. */
+function granularityFloor(flops: readonly number[], p: number, w: number, c: number): number {
+  const holds = (T: number): boolean => {
+    let n = 0;
+    // 1 + 1e-9: a stage of exactly k such layers at T = k w / f must count k despite rounding.
+    for (let s = 0; s < p && n < c; s++) n += Math.floor(((T * flops[s]!) / w) * (1 + 1e-9));
+    return n >= c;
+  };
+  let lo = 0;
+  let hi = (c * w) / flops[p - 1]!;
+  for (let i = 0; i < 60; i++) {
+    const mid = (lo + hi) / 2;
+    if (holds(mid)) hi = mid;
+    else lo = mid;
+  }
+  return lo;
 }
 
 /** Costs an ordered assignment. Does not check memory: callers decide whether overflow is an error. */

@@ -1,5 +1,5 @@
 import { ChainCosts, evaluate, resolveOptions } from './cost.js';
-import { InfeasibleReason, PlanInfeasibleError, PlanInputError, evenSplitPlan, planPipeline, type Device, type LayerCost, type ModelChain, type Plan } from './index.js';
+import { InfeasibleReason, PlanInfeasibleError, PlanInputError, evenSplitPlan, pipelineLowerBoundMs, planPipeline, type Device, type LayerCost, type ModelChain, type Plan } from './index.js';
 import { bruteForcePlan, orderExhaustiveBottlenecks, randomInstance } from './testing.js';
 
 const relEq = (a: number, b: number): boolean => Math.abs(a - b) <= 1e-9 * Math.max(Math.abs(a), Math.abs(b));
@@ -265,5 +265,36 @@ describe('infeasibility names the constraint and the bytes', () => {
     ['zero flops', { layers: [layer()] }, [dev('a', { flops: 0 })], 'fleet[0].flops'],
   ] as const)('rejects malformed input: %s', (_, m, fleet, field) => {
     expect(() => planPipeline(m as ModelChain, fleet)).toThrow(expect.objectContaining({ name: 'PlanInputError', field }) as PlanInputError);
+  });
+});
+
+describe('pipeline lower bound', () => {
+  test.each([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])('seed %i: naive bound <= pipeline bound <= exact optimum (auto and every forced count)', (seed) => {
+    const { model, fleet } = randomInstance(500 + seed, 2 + (seed % 5), 5 + (seed % 8));
+    const opts = { schedule: seed % 3 === 0 ? ('gpipe' as const) : ('1f1b' as const), microBatches: 1 + (seed % 9) };
+    for (const stages of ['auto' as const, ...fleet.map((_, i) => i + 1).filter((p) => p <= model.layers.length)]) {
+      let plan: Plan;
+      try {
+        plan = planPipeline(model, fleet, { ...opts, stages });
+      } catch (e) {
+        if (e instanceof PlanInfeasibleError) continue;
+        throw e;
+      }
+      const bound = pipelineLowerBoundMs(model, fleet, { ...opts, stages });
+      expect(bound).toBeLessThanOrEqual(plan.predictedStepMs * (1 + 1e-12));
+      expect(bound).toBeGreaterThanOrEqual(plan.lowerBoundMs * (1 - 1e-12));
+    }
+  });
+
+  test('granularity makes it tight: 4 equal layers on 3 equal devices', () => {
+    // Some stage holds 2 layers whatever the split, so bottleneck >= 2 x 3 ms; best is p = 2 at (m + 1) x 6 ms.
+    const model: ModelChain = { layers: [layer(), layer(), layer(), layer()] };
+    const fleet = ['a', 'b', 'c'].map((id) => dev(id, { linkBandwidth: 1e15 }));
+    const plan = planPipeline(model, fleet, { microBatches: 4 });
+    const bound = pipelineLowerBoundMs(model, fleet, { microBatches: 4 });
+    expect(plan.predictedStepMs).toBeCloseTo(5 * 6, 9);
+    expect(bound / plan.predictedStepMs).toBeGreaterThan(1 - 1e-6);
+    // The naive bound spreads 12 GFLOP x 4 over all 3 TFLOP/s: 16 ms, far below.
+    expect(plan.lowerBoundMs).toBeCloseTo(16, 9);
   });
 });
