@@ -89,7 +89,8 @@ export interface PlanOptions {
    */
   exactMaxDevices?: number;
   /**
-   * Upper bound on device orders the heuristic's local search evaluates (each costs O(n^2 L^2)).
+   * Upper bound on the local-search moves the large-fleet heuristic evaluates (each is one O(L + p)
+   * bottleneck probe; the swap search kept for small fleets counts its O(n^2 L^2) evaluations here too).
    * @default 4000
    */
   localSearchBudget?: number;
