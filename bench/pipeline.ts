@@ -9,16 +9,14 @@
  *      schedule promises) and once with the cores this host has (4 stage processes on 2 cores
  *      cannot overlap as the schedule assumes); both plus the slowest stage's update;
  *   4. interleaved rounds: Trainer step on the whole batch, distributed 1F1B, distributed GPipe
- *      (pkg/worker Driver over nats-server, 4 worker processes from dist/cmd/worker), medians.
+ *      (pkg/worker Driver over nats-server, 4 worker processes from startLocalCluster), medians.
  * Ratios: pipeline / single-process step; measured / predicted; and the ideal bubble (p-1)/m.
  *
  * Run: npm run build && node dist/bench/pipeline.js   (env: BENCH_ROUNDS=5 BENCH_STEPS=2 BENCH_MB=8 BENCH_D=128 BENCH_CTX=32)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Rng } from '../pkg/data/rng.js';
 import { buildGpt } from '../pkg/models/index.js';
 import { DataType, encodeModel, type Tensor } from '../pkg/onnx/index.js';
@@ -26,7 +24,7 @@ import { parseOptimizerConfig } from '../pkg/optim/index.js';
 import { schedule, simulate, splitStages, type Schedule } from '../pkg/pipeline/index.js';
 import { Trainer } from '../pkg/train/index.js';
 import { NatsBus } from '../pkg/transport/index.js';
-import { Driver, NatsServer, StageCompute, stagePlan } from '../pkg/worker/index.js';
+import { Driver, StageCompute, stagePlan, startLocalCluster } from '../pkg/worker/index.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const WARM = 1;
@@ -122,17 +120,6 @@ function listSimulate(s: Schedule, t: StageTimes[], cores: number): number {
   return Math.max(...lanes);
 }
 
-function startWorker(url: string, id: string): Promise<ChildProcess> {
-  const main = fileURLToPath(new URL('../cmd/worker/main.js', import.meta.url));
-  const child = spawn(process.execPath, [main, '--nats', url, '--id', id, '--ns', 'bench'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => { buf += d.toString(); if (buf.includes(`${id}: ready`)) resolve(child); });
-    child.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
-    child.once('exit', (code) => reject(new Error(`worker ${id} exited (code ${code})`)));
-  });
-}
-
 async function main(): Promise<void> {
   const model = buildGpt({ vocab: VOCAB, layers: LAYERS, dModel: D, heads: 4, context: CTX, seed: 1 });
   const all = model.metadata['tessera.cuts']!.split(',');
@@ -154,13 +141,11 @@ async function main(): Promise<void> {
   })) as Record<(typeof schedules)[number], { uniform: number; perStage: number; onCores: number; oneCore: number }>;
   const serial = t.reduce((a, x) => a + M * (x.f + x.bw) + x.update, 0);
 
-  const server = await NatsServer.start();
-  const children: ChildProcess[] = [];
-  const bus = await NatsBus.connect({ servers: server.url, name: 'bench-driver' });
+  const cluster = await startLocalCluster({ workers: P, ns: 'bench', onLine: (l, stream) => { if (stream === 'stderr') console.error(l); } });
+  const bus = await NatsBus.connect({ servers: cluster.url, name: 'bench-driver' });
   const trainer = await Trainer.create(model, { bindings: { batch: MB * M }, optimizer: { kind: 'adamw', lr: 1e-3 } });
   try {
-    const ids = Array.from({ length: P }, (_, i) => `w${i}`);
-    for (const id of ids) children.push(await startWorker(server.url, id));
+    const ids = cluster.workers.map((w) => w.id);
     const times: Record<string, number[]> = { single: [], '1f1b': [], gpipe: [] };
     for (let i = 0; i < WARM; i++) await trainer.trainStep(batch);
     for (let round = 0; round < ROUNDS; round++) {
@@ -198,9 +183,7 @@ async function main(): Promise<void> {
   } finally {
     await trainer.close();
     await bus.close();
-    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
-    await server.stop();
+    await cluster.stop();
     await rm(dir, { recursive: true, force: true });
   }
 }

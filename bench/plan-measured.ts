@@ -3,7 +3,7 @@
 // SessionOptions.slowdown: after every ORT run the worker waits (k - 1) x the run's duration, so a
 // k-times slower device costs no extra CPU). The script
 //   1. builds a GPT and costs its chain (costChain, one segment per block);
-//   2. starts nats-server and the three workers;
+//   2. starts nats-server and the three workers (pkg/worker startLocalCluster);
 //   3. measures the fleet: FLOP/s per worker = measureMatMulFlops with that worker's slowdown (a
 //      1024^3 MatMul, in this process, same ORT settings); link latency and bandwidth from a NATS
 //      round trip with 64 B and with 4 MiB; plans 3 stages (planPipeline, capability-matched) and
@@ -14,11 +14,9 @@
 //      per round and plan a fresh job, WARM untimed steps, then STEPS timed; medians over rounds.
 // Stage boundaries: a job spec has no cut list (workers split with cuts 'auto'), so each plan's
 // model file carries exactly its boundaries in metadata "tessera.cuts", which 'auto' then takes.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { costChain } from '../pkg/costmodel/index.js';
 import { Rng } from '../pkg/data/rng.js';
 import { buildGpt } from '../pkg/models/index.js';
@@ -28,7 +26,7 @@ import { splitStages } from '../pkg/pipeline/index.js';
 import { evenSplitPlan, planPipeline, type Device, type ModelChain, type Plan } from '../pkg/planner/index.js';
 import { measureMatMulFlops } from '../pkg/runtime/index.js';
 import { NatsBus } from '../pkg/transport/index.js';
-import { Driver, NatsServer, StageCompute, stagePlan } from '../pkg/worker/index.js';
+import { Driver, StageCompute, stagePlan, startLocalCluster } from '../pkg/worker/index.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const WARM = Number(process.env.BENCH_WARM ?? 1);
@@ -48,22 +46,6 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 
 function tokens(rng: Rng, rows: number): Tensor {
   return { dtype: DataType.INT64, dims: [rows, CTX], data: BigInt64Array.from({ length: rows * CTX }, () => BigInt(rng.int(VOCAB))) };
-}
-
-/** Starts one worker process with its slowdown; resolves when it printed its ready line. */
-function startWorker(url: string, id: string, slowdown: number): Promise<ChildProcess> {
-  const main = fileURLToPath(new URL('../cmd/worker/main.js', import.meta.url));
-  const child = spawn(process.execPath, [main, '--nats', url, '--id', id, '--ns', 'bench', '--slowdown', String(slowdown)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes(`${id}: ready`)) resolve(child);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
-    child.once('exit', (code) => reject(new Error(`worker ${id} exited (code ${code})`)));
-  });
 }
 
 /** Median round trip (ms) of a payload of `bytes` answered by an 8-byte ack from a second connection. */
@@ -162,13 +144,11 @@ async function main(): Promise<void> {
   const cuts = model.metadata['tessera.cuts']!.split(',');
   const chain = costChain(model, { bindings: { batch: MB }, cuts, optimizer: 'adamw' });
   const dir = await mkdtemp(join(tmpdir(), 'tessera-plan-measured-'));
-  const server = await NatsServer.start();
-  const children: ChildProcess[] = [];
-  const bus = await NatsBus.connect({ servers: server.url, name: 'bench-driver' });
-  const echo = await NatsBus.connect({ servers: server.url, name: 'bench-echo' });
+  const cluster = await startLocalCluster({ workers: SLOWDOWNS.map((slowdown) => ({ slowdown })), ns: 'bench', onLine: (l, stream) => { if (stream === 'stderr') console.error(l); } });
+  const bus = await NatsBus.connect({ servers: cluster.url, name: 'bench-driver' });
+  const echo = await NatsBus.connect({ servers: cluster.url, name: 'bench-echo' });
   try {
-    const ids = SLOWDOWNS.map((_, i) => `w${i}`);
-    for (let i = 0; i < ids.length; i++) children.push(await startWorker(server.url, ids[i]!, SLOWDOWNS[i]!));
+    const ids = cluster.workers.map((w) => w.id);
 
     // 3. Fleet, as measured.
     const small = await roundTripMs(bus, echo, 64);
@@ -262,9 +242,7 @@ async function main(): Promise<void> {
   } finally {
     await echo.close();
     await bus.close();
-    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
-    await server.stop();
+    await cluster.stop();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -23,4 +23,6 @@ export { traceFromWire, traceToWire } from './trace-wire.js';
 export type { WireTraceRecord } from './trace-wire.js';
 export { NatsServer, NatsServerNotFoundError, NatsServerStartError, findNatsServer, freePort } from './nats-server.js';
 export type { NatsServerOptions } from './nats-server.js';
+export { startLocalCluster } from './local-cluster.js';
+export type { LocalCluster, LocalClusterOptions, LocalWorkerSpec } from './local-cluster.js';
 export { CheckpointDigestError, ControlMessageError, NotEnoughWorkersError, UnknownCheckpointStoreError, StageCheckpointError, StageFailedError, StageLostError, StageTensorError } from './errors.js';
