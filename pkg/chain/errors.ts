@@ -68,3 +68,21 @@ export class ChainStartError extends ChainError {
     super(`${message}\n--- hardhat node output ---\n${output}`, options);
   }
 }
+
+/** A JSON-RPC call kept failing transiently (no answer, 5xx, internal error) through every retry. */
+export class RpcUnavailableError extends ChainError {
+  override name = 'RpcUnavailableError';
+  override readonly code = 'RPC_UNAVAILABLE';
+  constructor(readonly method: string, readonly attempts: number, readonly lastFailure: string, options?: { cause?: unknown }) {
+    super(`JSON-RPC ${method} failed ${attempts} times, last: ${lastFailure}`, options);
+  }
+}
+
+/** The JSON-RPC endpoint refused a call for good (invalid params, unknown method, HTTP 4xx); retrying cannot help. */
+export class RpcRejectedError extends ChainError {
+  override name = 'RpcRejectedError';
+  override readonly code = 'RPC_REJECTED';
+  constructor(readonly method: string, readonly failure: string, options?: { cause?: unknown }) {
+    super(`JSON-RPC ${method} rejected: ${failure}`, options);
+  }
+}

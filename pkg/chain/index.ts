@@ -8,4 +8,6 @@ export { deployArtifact, deployMarket } from './deploy.js';
 export type { Deployment, MarketConfig } from './deploy.js';
 export { startLocalChain, freshProvider, deriveAccounts, LocalChain, LOCAL_CHAIN_ID, LOCAL_MNEMONIC, LOCAL_ACCOUNT_COUNT } from './local-chain.js';
 export type { LocalAccount, LocalChainOptions } from './local-chain.js';
-export { ChainError, CompileError, ArtifactNotFoundError, ContractRevertError, TransactionFailedError, MissingEventError, ChainStartError } from './errors.js';
+export { ChainError, CompileError, ArtifactNotFoundError, ContractRevertError, TransactionFailedError, MissingEventError, ChainStartError, RpcRejectedError, RpcUnavailableError } from './errors.js';
+export { RetryingJsonRpcProvider, FailureKind, backoffDelayMs, classifyRpcFailure, failureOf } from './rpc.js';
+export type { BackoffPolicy, RetryOptions, RpcFailure } from './rpc.js';
