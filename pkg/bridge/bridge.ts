@@ -7,12 +7,13 @@
  *               window, finalize and claim.
  * All state lives in the StateStore file, so a new instance with the same file resumes.
  */
-import type { Provider, Signer, TransactionReceipt } from 'ethers';
+import { EventLog, type Log, type Provider, type Signer, type TransactionReceipt } from 'ethers';
 import { JobState, PriceUnit, type Capacity, type JobMarketClient, type SupplierRegistryClient } from '../chain/index.js';
 import { idleCapacity, type CapacitySource, type ClusterCapacity, type LoadSource } from './capacity.js';
 import { ActivePhase, advance, initialState, markHandled, unhandled, type ActiveJob, type BridgeState, type StateStore } from './cursor.js';
 import { evaluateJob, SkipReason, type PricePolicy } from './evaluate.js';
-import { JobInputError } from './errors.js';
+import { JobInputError, JobSpecError } from './errors.js';
+import { parseJobSpec, type JobIntake } from './intake.js';
 import type { JobRunner, RunnableJob } from './runner.js';
 
 /** Predicts seconds per optimizer step of a model on the idle capacity (e.g. pkg/costmodel). */
@@ -122,18 +123,17 @@ export class Bridge {
   private async pollRange(from: number, to: number): Promise<bigint[]> {
     let s = await this.state();
     const logs = await this.deps.market.contract.queryFilter(this.deps.market.contract.filters.JobPosted!(), from, to);
-    const events = logs.map((l) => {
-      const args = (l as unknown as { args: unknown[] }).args;
-      const spec = args[4] as unknown as { modelDigest: string; modelURI: string; dataDigest: string; dataURI: string; steps: bigint; deadline: bigint };
-      return {
-        blockNumber: l.blockNumber, jobId: args[0] as bigint, reward: args[2] as bigint,
-        job: { jobId: args[0] as bigint, modelURI: spec.modelURI, dataURI: spec.dataURI, modelDigest: spec.modelDigest, dataDigest: spec.dataDigest, steps: spec.steps },
-        deadline: spec.deadline,
-      };
-    });
+    const events = logs.map((l) => ({ blockNumber: l.blockNumber, jobId: BigInt(l.topics[1] ?? 0), intake: parsePosted(l) }));
     const handled: bigint[] = [];
     for (const e of unhandled(s, events)) {
-      const active = await this.handle(e.job, e.reward, e.deadline);
+      let active: ActiveJob | undefined;
+      if (e.intake instanceof JobSpecError) {
+        // Malformed metadata: skipped before any fetch; marked handled like any other event, so
+        // neither the next poll nor a restart evaluates it again.
+        this.emit({ type: 'skipped', jobId: e.jobId, reason: SkipReason.Spec, detail: e.intake.message });
+      } else {
+        active = await this.handle(e.intake.job, e.intake.reward, e.intake.deadline);
+      }
       s = markHandled(s, e);
       if (active) s = { ...s, active: { ...s.active, [active.jobId]: active } };
       await this.save(s);
@@ -185,7 +185,13 @@ export class Bridge {
       const jobId = BigInt(a.jobId);
       if (a.phase === ActivePhase.Accepted) {
         const onChain = await market.getJob(jobId);
-        if (onChain.state !== JobState.Accepted || onChain.supplier.toLowerCase() !== (await this.address()).toLowerCase()) {
+        const ours = onChain.supplier.toLowerCase() === (await this.address()).toLowerCase();
+        if (ours && onChain.state === JobState.Submitted) {
+          // submitResult landed but its answer (or the state write) was lost: carry on from there.
+          await this.setActive({ ...a, phase: ActivePhase.Submitted, challengeEndsAt: onChain.challengeEndsAt.toString() });
+          continue;
+        }
+        if (onChain.state !== JobState.Accepted || !ours) {
           this.emit({ type: 'dropped', jobId, detail: `job is in state ${onChain.state}, no longer ours to run` });
           await this.dropActive(a.jobId);
           continue;
@@ -287,5 +293,18 @@ export class Bridge {
   private async setActive(a: ActiveJob): Promise<void> {
     const s = await this.state();
     await this.save({ ...s, active: { ...s.active, [a.jobId]: a } });
+  }
+}
+
+/** A JobPosted log as a typed intake, or the JobSpecError that says which field is wrong. */
+function parsePosted(l: Log): JobIntake | JobSpecError {
+  const jobId = BigInt(l.topics[1] ?? 0);
+  if (!(l instanceof EventLog)) return new JobSpecError(jobId, 'log', 'JobPosted log does not decode with this market\'s ABI');
+  try {
+    const spec = l.args[4] as { toObject?: () => unknown } | undefined;
+    return parseJobSpec(jobId, l.args[2] as bigint, spec?.toObject?.() ?? spec);
+  } catch (err) {
+    if (err instanceof JobSpecError) return err;
+    throw err;
   }
 }

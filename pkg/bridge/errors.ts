@@ -44,8 +44,26 @@ export class CursorFileError extends BridgeError {
 /** A job's model or data URI cannot be used (unsupported scheme, unreadable, digest mismatch). */
 export class JobInputError extends BridgeError {
   override name = 'JobInputError';
-  override readonly code = 'JOB_INPUT';
+  override readonly code: string = 'JOB_INPUT';
   constructor(readonly jobId: bigint, detail: string, options?: { cause?: unknown }) {
     super(`job ${jobId}: ${detail}`, options);
+  }
+}
+
+/** A job's on-chain metadata is malformed: `field` names the spec field (e.g. `modelURI`). Skipped before any fetch. */
+export class JobSpecError extends BridgeError {
+  override name = 'JobSpecError';
+  override readonly code = 'JOB_SPEC';
+  constructor(readonly jobId: bigint, readonly field: string, readonly detail: string) {
+    super(`job ${jobId}: spec.${field}: ${detail}`);
+  }
+}
+
+/** Fetched input bytes do not hash to the digest the job committed to on chain. */
+export class DigestMismatchError extends JobInputError {
+  override name = 'DigestMismatchError';
+  override readonly code = 'DIGEST_MISMATCH';
+  constructor(jobId: bigint, readonly what: string, readonly uri: string, readonly expected: string, readonly actual: string) {
+    super(jobId, `${what} ${uri.length > 120 ? `${uri.slice(0, 120)}...` : uri} has SHA-256 ${actual}, the job says ${expected}`);
   }
 }

@@ -35,7 +35,8 @@ export interface EvaluationContext {
   marginSeconds?: number;
 }
 
-export const SkipReason = { Price: 'price', ModelTooLarge: 'model-too-large', Capacity: 'capacity', Deadline: 'deadline', Input: 'input', NotOpen: 'not-open' } as const;
+/** `spec`: malformed on-chain metadata (intake.ts); `input`: model or data unusable (fetch failed, digest mismatch). */
+export const SkipReason = { Price: 'price', ModelTooLarge: 'model-too-large', Capacity: 'capacity', Deadline: 'deadline', Input: 'input', Spec: 'spec', NotOpen: 'not-open' } as const;
 export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];
 
 export type Decision =

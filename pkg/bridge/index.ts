@@ -6,10 +6,14 @@ export { ActivePhase, FileStateStore, advance, initialState, markHandled, unhand
 export type { ActiveJob, BridgeState, LoggedEvent, StateStore } from './cursor.js';
 export { SkipReason, evaluateJob } from './evaluate.js';
 export type { Decision, EvaluationContext, JobOffer, PricePolicy } from './evaluate.js';
-export { LocalTrainRunner, localPath } from './runner.js';
+export { LocalTrainRunner } from './runner.js';
+export { fetchInput } from './fetch.js';
+export type { FetchOptions, FetchedInput } from './fetch.js';
+export { InputScheme, parseJobSpec, inputScheme } from './intake.js';
+export type { JobIntake } from './intake.js';
 export type { JobResult, JobRunner, LocalTrainRunnerOptions, RunnableJob } from './runner.js';
 export { loadSupplierWallet } from './keystore.js';
 export type { KeystoreOptions } from './keystore.js';
 export { readBridgeStatus } from './status.js';
 export type { BridgeStatus } from './status.js';
-export { BridgeError, CursorFileError, JobInputError, KeystoreDecryptError, KeystoreNotFoundError, KeystorePasswordMissingError } from './errors.js';
+export { BridgeError, CursorFileError, DigestMismatchError, JobInputError, JobSpecError, KeystoreDecryptError, KeystoreNotFoundError, KeystorePasswordMissingError } from './errors.js';

@@ -1,8 +1,8 @@
 /**
  * Standalone job runner: trains the job's model in this process with pkg/train's Trainer.
  *
- * Model and data come from `file://` URIs or plain local paths; their SHA-256 must match the job's
- * modelDigest / dataDigest (bytes32). Evidence: the single-process Trainer produces no per-stage
+ * Model and data come through fetch.ts (file:, absolute paths, http(s):, data:); their SHA-256 must
+ * match the job's modelDigest / dataDigest (bytes32). Evidence: the single-process Trainer produces no per-stage
  * TraceRecords, so after every step the runner appends tensorSetDigest(parameters) to a
  * TraceAccumulator (pkg/verify) and commits the accumulator's root every `checkpointEvery` steps.
  * This is weaker evidence than pipeline traces (it binds the weight trajectory, not activations or
@@ -10,8 +10,7 @@
  * step whose weights differ. Training is deterministic, so a restarted run reproduces the roots it
  * already committed; `committed` lets the caller skip those indices.
  */
-import { readFile, writeFile, rename, mkdir } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { writeFile, rename, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hexlify } from 'ethers';
 import { decodeModel, encodeModel } from '../onnx/index.js';
@@ -19,6 +18,7 @@ import { Trainer, bindBatchDims, embeddingVocab, openDataSource } from '../train
 import type { OptimizerConfigInput } from '../optim/index.js';
 import { TraceAccumulator, sha256, tensorSetDigest } from '../verify/index.js';
 import { JobInputError } from './errors.js';
+import { fetchInput, type FetchOptions } from './fetch.js';
 
 /** What a runner needs of a job (from the JobPosted log). */
 export interface RunnableJob {
@@ -57,34 +57,25 @@ export interface LocalTrainRunnerOptions {
   checkpointEvery?: number;
   /** Data order seed. @default 0 */
   seed?: number;
+  /** How inputs are fetched (file:, http(s):, data:). @default cache in `<outDir>/inputs` */
+  fetch?: FetchOptions;
 }
 
-/** `file:///x` or a plain path -> path; other schemes are refused. */
-export function localPath(jobId: bigint, uri: string): string {
-  if (uri.startsWith('file://')) return fileURLToPath(uri);
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uri)) throw new JobInputError(jobId, `unsupported URI scheme in ${uri} (only file:// and local paths)`);
-  return uri;
-}
-
-async function readChecked(jobId: bigint, what: string, uri: string, digest: string): Promise<{ path: string; bytes: Uint8Array }> {
-  const path = localPath(jobId, uri);
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(await readFile(path));
-  } catch (err) {
-    throw new JobInputError(jobId, `${what} ${uri} unreadable`, { cause: err });
-  }
-  const got = hexlify(sha256(bytes));
-  if (got.toLowerCase() !== digest.toLowerCase()) throw new JobInputError(jobId, `${what} ${uri} has SHA-256 ${got}, the job says ${digest}`);
-  return { path, bytes };
+async function readChecked(jobId: bigint, what: 'model' | 'data', uri: string, digest: string, opts: FetchOptions): Promise<{ path: string; bytes: Uint8Array }> {
+  const got = await fetchInput(jobId, what, uri, digest, opts);
+  if (got.path === undefined) throw new JobInputError(jobId, `${what} ${uri} has no local copy (set a cache directory)`);
+  return { path: got.path, bytes: got.bytes };
 }
 
 export class LocalTrainRunner implements JobRunner {
-  constructor(private readonly opts: LocalTrainRunnerOptions) {}
+  private readonly fetchOpts: FetchOptions;
+  constructor(private readonly opts: LocalTrainRunnerOptions) {
+    this.fetchOpts = { cacheDir: join(opts.outDir, 'inputs'), ...opts.fetch };
+  }
 
   async inspect(job: RunnableJob): Promise<{ modelBytes: bigint }> {
-    const { bytes } = await readChecked(job.jobId, 'model', job.modelURI, job.modelDigest);
-    await readChecked(job.jobId, 'data', job.dataURI, job.dataDigest);
+    const { bytes } = await readChecked(job.jobId, 'model', job.modelURI, job.modelDigest, this.fetchOpts);
+    await readChecked(job.jobId, 'data', job.dataURI, job.dataDigest, this.fetchOpts);
     let params = 0n;
     try {
       for (const t of decodeModel(bytes).graph.initializers.values()) params += BigInt(t.data.byteLength);
@@ -95,8 +86,8 @@ export class LocalTrainRunner implements JobRunner {
   }
 
   async run(job: RunnableJob, commit: (index: number, root: string) => Promise<void>): Promise<JobResult> {
-    const { bytes } = await readChecked(job.jobId, 'model', job.modelURI, job.modelDigest);
-    const data = await readChecked(job.jobId, 'data', job.dataURI, job.dataDigest);
+    const { bytes } = await readChecked(job.jobId, 'model', job.modelURI, job.modelDigest, this.fetchOpts);
+    const data = await readChecked(job.jobId, 'data', job.dataURI, job.dataDigest, this.fetchOpts);
     const model = decodeModel(bytes);
     const optimizer = this.opts.optimizer ?? { kind: 'adamw', lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, gradClipNorm: 1 };
     const trainer = await Trainer.create(model, { bindings: bindBatchDims(model, this.opts.batch ?? 4), optimizer });
