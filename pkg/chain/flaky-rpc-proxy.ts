@@ -41,12 +41,12 @@ export class FlakyRpcProxy {
   }
 
   static async start(opts: FlakyProxyOptions): Promise<FlakyRpcProxy> {
-    let proxy: FlakyRpcProxy | undefined;
-    const server = createServer((req, res) => void proxy!.handle(req, res));
+    const holder: { proxy?: FlakyRpcProxy } = {};
+    const server = createServer((req, res) => void holder.proxy!.handle(req, res));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const a = server.address();
-    proxy = new FlakyRpcProxy(server, `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`, opts.target, opts);
-    return proxy;
+    holder.proxy = new FlakyRpcProxy(server, `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`, opts.target, opts);
+    return holder.proxy;
   }
 
   injectedTotal(): number {
