@@ -4,13 +4,32 @@
 //   node dist/cmd/worker/main.js --nats nats://127.0.0.1:4222 --id w0 [--ns default] [--slowdown K]
 // --slowdown K (default 1, no throttling) emulates a K times slower device: every ORT run of this
 // worker's stages is followed by a wait of (K - 1) x its duration (runtime SessionOptions.slowdown).
+// --scheduler HOST:PORT joins the scheduler's fleet: the worker measures itself (ORT MatMul FLOP/s
+// with its slowdown, NATS latency and bandwidth, free memory), registers with that profile (over the
+// catalog one of --profile FILE --device ID, a fleet file, when given), heartbeats, reports the stages
+// it runs for scheduler jobs, and registers again with backoff when the scheduler goes away.
+import { readFile } from 'node:fs/promises';
+import { parseFleet, readProfiles } from '../../pkg/planner/index.js';
+import type { DeviceProfile } from '../../pkg/scheduler/index.js';
 import { NatsBus } from '../../pkg/transport/index.js';
-import { PoolWorker, threadCompute } from '../../pkg/worker/index.js';
-import { exitCodeFor, formatError } from '../tessera/errors.js';
+import { PoolWorker, SchedulerLink, measureDevice, threadCompute, type PoolStageEvent } from '../../pkg/worker/index.js';
+import { UsageError, exitCodeFor, formatError } from '../tessera/errors.js';
 import { numFlag, parseFlags, strFlag } from '../tessera/flags.js';
 
+/** The catalog profile from a fleet file's device `deviceId` (the first device without one), or an empty one to be measured. */
+async function catalogProfile(file: string | undefined, deviceId: string | undefined): Promise<DeviceProfile> {
+  if (file === undefined) return { name: 'local', flops: 0, memoryBytes: 0, linkBandwidth: 0, linkLatency: 0, labels: {} };
+  const fleet = parseFleet(await readFile(file, 'utf8'), readProfiles());
+  const d = deviceId === undefined ? fleet[0] : fleet.find((x) => x.id === deviceId);
+  if (!d) throw new UsageError(`--device "${deviceId}" is not in ${file} (devices: ${fleet.map((x) => x.id).join(', ')})`);
+  return { name: d.name, flops: d.flops, memoryBytes: d.memoryBytes, linkBandwidth: d.linkBandwidth, linkLatency: d.linkLatency, labels: { 'tessera.dev/device': d.id } };
+}
+
 async function main(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, { nats: { type: 'string' }, id: { type: 'string' }, ns: { type: 'string' }, slowdown: { type: 'string' } });
+  const { values } = parseFlags(argv, {
+    nats: { type: 'string' }, id: { type: 'string' }, ns: { type: 'string' }, slowdown: { type: 'string' },
+    scheduler: { type: 'string' }, profile: { type: 'string' }, device: { type: 'string' },
+  });
   const url = strFlag(values, 'nats', 'nats://127.0.0.1:4222');
   const id = strFlag(values, 'id', `w${process.pid}`);
   const ns = strFlag(values, 'ns', 'default');
@@ -19,10 +38,32 @@ async function main(argv: string[]): Promise<number> {
   const log = (line: string) => process.stdout.write(`${id}: ${line}\n`);
   const thread = threadCompute();
   // The slowdown belongs to this worker (the device it emulates), so it is stamped on every stage plan it runs.
-  const worker = new PoolWorker(bus, { ns, id, compute: (plan, params, ops) => thread({ ...plan, slowdown }, params, ops), log });
+  const schedulerAddr = values.scheduler === undefined ? undefined : strFlag(values, 'scheduler');
+  let link: SchedulerLink | undefined;
+  if (schedulerAddr) {
+    const catalog = await catalogProfile(values.profile === undefined ? undefined : strFlag(values, 'profile'), values.device === undefined ? undefined : strFlag(values, 'device'));
+    const measured = await measureDevice({ bus, slowdown });
+    log(`measured: ${(measured.matmulFlops / 1e9).toFixed(2)} GFLOP/s (ORT MatMul), bus ${(measured.busLatency * 1e3).toFixed(3)} ms and ${(measured.busBandwidth / 1e6).toFixed(0)} MB/s, ${(measured.memoryAvailable / 2 ** 30).toFixed(1)} GiB available`);
+    link = new SchedulerLink({
+      address: schedulerAddr, workerId: id, profile: { ...catalog, measured }, log,
+      stats: () => ({ utilization: worker.state.type === 'idle' ? 0 : 1, memoryUsedBytes: process.memoryUsage().rss, measuredFlops: measured.matmulFlops }),
+    });
+  }
+  // Stages of scheduler jobs are reported on the job; aborted ones are not (the driver aborted the
+  // attempt; a lost worker is the scheduler's own finding).
+  const onStage = (e: PoolStageEvent): void => {
+    const job = e.spec.schedulerJob;
+    if (!link || !job) return;
+    if (e.type === 'started') link.report(job, e.stage, 'running');
+    else if (e.status.type === 'stopped') link.report(job, e.stage, 'complete');
+    else if (e.status.type === 'failed') link.report(job, e.stage, 'failed', e.status.message);
+  };
+  const worker = new PoolWorker(bus, { ns, id, compute: (plan, params, ops) => thread({ ...plan, slowdown }, params, ops), log, onStage });
   await worker.start();
-  log(`ready (nats ${url}, namespace ${ns}, pid ${process.pid}${slowdown > 1 ? `, slowdown ${slowdown}` : ''})`);
+  link?.start();
+  log(`ready (nats ${url}, namespace ${ns}, pid ${process.pid}${slowdown > 1 ? `, slowdown ${slowdown}` : ''}${schedulerAddr ? `, scheduler ${schedulerAddr}` : ''})`);
   const stop = async () => {
+    await link?.close();
     await worker.close();
     await bus.close();
   };

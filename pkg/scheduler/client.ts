@@ -114,6 +114,8 @@ export class WorkerSession {
   /** Resolves with the stream's final status (OK after close(), an error code when the server ends it). */
   readonly closed: Promise<grpc.StatusObject>;
   private cursor = 0;
+  /** Set when the final status arrives, before waiters run (a waiter must see the end at once). */
+  private ended = false;
   private readonly waiters = new Set<() => void>();
 
   constructor(
@@ -127,6 +129,7 @@ export class WorkerSession {
     });
     this.closed = new Promise((resolve) => {
       stream.on('status', (s: grpc.StatusObject) => {
+        this.ended = true;
         resolve(s);
         for (const w of this.waiters) w();
       });
@@ -148,8 +151,6 @@ export class WorkerSession {
    */
   next(match: (m: WorkerInbound) => boolean = () => true, timeoutMs = 5000): Promise<WorkerInbound> {
     return new Promise((resolve, reject) => {
-      let ended = false;
-      void this.closed.then(() => (ended = true));
       const check = (): boolean => {
         while (this.cursor < this.received.length) {
           const m = this.received[this.cursor++]!;
@@ -159,7 +160,7 @@ export class WorkerSession {
             return true;
           }
         }
-        if (ended) {
+        if (this.ended) {
           done();
           reject(new Error(`worker ${this.workerId}: stream ended before the expected message`));
           return true;

@@ -1,7 +1,7 @@
 import type { Device, LayerCost, Plan, Schedule, StagePlan } from '../planner/index.js';
 import type { WorkerView } from './core.js';
 import { InvalidRequestError } from './errors.js';
-import { JobPhase, type DeviceProfile, type Job, type JobSpec, type LiveStats, type WorkerStatus } from './types.js';
+import { JobPhase, type DeviceProfile, type Job, type JobSpec, type LiveStats, type Measurement, type WorkerStatus } from './types.js';
 
 /**
  * Wire <-> domain conversion for tessera.v1 messages as @grpc/proto-loader hands them over
@@ -13,7 +13,8 @@ import { JobPhase, type DeviceProfile, type Job, type JobSpec, type LiveStats, t
 export interface WireLayerCost { name?: string; fwdFlops?: number; bwdFlops?: number; paramBytes?: number; optimizerStateBytes?: number; activationBytesOut?: number; stashBytes?: number }
 export interface WireModelChain { name?: string; layers?: WireLayerCost[] }
 export interface WireJobSpec { modelChain?: WireModelChain | null; modelRef?: string; model?: string; microBatches?: number; schedule?: string; stages?: number; priority?: number; source?: string }
-export interface WireDeviceProfile { name?: string; flops?: number; memoryBytes?: number; linkBandwidth?: number; linkLatency?: number; labels?: Record<string, string> }
+export interface WireMeasurement { matmulFlops?: number; busLatency?: number; busBandwidth?: number; memoryAvailable?: number; slowdown?: number; measuredAtMs?: number }
+export interface WireDeviceProfile { name?: string; flops?: number; memoryBytes?: number; linkBandwidth?: number; linkLatency?: number; labels?: Record<string, string>; measured?: WireMeasurement | null }
 export interface WireDevice { id?: string; profile?: WireDeviceProfile | null }
 export interface WireLiveStats { utilization?: number; memoryUsedBytes?: number; measuredFlops?: number }
 export interface WireStagePlan { index?: number; deviceId?: string; deviceName?: string; layerStart?: number; layerEnd?: number; computeMs?: number; sendMs?: number; recvMs?: number; stageMs?: number; inFlight?: number; memoryBytes?: number; memoryAvailable?: number }
@@ -106,10 +107,22 @@ export function profileFromWire(w: WireDeviceProfile | null | undefined, field: 
     linkBandwidth: w.linkBandwidth ?? 0,
     linkLatency: w.linkLatency ?? 0,
     labels: { ...(w.labels ?? {}) },
+    ...(w.measured ? { measured: measurementFromWire(w.measured, `${field}.measured`) } : {}),
   };
 }
 
-export const profileToWire = (p: DeviceProfile): WireDeviceProfile => ({ ...p, labels: { ...p.labels } });
+function measurementFromWire(w: WireMeasurement, field: string): Measurement {
+  return {
+    matmulFlops: nonNegative(w.matmulFlops, `${field}.matmul_flops`),
+    busLatency: nonNegative(w.busLatency, `${field}.bus_latency`),
+    busBandwidth: nonNegative(w.busBandwidth, `${field}.bus_bandwidth`),
+    memoryAvailable: nonNegative(w.memoryAvailable, `${field}.memory_available`),
+    slowdown: nonNegative(w.slowdown, `${field}.slowdown`),
+    measuredAtMs: w.measuredAtMs ?? 0,
+  };
+}
+
+export const profileToWire = (p: DeviceProfile): WireDeviceProfile => ({ ...p, labels: { ...p.labels }, measured: p.measured ? { ...p.measured } : null });
 
 /** An explicit fleet in a PlanRequest; the planner validates the numbers. */
 export function fleetFromWire(ws: readonly WireDevice[] | undefined, field = 'fleet'): Device[] {

@@ -1,6 +1,6 @@
 export { CapacityLedger } from './ledger.js';
 export type { Hold, LedgerDeviceView } from './ledger.js';
-export { FleetRegistry } from './registry.js';
+export { FleetRegistry, withMeasurement } from './registry.js';
 export type { FleetRegistryOptions, JobHoldings, LostReport, LostWorker, RegisterOutcome } from './registry.js';
 export { SchedulerCore } from './core.js';
 export type { EventSink, SchedulerCoreOptions, SchedulerEvent, StageState, WorkerView } from './core.js';
@@ -10,7 +10,7 @@ export { SchedulerClient, WorkerSession } from './client.js';
 export type { SchedulerClientOptions, WorkerInbound } from './client.js';
 export { HealthService, ServingStatus } from './health.js';
 export { JobPhase, JobReason, JobSource, TERMINAL_PHASES } from './types.js';
-export type { DeviceProfile, Job, JobSpec, LiveStats, ModelResolver, ModelSource, WorkerRecord, WorkerStatus } from './types.js';
+export type { DeviceProfile, Job, JobSpec, LiveStats, Measurement, ModelResolver, ModelSource, WorkerRecord, WorkerStatus } from './types.js';
 export type { JobView, WorkerInfo } from './codec.js';
 export { HEALTH_SERVICE, SCHEDULER_SERVICE, loadProtos } from './proto.js';
 export {

@@ -121,3 +121,22 @@ export class FleetRegistry {
 function unique(xs: readonly string[]): string[] {
   return [...new Set(xs)];
 }
+
+/**
+ * The profile the scheduler plans with: each measured value (> 0) replaces its catalog value
+ * outright, as fleet-file overrides do (pkg/planner DeviceOverrides): a worker's own ORT MatMul rate
+ * beats a datasheet peak times an efficiency guess, its measured bus latency and bandwidth beat a
+ * typical NIC's. Pure; the measurement stays attached so listings show where the numbers came from.
+ */
+export function withMeasurement(profile: DeviceProfile): DeviceProfile {
+  const m = profile.measured;
+  if (!m) return profile;
+  const pick = (measured: number, catalog: number): number => (measured > 0 ? measured : catalog);
+  return {
+    ...profile,
+    flops: pick(m.matmulFlops, profile.flops),
+    memoryBytes: pick(m.memoryAvailable, profile.memoryBytes),
+    linkBandwidth: pick(m.busBandwidth, profile.linkBandwidth),
+    linkLatency: pick(m.busLatency, profile.linkLatency),
+  };
+}

@@ -6,6 +6,7 @@ import { InvalidRequestError, LostWorkerError, SchedulerError, WorkerProtocolErr
 import { HealthService, ServingStatus } from './health.js';
 import { HEALTH_SERVICE, PROTO_FILES, REFLECTION_SERVICES, SCHEDULER_SERVICE, loadProtos, serviceDefinition } from './proto.js';
 import { ReflectionService } from './reflection.js';
+import { withMeasurement } from './registry.js';
 
 export interface SchedulerServerOptions extends Omit<SchedulerCoreOptions, 'events'> {
   /**
@@ -180,7 +181,7 @@ export class SchedulerServer {
             const id = msg.register?.workerId ?? '';
             if (!id) throw new InvalidRequestError('register.worker_id', 'is required');
             if (workerId !== undefined && workerId !== id) throw new WorkerProtocolError(`stream registered as "${workerId}" cannot register as "${id}"`);
-            const profile = profileFromWire(msg.register?.profile, 'register.profile');
+            const profile = withMeasurement(profileFromWire(msg.register?.profile, 'register.profile'));
             this.core.registerWorker(id, profile, this.clock());
             const previous = this.streams.get(id);
             workerId = id;
@@ -297,7 +298,7 @@ export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
 function describe(e: SchedulerEvent): string {
   switch (e.type) {
     case 'worker-registered':
-      return `worker ${e.workerId} ${e.rejoined ? 'rejoined' : 'registered'}: ${e.profile.name || 'unnamed'}, ${e.profile.memoryBytes} bytes, ${e.profile.flops.toExponential(2)} FLOP/s`;
+      return `worker ${e.workerId} ${e.rejoined ? 'rejoined' : 'registered'}: ${e.profile.name || 'unnamed'}, ${e.profile.memoryBytes} bytes, ${e.profile.flops.toExponential(2)} FLOP/s${e.profile.measured ? ` (measured; slowdown ${e.profile.measured.slowdown})` : ''}`;
     case 'worker-lost':
       return `worker ${e.workerId} lost: ${e.reason}; jobs affected: ${e.jobIds.join(', ') || 'none'}`;
     case 'job-submitted':

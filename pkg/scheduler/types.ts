@@ -72,6 +72,23 @@ export interface DeviceProfile {
   linkBandwidth: number;
   linkLatency: number;
   labels: Readonly<Record<string, string>>;
+  /** What the worker measured at start; the scheduler plans with these over the catalog numbers (withMeasurement). @default none */
+  measured?: Measurement;
+}
+
+/** A worker's own measurement of its device and link (zero = not measured). */
+export interface Measurement {
+  /** Median FLOP/s of an ORT float32 MatMul, throttling included. */
+  matmulFlops: number;
+  /** Seconds for one message through the bus (worker -> server -> worker). */
+  busLatency: number;
+  /** Bytes/s through the bus. */
+  busBandwidth: number;
+  /** Bytes of memory the host reports available. */
+  memoryAvailable: number;
+  /** Emulated slowdown factor of the worker (1 = none). */
+  slowdown: number;
+  measuredAtMs: number;
 }
 
 export interface LiveStats {

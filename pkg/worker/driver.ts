@@ -100,12 +100,13 @@ export class Driver {
   static async start(bus: MessageBus, opts: DriverOptions, model?: Model): Promise<Driver> {
     checkJobTokens(opts.ns, opts.job);
     const m = model ?? decodeModel('path' in opts.model ? new Uint8Array(await readFile(opts.model.path)) : new Uint8Array(Buffer.from(opts.model.base64, 'base64')));
-    const part = partitionModel(m, { cuts: 'auto', stages: opts.stages, bindings: opts.bindings, loss: opts.loss });
+    const part = partitionModel(m, { cuts: opts.cuts ?? 'auto', stages: opts.stages, bindings: opts.bindings, loss: opts.loss });
     const { gradClipNorm, ...optimizer } = opts.optimizer as JobSpec['optimizer'] & { gradClipNorm?: number };
     const spec: JobSpec = {
       ns: opts.ns, job: opts.job, stages: opts.stages, microBatches: opts.microBatches, schedule: opts.schedule, model: opts.model,
       bindings: opts.bindings, loss: opts.loss, optimizer: optimizer as JobSpec['optimizer'], intraOpThreads: opts.intraOpThreads,
       resume: opts.resume, fingerprint: opts.fingerprint, heartbeatMs: opts.heartbeatMs, checkpointStore: opts.checkpointStore,
+      cuts: opts.cuts, schedulerJob: opts.schedulerJob,
     };
     const store = openCheckpointStore(spec.checkpointStore ?? 'file', { bus });
     // A resumed job continues the trace of the run it resumes (the manifest holds its step roots).

@@ -3,7 +3,11 @@ export type { DriverOptions, DriverStatus, DriverStepResult } from './driver.js'
 export { StageWorker, inlineCompute } from './stage-worker.js';
 export type { ComputeFactory, StageWorkerOptions, StageWorkerStatus } from './stage-worker.js';
 export { PoolWorker } from './pool-worker.js';
-export type { PoolWorkerOptions, PoolWorkerStatus } from './pool-worker.js';
+export type { PoolStageEvent, PoolWorkerOptions, PoolWorkerStatus } from './pool-worker.js';
+export { SchedulerLink, backoffDelay } from './scheduler-link.js';
+export type { SchedulerLinkOptions, SchedulerLinkState, StageReportState } from './scheduler-link.js';
+export { measureBus, measureDevice } from './measure.js';
+export type { MeasureOptions } from './measure.js';
 export { StageCompute, stagePlan, tiedReads } from './stage-compute.js';
 export type { StageComputeLike, StagePlan, StageSnapshot, StageStepDigests } from './stage-compute.js';
 export { ThreadCompute, ComputeThreadError, threadCompute } from './thread-compute.js';

@@ -1,5 +1,5 @@
 import type { BusSubscription, MessageBus } from '../transport/index.js';
-import { decodeControl, encodeControl, poolMessageTypes, subjects, type PoolMessage } from './protocol.js';
+import { decodeControl, encodeControl, poolMessageTypes, subjects, type JobSpec, type PoolMessage } from './protocol.js';
 import { StageWorker, type ComputeFactory, type StageWorkerStatus } from './stage-worker.js';
 
 export interface PoolWorkerOptions {
@@ -11,7 +11,12 @@ export interface PoolWorkerOptions {
   compute?: ComputeFactory;
   /** Receives one line per lifecycle change. @default ignore */
   log?: (line: string) => void;
+  /** Told when a stage starts running here and when it ends (e.g. to report to the scheduler). @default ignore */
+  onStage?: (event: PoolStageEvent) => void;
 }
+
+/** A stage's start and end on this worker (STYLE 9). */
+export type PoolStageEvent = { type: 'started'; spec: JobSpec; stage: number } | { type: 'ended'; spec: JobSpec; stage: number; status: StageWorkerStatus };
 
 /** Pool lifecycle (STYLE 9). */
 export type PoolWorkerStatus = { type: 'idle' } | { type: 'starting'; job: string; stage: number } | { type: 'busy'; job: string; stage: number; worker: StageWorker };
@@ -61,9 +66,11 @@ export class PoolWorker {
     StageWorker.start(this.bus, spec, stage, { compute: this.opts.compute, worker: this.opts.id }).then(
       (worker) => {
         this.status = { type: 'busy', job: spec.job, stage, worker };
+        this.opts.onStage?.({ type: 'started', spec, stage });
         void worker.done.then((s: StageWorkerStatus) => {
           this.opts.log?.(`job ${spec.job}: stage ${stage} ${s.type}${s.type === 'aborted' ? ` (${s.reason})` : s.type === 'failed' ? ` (${s.message})` : ''}`);
           this.status = { type: 'idle' };
+          this.opts.onStage?.({ type: 'ended', spec, stage, status: s });
         });
       },
       (err: unknown) => {
@@ -71,6 +78,7 @@ export class PoolWorker {
         this.opts.log?.(`job ${spec.job}: stage ${stage} failed to start: ${message}`);
         this.bus.publish(msg.driver, encodeControl({ type: 'failed', worker: this.opts.id, stage, message }));
         this.status = { type: 'idle' };
+        this.opts.onStage?.({ type: 'ended', spec, stage, status: { type: 'failed', message } });
       },
     );
   }

@@ -69,6 +69,13 @@ export interface JobSpec {
   fingerprint?: string;
   /** Worker heartbeat period in ms; 0 turns heartbeats off (in-process tests). @default 500 */
   heartbeatMs?: number;
+  /**
+   * Stage boundaries: cuts[i] names the values ending stage i (pkg/pipeline SplitOptions.cuts), e.g.
+   * from a scheduler plan. @default "auto" (splitStages picks stages - 1 cut points)
+   */
+  cuts?: string[][];
+  /** The scheduler job this run belongs to: stage workers registered with the scheduler report their stage's state on it. @default none */
+  schedulerJob?: string;
 }
 
 export type DriverCommand =

@@ -78,7 +78,7 @@ export class StageWorker {
   static async start(bus: MessageBus, spec: JobSpec, stage: number, opts: StageWorkerOptions = {}): Promise<StageWorker> {
     const { ns, job } = spec;
     const bytes = 'path' in spec.model ? new Uint8Array(await readFile(spec.model.path)) : new Uint8Array(Buffer.from(spec.model.base64, 'base64'));
-    const split = splitStages(decodeModel(bytes), { cuts: 'auto', stages: spec.stages, bindings: spec.bindings, loss: spec.loss });
+    const split = splitStages(decodeModel(bytes), { cuts: spec.cuts ?? 'auto', stages: spec.stages, bindings: spec.bindings, loss: spec.loss });
     const plan = stagePlan(split, stage, spec.optimizer, spec.intraOpThreads ?? 1);
     const actions = schedule(spec.schedule, spec.stages, spec.microBatches).actions[stage]!;
     const reads = tiedReads(plan);
