@@ -17,6 +17,10 @@ export const JobState = {
 } as const;
 export type JobState = (typeof JobState)[keyof typeof JobState];
 
+/** Mirrors JobMarket.ReleaseReason (same order): why a supplier handed a job back. */
+export const ReleaseReason = { Unspecified: 0, InputUnusable: 1, CapacityTaken: 2, DeadlineUnreachable: 3 } as const;
+export type ReleaseReason = (typeof ReleaseReason)[keyof typeof ReleaseReason];
+
 export interface Capacity {
   flopsPerSecond: bigint;
   memoryBytes: bigint;
@@ -209,7 +213,8 @@ export class JobMarketClient extends Binding {
   challenge(jobId: bigint, bond: bigint): Promise<TransactionReceipt> { return this.send('challenge', [jobId], bond); }
   resolveDispute(jobId: bigint, supplierAtFault: boolean): Promise<TransactionReceipt> { return this.send('resolveDispute', [jobId, supplierAtFault]); }
   claimRefund(jobId: bigint): Promise<TransactionReceipt> { return this.send('claimRefund', [jobId]); }
-  release(jobId: bigint): Promise<TransactionReceipt> { return this.send('release', [jobId]); }
+  /** Hands the job back; `reason` and `detail` (at most 256 bytes) land in JobReleased. */
+  release(jobId: bigint, reason: ReleaseReason = ReleaseReason.Unspecified, detail = ''): Promise<TransactionReceipt> { return this.send('release', [jobId, reason, detail]); }
   claim(): Promise<TransactionReceipt> { return this.send('claim', []); }
 
   credits(account: string): Promise<bigint> { return this.read('credits', [account]); }

@@ -2,7 +2,7 @@ export { loadArtifact, chainSourceRoot, ContractName } from './artifacts.js';
 export type { Artifact } from './artifacts.js';
 export { compileSources, readSources, writeArtifacts, serializeArtifact, EVM_VERSION, OPTIMIZER_RUNS } from './compile.js';
 export type { CompiledContract } from './compile.js';
-export { SupplierRegistryClient, JobMarketClient, JobState, PriceUnit, decodeRevert } from './bindings.js';
+export { SupplierRegistryClient, JobMarketClient, JobState, PriceUnit, ReleaseReason, decodeRevert } from './bindings.js';
 export type { Capacity, Job, JobSpec, SupplierInfo } from './bindings.js';
 export { deployArtifact, deployMarket } from './deploy.js';
 export type { Deployment, MarketConfig } from './deploy.js';

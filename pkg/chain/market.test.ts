@@ -6,7 +6,7 @@
 import { Contract, Interface, parseEther, ZeroAddress, type Wallet, type TransactionReceipt } from 'ethers';
 import { startLocalChain, type LocalChain } from './local-chain.js';
 import { deployArtifact, deployMarket } from './deploy.js';
-import { JobMarketClient, JobState, SupplierRegistryClient, decodeRevert } from './bindings.js';
+import { JobMarketClient, JobState, ReleaseReason, SupplierRegistryClient, decodeRevert } from './bindings.js';
 import { loadArtifact } from './artifacts.js';
 import { CAPACITY, digest, revertName, spec, testConfig } from './test-support.js';
 import { ChainStartError, ContractRevertError } from './errors.js';
@@ -289,8 +289,12 @@ describe('JobMarket transitions', () => {
   test('release before the deadline: escrow back to submitter, bond unlocked, no penalty', async () => {
     const id = await acceptedJob();
     expect(await revertName(M(stranger).release(id))).toBe('NotSupplier');
-    const r = await M(supplier).release(id);
+    const long = 'x'.repeat(257);
+    expect(await revertName(M(supplier).release(id, ReleaseReason.DeadlineUnreachable, long))).toBe('ReasonTooLong');
+    const r = await M(supplier).release(id, ReleaseReason.DeadlineUnreachable, 'preempted at step 4; 6 steps left do not fit');
     expect(market.eventNames(r)).toEqual(['Credited', 'JobReleased']);
+    const rel = market.events(r, 'JobReleased')[0]!.args;
+    expect([rel[0], rel[1], Number(rel[2]), rel[3]]).toEqual([id, supplier.address, ReleaseReason.DeadlineUnreachable, 'preempted at step 4; 6 steps left do not fit']);
     expect(registry.eventNames(r)).toEqual(['BondUnlocked']);
     expect((await market.getJob(id)).state).toBe(JobState.Released);
     expect(await market.credits(submitter.address)).toBe(parseEther('1'));

@@ -15,7 +15,7 @@ interface ISupplierRegistry {
 ///   Open --accept--> Accepted --submitResult--> Submitted --finalize (window over)--> Finalized
 ///   Open --claimRefund (deadline passed)--> Refunded
 ///   Accepted --claimRefund (deadline passed, no result)--> Refunded   (supplier bond slashed to submitter)
-///   Accepted --release (supplier, before deadline)--> Released        (no penalty; escrow back to submitter)
+///   Accepted --release (supplier, before deadline, reason)--> Released (no penalty; escrow back to submitter)
 ///   Submitted --challenge (within window, + challenger bond)--> Disputed
 ///   Disputed --resolveDispute(arbiter, atFault=true)--> Slashed       (bond + challenger bond to challenger, reward to submitter)
 ///   Disputed --resolveDispute(arbiter, atFault=false)--> Finalized    (reward + challenger bond to supplier)
@@ -32,6 +32,14 @@ contract JobMarket is ReentrancyGuard {
         Slashed,
         Refunded,
         Released
+    }
+
+    /// @notice Why a supplier handed a job back (release), for submitters and indexers.
+    enum ReleaseReason {
+        Unspecified,
+        InputUnusable, // model or data unreadable, wrong digest, or training diverged
+        CapacityTaken, // local work took the capacity the job was accepted on
+        DeadlineUnreachable // preempted; the remaining steps no longer fit before the deadline
     }
 
     struct Job {
@@ -68,6 +76,8 @@ contract JobMarket is ReentrancyGuard {
     uint64 public constant MIN_CHALLENGE_WINDOW = 60;
     uint64 public constant MAX_CHALLENGE_WINDOW = 30 days;
     uint256 private constant BPS = 10_000;
+    /// @notice Longest release detail accepted, so the event's gas stays bounded.
+    uint256 public constant MAX_REASON_BYTES = 256;
 
     ISupplierRegistry public immutable registry;
     /// @notice Resolves disputes until the bisection game replaces it.
@@ -93,7 +103,7 @@ contract JobMarket is ReentrancyGuard {
     event DisputeResolved(uint256 indexed jobId, bool supplierAtFault);
     event JobFinalized(uint256 indexed jobId, address indexed supplier, uint256 payout);
     event JobRefunded(uint256 indexed jobId, address indexed submitter, uint256 amount, uint256 bondSlashed);
-    event JobReleased(uint256 indexed jobId, address indexed supplier);
+    event JobReleased(uint256 indexed jobId, address indexed supplier, ReleaseReason reason, string detail);
     event Credited(address indexed account, uint256 amount);
     event Claimed(address indexed account, uint256 amount);
 
@@ -118,6 +128,7 @@ contract JobMarket is ReentrancyGuard {
     error NothingToClaim();
     error UnexpectedEther();
     error TransferFailed();
+    error ReasonTooLong(uint256 length, uint256 max);
 
     constructor(address registry_, address arbiter_, uint256 challengerBond_, uint256 jobBondBps_) {
         if (registry_ == address(0) || arbiter_ == address(0)) revert ZeroAddress();
@@ -218,17 +229,19 @@ contract JobMarket is ReentrancyGuard {
     }
 
     /// @notice Gives the job back before the deadline without penalty (a local job preempted it);
-    /// the escrow is credited to the submitter, who can post again.
-    function release(uint256 jobId) external nonReentrant {
+    /// the escrow is credited to the submitter, who can post again. `reason` and `detail` are only
+    /// logged (JobReleased), never stored.
+    function release(uint256 jobId, ReleaseReason reason, string calldata detail) external nonReentrant {
         Job storage j = _job(jobId);
         if (j.state != JobState.Accepted) revert WrongState(jobId, j.state);
         if (msg.sender != j.supplier) revert NotSupplier(jobId);
         if (block.timestamp >= j.deadline) revert DeadlinePassed(jobId, j.deadline);
+        if (bytes(detail).length > MAX_REASON_BYTES) revert ReasonTooLong(bytes(detail).length, MAX_REASON_BYTES);
         uint256 reward = j.reward;
         j.state = JobState.Released;
         totalEscrow -= reward;
         _credit(j.submitter, reward);
-        emit JobReleased(jobId, msg.sender);
+        emit JobReleased(jobId, msg.sender, reason, detail);
         registry.unlockBond(msg.sender, j.bond);
     }
 
