@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
-import { Operator } from '../../pkg/operator/index.js';
+import { Operator, createPlanner } from '../../pkg/operator/index.js';
+import { USAGE, UsageError, parseOperatorFlags } from './config.js';
 
 /**
  * tessera-operator: reads its configuration from the environment the chart sets
@@ -8,6 +9,19 @@ import { Operator } from '../../pkg/operator/index.js';
  */
 
 const env = process.env;
+let flags;
+try {
+  flags = parseOperatorFlags(process.argv.slice(2), env);
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`tessera-operator: ${err.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (flags === 'help') {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const planner = createPlanner(flags.planner, flags.plannerConfig);
 const kc = new KubeConfig();
 kc.loadFromDefault();
 
@@ -21,16 +35,20 @@ const operator = new Operator({
     ...(env.TESSERA_WORKER_IMAGE ? { image: env.TESSERA_WORKER_IMAGE } : {}),
     ...(env.TESSERA_WORKER_IMAGE_PULL_POLICY ? { imagePullPolicy: env.TESSERA_WORKER_IMAGE_PULL_POLICY } : {}),
     natsUrl: env.TESSERA_NATS_URL ?? '',
-    schedulerAddr: env.TESSERA_SCHEDULER_ADDR ?? '',
+    schedulerAddr: flags.plannerConfig.scheduler ?? env.TESSERA_SCHEDULER_ADDR ?? '',
     priorityClass: { local: env.TESSERA_PRIORITY_CLASS_LOCAL ?? 'tessera-local', network: env.TESSERA_PRIORITY_CLASS_NETWORK ?? 'tessera-network' },
   },
+  planner,
   log: (l) => console.error(l),
 });
 
 await operator.start();
-console.error(`tessera-operator: started, http on :${operator.port}`);
+console.error(`tessera-operator: started, http on :${operator.port}, planner ${flags.planner}${flags.plannerConfig.scheduler ? ` (scheduler ${flags.plannerConfig.scheduler})` : ''}`);
 const shutdown = (): void => {
-  void operator.stop().then(() => process.exit(0));
+  void operator.stop().then(() => {
+    planner.close?.();
+    process.exit(0);
+  });
 };
 process.once('SIGTERM', shutdown);
 process.once('SIGINT', shutdown);

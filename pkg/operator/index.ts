@@ -9,8 +9,13 @@ export {
   decideDeletion, decideInvalid, decidePlanned, decideSuspend, replanReason, sameStatus, setCondition, stagePod,
 } from './trainingjob-reconciler.js';
 export type { Action, EventType, Pacing, PodTemplateConfig, RawJob, ReconcileResult, ReconcilerDeps, Snapshot, Writer } from './trainingjob-reconciler.js';
-export { DEFAULT_EFFICIENCY, DEFAULT_MEMORY_RESERVE, InProcessPlanner, NoCapacityError, PlanFailedError, fleetFromNodes } from './planner.js';
-export type { FleetDevice, JobPlan, JobPlanStage, NodeLike, PlanRequest, Planner } from './planner.js';
+export {
+  DEFAULT_EFFICIENCY, DEFAULT_MEMORY_RESERVE, InProcessPlanner, NoCapacityError, PlanFailedError, PlannerConfigError, SchedulerUnavailableError,
+  costedJobPlan, createPlanner, fleetFromNodes, plannerNames, registerPlanner,
+} from './planner.js';
+export type { FleetDevice, JobPlan, JobPlanStage, NodeLike, PlanRequest, Planner, PlannerConfig, PlannerFactory } from './planner.js';
+export { GrpcPlanner, keyOfSchedulerJob } from './grpc-planner.js';
+export type { SchedulerApi } from './grpc-planner.js';
 export { ConfigMapModelCoster, ModelUnavailableError, UnsupportedModelSourceError } from './model-source.js';
 export type { ModelCoster } from './model-source.js';
 export { ConflictError, KubeWriter, statusCodeOf } from './kube-writer.js';

@@ -90,10 +90,56 @@ export interface PlanRequest {
 export interface Planner {
   /** Plans the job on devices not held by other jobs and holds the result (replacing the job's hold). */
   plan(req: PlanRequest): Promise<JobPlan>;
-  /** Re-takes a hold for an existing plan (operator restart); idempotent. */
-  hold(key: string, nodes: readonly string[]): void;
+  /**
+   * Re-takes a hold for an existing plan (operator restart); idempotent. False: the hold is gone
+   * and cannot be re-taken (e.g. the scheduler no longer has it), so the job must be re-planned.
+   */
+  hold(key: string, nodes: readonly string[]): Promise<boolean>;
   /** Drops the job's hold; idempotent. */
   release(key: string): Promise<void>;
+  /** Closes connections, if any. */
+  close?(): void;
+}
+
+/** What a planner adapter may be configured with (parsed once, in cmd/operator). */
+export interface PlannerConfig {
+  /** host:port of the scheduler's gRPC API (the 'grpc' planner). @default undefined */
+  scheduler?: string;
+  /** Deadline of each scheduler call, ms. @default 10000 */
+  deadlineMs?: number;
+}
+
+export type PlannerFactory = (config: PlannerConfig) => Planner;
+
+/** Planners by name (STYLE 11): 'in-process' here, 'grpc' in grpc-planner.ts. */
+const planners = new Map<string, PlannerFactory>();
+
+export function registerPlanner(name: string, factory: PlannerFactory): void {
+  planners.set(name, factory);
+}
+
+export const plannerNames = (): string[] => [...planners.keys()].sort();
+
+/** A planner name nobody registered, or a config the named planner cannot work with. */
+export class PlannerConfigError extends Error {
+  override name = 'PlannerConfigError';
+  constructor(readonly planner: string, message: string) {
+    super(`planner "${planner}": ${message}`);
+  }
+}
+
+export function createPlanner(name: string, config: PlannerConfig = {}): Planner {
+  const factory = planners.get(name);
+  if (!factory) throw new PlannerConfigError(name, `unknown; known planners: ${plannerNames().join(', ')}`);
+  return factory(config);
+}
+
+/** The scheduler could not be reached (or did not answer in time); the reconcile is retried with backoff. */
+export class SchedulerUnavailableError extends Error {
+  override name = 'SchedulerUnavailableError';
+  constructor(readonly address: string, readonly call: string, message: string, options?: { cause?: unknown }) {
+    super(`scheduler ${address} unavailable (${call}): ${message}`, options);
+  }
 }
 
 /** No device is free for the job (or none matches its placement). */
@@ -121,8 +167,8 @@ export class InProcessPlanner implements Planner {
     return this.holds.get(key) ?? [];
   }
 
-  hold(key: string, nodes: readonly string[]): void {
-    if (this.holds.has(key)) return;
+  async hold(key: string, nodes: readonly string[]): Promise<boolean> {
+    if (this.holds.has(key)) return true;
     // Device ids are node/<i>; a restart re-takes the first devices of each node, in stage order.
     const used = new Set([...this.holds.values()].flat());
     const ids: string[] = [];
@@ -132,6 +178,7 @@ export class InProcessPlanner implements Planner {
       ids.push(`${n}/${i}`);
     }
     this.holds.set(key, ids);
+    return true;
   }
 
   async release(key: string): Promise<void> {
@@ -161,13 +208,7 @@ export class InProcessPlanner implements Planner {
       } catch (err) {
         throw new PlanFailedError(req.key, (err as Error).message, { cause: err });
       }
-      const nodeOf = new Map(free.map((d) => [d.device.id, d.node]));
-      result = {
-        method: 'costed',
-        stages: plan.stages.map((s) => ({ node: nodeOf.get(s.deviceId)!, layers: { start: s.layers[0], end: s.layers[1] }, memoryBytes: Math.round(s.memoryBytes), predictedMs: round3(s.stageMs) })),
-        bottleneckStage: plan.bottleneckStage,
-        predictedStepMs: round3(plan.predictedStepMs),
-      };
+      result = costedJobPlan(plan, free);
       this.holds.set(req.key, plan.stages.map((s) => s.deviceId));
     } else {
       const n = requested === 'auto' ? bound : requested;
@@ -184,3 +225,16 @@ export class InProcessPlanner implements Planner {
 }
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/** A planner Plan over `fleet`'s device ids as the operator's JobPlan (stages on nodes). */
+export function costedJobPlan(plan: Plan, fleet: readonly FleetDevice[]): JobPlan {
+  const nodeOf = new Map(fleet.map((d) => [d.device.id, d.node]));
+  return {
+    method: 'costed',
+    stages: plan.stages.map((s) => ({ node: nodeOf.get(s.deviceId)!, layers: { start: s.layers[0], end: s.layers[1] }, memoryBytes: Math.round(s.memoryBytes), predictedMs: round3(s.stageMs) })),
+    bottleneckStage: plan.bottleneckStage,
+    predictedStepMs: round3(plan.predictedStepMs),
+  };
+}
+
+registerPlanner('in-process', () => new InProcessPlanner());

@@ -2,7 +2,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { API_VERSION, ConditionType, KIND, Phase, TrainingJobSpecError, parseTrainingJob, type Condition, type TrainingJob, type TrainingJobSpec, type TrainingJobStatus } from '../k8s/index.js';
 import type { DeviceProfile } from '../planner/index.js';
 import type { ModelCoster } from './model-source.js';
-import { NoCapacityError, PlanFailedError, fleetFromNodes, type JobPlan, type NodeLike, type Planner } from './planner.js';
+import { NoCapacityError, PlanFailedError, SchedulerUnavailableError, fleetFromNodes, type JobPlan, type NodeLike, type Planner } from './planner.js';
 
 /**
  * The TrainingJob reconciler (one file, STYLE 5): fetch a snapshot from the caches, decide
@@ -19,6 +19,7 @@ export const ConditionReason = {
   EvenSplit: 'EvenSplit',
   NoCapacity: 'NoCapacity',
   PlanFailed: 'PlanFailed',
+  SchedulerUnavailable: 'SchedulerUnavailable',
   NodeLost: 'NodeLost',
   PodLost: 'PodLost',
   Recovered: 'Recovered',
@@ -197,7 +198,7 @@ export function decideSuspend(job: TrainingJob, pods: readonly V1Pod[], now: Dat
 }
 
 /** Why the job needs a new plan, or undefined when its current plan still holds. */
-export function replanReason(job: TrainingJob, nodes: readonly NodeLike[]): { reason: ConditionReason | 'Initial' | 'SpecChanged'; message: string } | undefined {
+export function replanReason(job: TrainingJob, nodes: readonly NodeLike[]): { reason: ConditionReason | 'Initial' | 'SpecChanged' | 'HoldLost'; message: string } | undefined {
   const stages = job.status?.plan?.stages;
   if (!stages?.length) return { reason: 'Initial', message: 'no plan yet' };
   if (job.status?.phase === Phase.Suspended) return { reason: ConditionReason.Resumed, message: 'resumed after suspend' };
@@ -290,17 +291,17 @@ export class TrainingJobReconciler {
       throw err;
     }
     if (job.spec.suspend) return { actions: decideSuspend(job, snap.pods, now), pacing: { type: 'done' } };
-    const why = replanReason(job, snap.nodes);
+    let why = replanReason(job, snap.nodes);
     if (!why) {
-      this.deps.planner.hold(key, job.status!.plan!.stages!.map((s) => s.node));
-      return decidePlanned(job, undefined, snap.pods, this.deps.template, now, undefined);
+      if (await this.deps.planner.hold(key, job.status!.plan!.stages!.map((s) => s.node))) return decidePlanned(job, undefined, snap.pods, this.deps.template, now, undefined);
+      why = { reason: 'HoldLost', message: 'the planner no longer holds the plan\'s capacity' };
     }
     let plan: JobPlan;
     try {
       plan = await this.planFor(key, job, snap.nodes);
     } catch (err) {
-      if (!(err instanceof NoCapacityError || err instanceof PlanFailedError)) throw err;
-      const reason = err instanceof NoCapacityError ? ConditionReason.NoCapacity : ConditionReason.PlanFailed;
+      if (!(err instanceof NoCapacityError || err instanceof PlanFailedError || err instanceof SchedulerUnavailableError)) throw err;
+      const reason = err instanceof NoCapacityError ? ConditionReason.NoCapacity : err instanceof SchedulerUnavailableError ? ConditionReason.SchedulerUnavailable : ConditionReason.PlanFailed;
       const g = job.metadata.generation;
       let conds = setCondition(job.status?.conditions, { type: ConditionType.Planned, status: 'False', reason, message: err.message }, now, g);
       if (why.reason === ConditionReason.NodeLost) conds = setCondition(conds, { type: ConditionType.Degraded, status: 'True', reason: ConditionReason.NodeLost, message: `${why.message}; no new plan yet` }, now, g);

@@ -58,8 +58,9 @@ export class SchedulerClient {
     return { plan: planFromWire(res.plan), liveFleet: res.liveFleet };
   }
 
-  async submitJob(jobId: string, spec: JobSpec): Promise<JobView> {
-    return jobFromWire(await this.call<WireJob>(this.client, 'SubmitJob', { jobId, spec: jobSpecToWire(spec) }));
+  /** Submits and (gang-)reserves on the live fleet, or on `fleet` when given (SubmitJobRequest.fleet). */
+  async submitJob(jobId: string, spec: JobSpec, fleet?: readonly Device[]): Promise<JobView> {
+    return jobFromWire(await this.call<WireJob>(this.client, 'SubmitJob', { jobId, spec: jobSpecToWire(spec), fleet: fleetToWire(fleet ?? []) }));
   }
 
   async getJob(jobId: string): Promise<JobView> {

@@ -96,4 +96,21 @@ describe('SchedulerCore', () => {
     expect(core.submitJob('r', { model: { type: 'ref', ref: 'big' }, stages: 3 }, 0).phase).toBe('Planned');
     expect(core.listFleet().map((w) => w.freeBytes)).toEqual(core.listFleet().map((w) => 10 * GB - w.reservedBytes));
   });
+  test('a job submitted with its own fleet (the operator sends Nodes) reserves there; a Pending one is admitted on that fleet when it frees', () => {
+    const { core } = setup(0);
+    const node = (id: string) => ({ id, name: 'n', flops: 1e14, memoryBytes: 10 * GB, linkBandwidth: 1e10, linkLatency: 1e-5 });
+    const fleet = [node('n1/0'), node('n2/0')];
+    expect(core.submitJob('a', small(), 0, fleet).phase).toBe('Planned');
+    expect(core.ledger.jobIds()).toEqual(['a']);
+    const heldBy = (id: string) => core.ledger.holdsOf(id).map((h) => h.deviceId);
+    expect(core.submitJob('b', small(), 1, fleet).phase).toBe('Planned');
+    expect(heldBy('b')).not.toEqual(heldBy('a')); // 6 + 6 GB do not fit one 10 GB device
+    const c = core.submitJob('c', small(), 2, fleet);
+    expect([c.phase, c.message]).toEqual(['Pending', expect.stringMatching(/^no plan fits the given fleet: all 2 device\(s\) are fully reserved|short by/)]);
+    const freed = heldBy('a');
+    core.cancelJob('a', 3);
+    expect(core.getJob('c').phase).toBe('Planned');
+    expect(heldBy('c')).toEqual(freed);
+    expect(core.listFleet()).toEqual([]); // node devices are ledger capacity, not registered workers
+  });
 });

@@ -152,6 +152,14 @@ export class SchedulerCore {
     return this.runPlanner(model, devices, spec, given ? 'the given fleet' : 'the free capacity of the live fleet');
   }
 
+  /** Plans on a job's own fleet, each device cut down to what other jobs leave free of it. */
+  private planOnGivenFleet(spec: JobSpec, fleet: readonly Device[]): Plan {
+    const model = this.resolveModel(spec);
+    const devices = fleet.map((d) => ({ ...d, memoryBytes: this.ledger.freeBytes(d.id) })).filter((d) => d.memoryBytes > 0);
+    if (devices.length === 0) throw new NoFeasiblePlanError(`no plan fits the given fleet: all ${fleet.length} device(s) are fully reserved by other jobs`);
+    return this.runPlanner(model, devices, spec, 'the free capacity of the given fleet');
+  }
+
   private runPlanner(model: ModelChain, devices: readonly Device[], spec: JobSpec, against: string): Plan {
     try {
       return planPipeline(model, devices, { ...this.planOptions, schedule: spec.schedule, microBatches: spec.microBatches, stages: spec.stages });
@@ -179,11 +187,16 @@ export class SchedulerCore {
    * Creates the job and, if a plan fits the free capacity, reserves all of its stages at once.
    * A job that does not fit is kept Pending (reason Unschedulable) and retried when capacity frees.
    */
-  submitJob(jobId: string, spec: JobSpec, now: number): Job {
+  submitJob(jobId: string, spec: JobSpec, now: number, fleet?: readonly Device[]): Job {
     if (!jobId) throw new InvalidRequestError('job_id', 'is required');
     if (this.jobs.has(jobId)) throw new JobExistsError(jobId);
     this.resolveModel(spec); // reject bad specs before the job exists
     const job: Job = { id: jobId, spec, phase: JobPhase.Pending, reason: JobReason.Unschedulable, message: 'not yet planned', attempts: 0, createdAtMs: now, updatedAtMs: now, seq: this.seq++ };
+    if (fleet && fleet.length > 0) {
+      // A given fleet (e.g. Kubernetes Nodes' GPUs) joins the ledger: its devices' memory is the capacity.
+      for (const d of fleet) this.ledger.setCapacity(d.id, d.memoryBytes);
+      job.fleet = fleet.map((d) => ({ ...d }));
+    }
     this.jobs.set(jobId, job);
     this.sink.emit({ type: 'job-submitted', jobId });
     this.tryAdmit(job, now);
@@ -242,7 +255,7 @@ export class SchedulerCore {
   private tryAdmit(job: Job, now: number): boolean {
     let plan: Plan;
     try {
-      plan = this.plan(job.spec);
+      plan = job.fleet ? this.planOnGivenFleet(job.spec, job.fleet) : this.plan(job.spec);
       // The plan only uses free memory, so reserving cannot fail short; if it ever did, nothing
       // is held and the job waits like any unschedulable one.
       this.ledger.reserve(job.id, plan);

@@ -133,9 +133,9 @@ export class SchedulerServer {
         const plan = this.core.plan(spec, fleet.length > 0 ? fleet : undefined);
         return { plan: planToWire(plan), liveFleet: fleet.length === 0 };
       }),
-      SubmitJob: this.unary((req: { jobId?: string; spec?: WireJobSpec | null }) => {
+      SubmitJob: this.unary((req: { jobId?: string; spec?: WireJobSpec | null; fleet?: WireDevice[] }) => {
         if (!req.jobId) throw new InvalidRequestError('job_id', 'is required');
-        return jobToWire(this.core.submitJob(req.jobId, jobSpecFromWire(req.spec), now()));
+        return jobToWire(this.core.submitJob(req.jobId, jobSpecFromWire(req.spec), now(), fleetFromWire(req.fleet)));
       }),
       GetJob: this.unary((req: { jobId?: string }) => jobToWire(this.core.getJob(req.jobId ?? ''))),
       CancelJob: this.unary((req: { jobId?: string }) => jobToWire(this.core.cancelJob(req.jobId ?? '', now()))),

@@ -1,4 +1,4 @@
-import type { ModelChain, Plan, Schedule } from '../planner/index.js';
+import type { Device, ModelChain, Plan, Schedule } from '../planner/index.js';
 
 /** Scheduler snapshots: plain data shared by the ledger, the registry and the service core. */
 
@@ -58,6 +58,8 @@ export interface Job {
   plan?: Plan;
   /** Plans reserved so far. */
   attempts: number;
+  /** The devices the job plans on (SubmitJob's fleet); undefined: the live fleet. */
+  fleet?: Device[];
   createdAtMs: number;
   updatedAtMs: number;
   /** Submission order, the tie-breaker among pending jobs. */

@@ -161,6 +161,11 @@ describe('wiring between components', () => {
   it('the operator is pointed at the scheduler, NATS, the worker image and both priority classes', () => {
     const bundled = one(rendered.get('defaults (bundled NATS, no bridge)')!, 'Deployment', 'rel-tessera-operator').spec.template.spec.containers[0];
     expect(env(bundled, 'TESSERA_SCHEDULER_ADDR')).toBe('rel-tessera-scheduler.tessera-system.svc:7070');
+    // Plans and holds go through the scheduler Service (cmd/operator --planner, --scheduler).
+    expect(bundled.args).toEqual(['--planner=grpc', '--scheduler=rel-tessera-scheduler.tessera-system.svc:7070']);
+    const svc = one(rendered.get('defaults (bundled NATS, no bridge)')!, 'Service', 'rel-tessera-scheduler');
+    expect(`${svc.metadata.name}.${svc.metadata.namespace}.svc:${svc.spec.ports[0].port}`).toBe('rel-tessera-scheduler.tessera-system.svc:7070');
+    expect(template({ 'operator.planner': 'in-process' }).find((d) => d.kind === 'Deployment' && d.metadata.name === 'rel-tessera-operator')!.spec.template.spec.containers[0].args[0]).toBe('--planner=in-process');
     expect(env(bundled, 'TESSERA_NATS_URL')).toBe('nats://rel-tessera-nats.tessera-system.svc:4222');
     expect(env(bundled, 'TESSERA_WORKER_IMAGE')).toBe('ghcr.io/tessera-dev/tessera-worker:0.1.0');
     expect(env(bundled, 'TESSERA_PRIORITY_CLASS_LOCAL')).toBe('tessera-local');
@@ -209,6 +214,7 @@ describe('values that cannot work are refused at render time', () => {
     ['both bundled and external NATS', { 'nats.url': 'nats://x:4222' }, 'exclusive'],
     ['network priority above local', { 'priorityClasses.network.value': '5000' }, 'must be higher'],
     ['bridge without a keystore', { 'bridge.enabled': 'true', 'bridge.rpcUrl': 'http://chain:8545' }, 'bridge.keystoreSecret'],
+    ['an unknown operator planner', { 'operator.planner': 'magic' }, 'operator.planner must be grpc or in-process'],
   ])('%s', (_name, set, message) => {
     expect(() => template(set)).toThrow(message);
   });

@@ -66,6 +66,9 @@ helm.sh/chart: {{ include "tessera.chart" .ctx }}
 {{- if le (int .Values.priorityClasses.local.value) (int .Values.priorityClasses.network.value) -}}
 {{- fail "priorityClasses.local.value must be higher than priorityClasses.network.value (local jobs preempt network jobs)" -}}
 {{- end -}}
+{{- if not (has .Values.operator.planner (list "grpc" "in-process")) -}}
+{{- fail (printf "operator.planner must be grpc or in-process, got %q" (toString .Values.operator.planner)) -}}
+{{- end -}}
 {{- if and .Values.bridge.enabled (or (not .Values.bridge.rpcUrl) (not .Values.bridge.keystoreSecret)) -}}
 {{- fail "bridge.enabled=true needs bridge.rpcUrl and bridge.keystoreSecret" -}}
 {{- end -}}

@@ -1,0 +1,47 @@
+import { parseArgs } from 'node:util';
+import { plannerNames, type PlannerConfig } from '../../pkg/operator/index.js';
+
+/** tessera-operator flags (and env), parsed into typed config once (STYLE 10). */
+
+export const USAGE = `usage: tessera-operator [flags]
+
+  --scheduler <host:port>   the scheduler's gRPC address: plan and reserve through it
+                            (env TESSERA_SCHEDULER_ADDR; default: none, plan in-process)
+  --planner <name>          planning adapter: in-process | grpc
+                            (env TESSERA_PLANNER; default: grpc with a scheduler address, else in-process)
+  --scheduler-deadline-ms <n>  deadline of each scheduler call (default 10000)
+
+Everything else comes from the environment the chart sets (TESSERA_NAMESPACE, TESSERA_HTTP_PORT, ...).
+`;
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface OperatorFlags {
+  planner: string;
+  plannerConfig: PlannerConfig;
+}
+
+export function parseOperatorFlags(argv: readonly string[], env: NodeJS.ProcessEnv): OperatorFlags | 'help' {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: [...argv],
+      strict: true,
+      options: { scheduler: { type: 'string' }, planner: { type: 'string' }, 'scheduler-deadline-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) return 'help';
+  const scheduler = ((values.scheduler as string | undefined) ?? env.TESSERA_SCHEDULER_ADDR ?? '').trim();
+  if (scheduler && !/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(scheduler)) throw new UsageError(`--scheduler must be host:port, got "${scheduler}"`);
+  const planner = (values.planner as string | undefined) ?? env.TESSERA_PLANNER ?? (scheduler ? 'grpc' : 'in-process');
+  if (!plannerNames().includes(planner)) throw new UsageError(`--planner must be one of ${plannerNames().join(', ')}, got "${planner}"`);
+  if (planner === 'grpc' && !scheduler) throw new UsageError('--planner grpc needs --scheduler host:port (or TESSERA_SCHEDULER_ADDR)');
+  const rawDeadline = values['scheduler-deadline-ms'] as string | undefined;
+  const deadlineMs = rawDeadline === undefined ? undefined : Number(rawDeadline);
+  if (deadlineMs !== undefined && !(Number.isInteger(deadlineMs) && deadlineMs > 0)) throw new UsageError(`--scheduler-deadline-ms must be an integer > 0, got "${rawDeadline}"`);
+  return { planner, plannerConfig: { ...(scheduler ? { scheduler } : {}), ...(deadlineMs ? { deadlineMs } : {}) } };
+}
