@@ -7,6 +7,8 @@ export type { ActiveJob, BridgeState, LoggedEvent, StateStore } from './cursor.j
 export { SkipReason, evaluateJob } from './evaluate.js';
 export type { Decision, EvaluationContext, JobOffer, PricePolicy } from './evaluate.js';
 export { LocalTrainRunner } from './runner.js';
+export { KubeJobRunner, HandOffError, RunnerClosedError, networkJobName, NETWORK_JOB_LABEL, MARKET_LABEL, RESULT_DIGEST_ANNOTATION, DEFAULT_MAX_CONFIGMAP_BYTES } from './kube-runner.js';
+export type { KubeJobRunnerOptions } from './kube-runner.js';
 export { fetchInput } from './fetch.js';
 export type { FetchOptions, FetchedInput } from './fetch.js';
 export { InputScheme, parseJobSpec, inputScheme } from './intake.js';

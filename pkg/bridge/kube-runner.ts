@@ -1,0 +1,223 @@
+/**
+ * Kubernetes hand-off: an accepted network job becomes a TrainingJob (source network, so the
+ * operator's priority class puts it below every local job) in a configured namespace, named from
+ * the market and the chain job id, so a restarted bridge finds the job it created instead of
+ * making another (create is idempotent: AlreadyExists is success). Model and data travel in one
+ * ConfigMap (binaryData `model.onnx` and `data`; the operator reads both from there), created
+ * before the TrainingJob and owned by it afterwards, so deleting the job removes them.
+ *
+ * Progress comes back from the TrainingJob's status: each new `status.trace.root` that reaches the
+ * next checkpoint boundary (`stepsCovered`) is committed on chain at the next dense index; when the
+ * phase is Succeeded (or Complete) the final root is `status.trace.root`. The result digest (SHA-256
+ * of the trained model) is not in the TrainingJob status the operator writes; it is read from the
+ * annotation RESULT_DIGEST_ANNOTATION, and a job that finished without one is not submitted.
+ *
+ * Deliverability is checked in inspect(), before accept: inputs fetched and digest-checked
+ * (fetch.ts), and model + data must fit in a ConfigMap.
+ */
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { API_VERSION, GROUP, JobSource, KIND, PLURAL, VERSION, parseTrainingJob, type TrainingJob, type TrainingJobStatus } from '../k8s/index.js';
+import { decodeModel } from '../onnx/index.js';
+import { BridgeError, JobInputError } from './errors.js';
+import { fetchInput, type FetchOptions } from './fetch.js';
+import type { JobResult, JobRunner, RunnableJob } from './runner.js';
+
+export const NETWORK_JOB_LABEL = 'tessera.dev/network-job';
+export const MARKET_LABEL = 'tessera.dev/market';
+export const RESULT_DIGEST_ANNOTATION = 'tessera.dev/result-digest';
+export const MODEL_DIGEST_ANNOTATION = 'tessera.dev/model-digest';
+export const DATA_DIGEST_ANNOTATION = 'tessera.dev/data-digest';
+/** ConfigMaps are capped at 1 MiB; keep room for metadata. */
+export const DEFAULT_MAX_CONFIGMAP_BYTES = 1_000_000;
+
+/** The TrainingJob ended Failed, or a Kubernetes call the hand-off needs was refused. */
+export class HandOffError extends JobInputError {
+  override name = 'HandOffError';
+  override readonly code: string = 'HAND_OFF';
+}
+
+/** The runner was closed while a run waited on the TrainingJob (the bridge is stopping). */
+export class RunnerClosedError extends BridgeError {
+  override name = 'RunnerClosedError';
+  override readonly code = 'RUNNER_CLOSED';
+  constructor(readonly jobId: bigint) {
+    super(`job ${jobId}: runner closed while waiting for its TrainingJob`);
+  }
+}
+
+export interface KubeJobRunnerOptions {
+  kubeConfig: KubeConfig;
+  /** Namespace for network TrainingJobs and their input ConfigMaps. */
+  namespace: string;
+  /** JobMarket address: part of every name, so two markets never collide. */
+  market: string;
+  /** spec.data.batchSize. @default 4 */
+  batch?: number;
+  /** spec.checkpoint.everySteps, and the spacing of on-chain trace roots. @default 10 */
+  checkpointEvery?: number;
+  /** How inputs are fetched and cached. @default in memory */
+  fetch?: FetchOptions;
+  /** @default DEFAULT_MAX_CONFIGMAP_BYTES */
+  maxConfigMapBytes?: number;
+  /** Pause between status reads, ms. @default 2000 */
+  pollMs?: number;
+  /** Gives up on a TrainingJob that has not finished after this long, ms (the job is then released). @default 24 h */
+  timeoutMs?: number;
+}
+
+const statusOf = (err: unknown): number | undefined => (err as { code?: number } | null)?.code;
+
+/** Deterministic TrainingJob name for a chain job: `net-<first 8 hex of the market>-<job id>`. */
+export function networkJobName(market: string, jobId: bigint): string {
+  return `net-${market.toLowerCase().replace(/^0x/, '').slice(0, 8)}-${jobId}`;
+}
+
+export class KubeJobRunner implements JobRunner {
+  private readonly core: CoreV1Api;
+  private readonly custom: CustomObjectsApi;
+  private readonly fetchOpts: FetchOptions;
+  #closed = false;
+  readonly #wakers = new Set<() => void>();
+
+  constructor(private readonly opts: KubeJobRunnerOptions) {
+    this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    this.custom = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.fetchOpts = opts.fetch ?? {};
+  }
+
+  private async inputs(job: RunnableJob): Promise<{ model: Uint8Array; data: Uint8Array }> {
+    const [m, d] = await Promise.all([
+      fetchInput(job.jobId, 'model', job.modelURI, job.modelDigest, this.fetchOpts),
+      fetchInput(job.jobId, 'data', job.dataURI, job.dataDigest, this.fetchOpts),
+    ]);
+    const max = this.opts.maxConfigMapBytes ?? DEFAULT_MAX_CONFIGMAP_BYTES;
+    const size = m.bytes.byteLength + d.bytes.byteLength;
+    if (size > max) throw new JobInputError(job.jobId, `model + data are ${size} B, more than the ${max} B a ConfigMap hand-off carries`);
+    return { model: m.bytes, data: d.bytes };
+  }
+
+  async inspect(job: RunnableJob): Promise<{ modelBytes: bigint }> {
+    const { model } = await this.inputs(job);
+    let params = 0n;
+    try {
+      for (const t of decodeModel(model).graph.initializers.values()) params += BigInt(t.data.byteLength);
+    } catch (err) {
+      throw new JobInputError(job.jobId, `model ${job.modelURI.slice(0, 120)} is not an ONNX model`, { cause: err });
+    }
+    return { modelBytes: params };
+  }
+
+  /** The TrainingJob manifest for a chain job (validated by pkg/k8s's parser, as the CRD would). */
+  manifest(job: RunnableJob): TrainingJob {
+    const name = networkJobName(this.opts.market, job.jobId);
+    const raw = {
+      apiVersion: API_VERSION, kind: KIND,
+      metadata: {
+        name, namespace: this.opts.namespace,
+        labels: { [NETWORK_JOB_LABEL]: job.jobId.toString(), [MARKET_LABEL]: this.opts.market.toLowerCase() },
+        annotations: { [MODEL_DIGEST_ANNOTATION]: job.modelDigest, [DATA_DIGEST_ANNOTATION]: job.dataDigest },
+      },
+      spec: {
+        model: { source: { configMap: { name: `${name}-inputs`, key: 'model.onnx' } } },
+        data: { source: { configMap: { name: `${name}-inputs`, key: 'data' } }, batchSize: this.opts.batch ?? 4 },
+        // the standalone runner's optimizer, so both modes train a job the same way
+        optimizer: { type: 'adamw', learningRate: 3e-3, weightDecay: 0.01, gradClipNorm: 1 },
+        steps: Number(job.steps),
+        checkpoint: { everySteps: this.opts.checkpointEvery ?? 10 },
+        source: JobSource.Network,
+      },
+    };
+    return parseTrainingJob(raw);
+  }
+
+  /** Creates the input ConfigMap and the TrainingJob; both creates treat AlreadyExists as success. */
+  async handOff(job: RunnableJob): Promise<TrainingJob> {
+    const tj = this.manifest(job);
+    const ns = this.opts.namespace;
+    const cmName = `${tj.metadata.name}-inputs`;
+    const { model, data } = await this.inputs(job);
+    const cm: V1ConfigMap = {
+      metadata: { name: cmName, namespace: ns, labels: tj.metadata.labels as Record<string, string> },
+      binaryData: { 'model.onnx': Buffer.from(model).toString('base64'), data: Buffer.from(data).toString('base64') },
+    };
+    await this.ignoreExists(job.jobId, `ConfigMap ${ns}/${cmName}`, () => this.core.createNamespacedConfigMap({ namespace: ns, body: cm }));
+    await this.ignoreExists(job.jobId, `TrainingJob ${ns}/${tj.metadata.name}`, () => this.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, body: tj }));
+    const live = await this.read(job.jobId, tj.metadata.name);
+    // own the ConfigMap from the job, so deleting the TrainingJob collects it (best effort: the job runs either way)
+    try {
+      const current = await this.core.readNamespacedConfigMap({ name: cmName, namespace: ns });
+      if (!(current.metadata?.ownerReferences ?? []).some((o) => o.uid === live.metadata.uid)) {
+        current.metadata!.ownerReferences = [{ apiVersion: API_VERSION, kind: KIND, name: live.metadata.name, uid: live.metadata.uid!, blockOwnerDeletion: false }];
+        await this.core.replaceNamespacedConfigMap({ name: cmName, namespace: ns, body: current });
+      }
+    } catch (err) {
+      if (statusOf(err) !== 409) throw new HandOffError(job.jobId, `cannot set the owner of ConfigMap ${ns}/${cmName}: ${(err as Error).message}`, { cause: err });
+    }
+    return live;
+  }
+
+  private async ignoreExists(jobId: bigint, what: string, create: () => Promise<unknown>): Promise<void> {
+    try {
+      await create();
+    } catch (err) {
+      if (statusOf(err) === 409) return; // created by an earlier run of the bridge
+      throw new HandOffError(jobId, `cannot create ${what}: HTTP ${statusOf(err) ?? '?'} ${(err as Error).message.split('\n')[0]}`, { cause: err });
+    }
+  }
+
+  private async read(jobId: bigint, name: string): Promise<TrainingJob> {
+    try {
+      return (await this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.opts.namespace, plural: PLURAL, name })) as TrainingJob;
+    } catch (err) {
+      throw new HandOffError(jobId, `cannot read TrainingJob ${this.opts.namespace}/${name}: HTTP ${statusOf(err) ?? '?'}`, { cause: err });
+    }
+  }
+
+  async run(job: RunnableJob, commit: (index: number, root: string) => Promise<void>): Promise<JobResult> {
+    const tj = await this.handOff(job);
+    const name = tj.metadata.name;
+    const steps = Number(job.steps);
+    const every = this.opts.checkpointEvery ?? 10;
+    const deadline = Date.now() + (this.opts.timeoutMs ?? 24 * 3600_000);
+    let index = 0;
+    let lastRoot: string | undefined;
+    for (;;) {
+      if (this.#closed) throw new RunnerClosedError(job.jobId);
+      const live = await this.read(job.jobId, name);
+      const st: TrainingJobStatus = live.status ?? {};
+      const root = st.trace?.root;
+      const covered = st.trace?.stepsCovered ?? 0;
+      const done = (st.phase as string) === 'Succeeded' || (st.phase as string) === 'Complete';
+      // a checkpoint root at each boundary the status reaches (status may skip steps: the root then covers more)
+      if (root !== undefined && root !== lastRoot && (covered >= (index + 1) * every || covered >= steps || done)) {
+        await commit(index++, root);
+        lastRoot = root;
+      }
+      if (done) {
+        if (root === undefined || covered < steps) throw new HandOffError(job.jobId, `TrainingJob ${name} finished with a trace covering ${covered} of ${steps} steps`);
+        const resultDigest = live.metadata.annotations !== undefined ? (live.metadata.annotations as Record<string, string>)[RESULT_DIGEST_ANNOTATION] : undefined;
+        if (resultDigest === undefined || !/^0x[0-9a-fA-F]{64}$/.test(resultDigest)) {
+          throw new HandOffError(job.jobId, `TrainingJob ${name} finished without a result digest (annotation ${RESULT_DIGEST_ANNOTATION})`);
+        }
+        return { finalTraceRoot: root, resultDigest: resultDigest.toLowerCase(), resultPath: `${this.opts.namespace}/${name}` };
+      }
+      if (st.phase === 'Failed') {
+        const why = st.conditions?.find((c) => c.type === 'Failed');
+        throw new HandOffError(job.jobId, `TrainingJob ${name} failed: ${why?.reason ?? '?'} ${why?.message ?? ''}`.trim());
+      }
+      if (Date.now() > deadline) throw new HandOffError(job.jobId, `TrainingJob ${name} did not finish within ${this.opts.timeoutMs ?? 24 * 3600_000} ms`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(() => { this.#wakers.delete(wake); r(); }, this.opts.pollMs ?? 2000);
+        const wake = (): void => { clearTimeout(t); r(); };
+        this.#wakers.add(wake);
+      });
+    }
+  }
+
+  /** Stops waiting: a run in progress ends with RunnerClosedError (the TrainingJob keeps running). */
+  close(): void {
+    this.#closed = true;
+    for (const w of this.#wakers) w();
+    this.#wakers.clear();
+  }
+}
