@@ -5,10 +5,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { JsonRpcProvider, formatEther, getAddress, parseEther } from 'ethers';
-import { JobMarketClient, SupplierRegistryClient, type JobState } from '../../pkg/chain/index.js';
+import { KubeConfig } from '@kubernetes/client-node';
+import { formatEther, getAddress, parseEther } from 'ethers';
+import { JobMarketClient, RetryingJsonRpcProvider, SupplierRegistryClient, type JobState } from '../../pkg/chain/index.js';
 import { parseFleet, readProfiles } from '../../pkg/planner/index.js';
-import { Bridge, FileStateStore, FleetCapacitySource, LocalTrainRunner, StaticCapacitySource, StaticLoadSource, loadSupplierWallet, readBridgeStatus, type BridgeEvent } from '../../pkg/bridge/index.js';
+import { Bridge, FileStateStore, FleetCapacitySource, KubeJobRunner, LocalTrainRunner, StaticCapacitySource, StaticLoadSource, loadSupplierWallet, readBridgeStatus, type BridgeEvent } from '../../pkg/bridge/index.js';
 import type { Command } from './commands.js';
 import { UsageError, formatError } from './errors.js';
 import { intFlag, numFlag, parseFlags, strFlag } from './flags.js';
@@ -32,6 +33,8 @@ common:
   --password-file FILE      keystore password file (default: env var, see --password-env)
   --password-env NAME       environment variable holding the password (default TESSERA_KEYSTORE_PASSWORD)
   --json                    one JSON object per line
+  --rpc-attempts N          attempts per JSON-RPC call; transient failures (no answer, 5xx, -32603)
+                            are retried with exponential backoff and jitter (default 6)
 
 status (reads the chain only):
   --supplier ADDR           supplier address (default: the keystore's address)
@@ -53,6 +56,9 @@ run (register or update capacity, then watch JobPosted, accept, train, submit, f
   --max-block-range N       most blocks per log query (default 2000)
   --poll-ms N               pause between ticks (default 2000)
   --once                    one tick, then exit
+  --kubeconfig FILE         hand accepted jobs to Kubernetes as TrainingJobs (source network) instead of
+                            training in this process (default: env TESSERA_KUBECONFIG; unset = standalone)
+  --namespace NS            namespace for network TrainingJobs and their input ConfigMaps (default tessera-network)
 `;
 
 const big = (values: Record<string, unknown>, name: string, fallback?: bigint): bigint => {
@@ -96,11 +102,12 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         flops: { type: 'string' }, memory: { type: 'string' }, 'max-model-bytes': { type: 'string' }, 'seconds-per-step': { type: 'string' },
         batch: { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'from-block': { type: 'string' }, 'poll-ms': { type: 'string' },
         once: { type: 'boolean' }, fleet: { type: 'string' }, 'max-block-range': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'rpc-attempts': { type: 'string' }, kubeconfig: { type: 'string' }, namespace: { type: 'string' },
       });
       if (values.help) { io.out(help); return 0; }
       const json = values.json === true;
-      // cacheTimeout -1: never serve a cached answer (a stale nonce on a fast chain); network detected once
-      const provider = new JsonRpcProvider(strFlag(values, 'rpc'), undefined, { cacheTimeout: -1 });
+      // no cached answers (a stale nonce on a fast chain), network detected once, transient failures retried
+      const provider = new RetryingJsonRpcProvider(strFlag(values, 'rpc'), undefined, { attempts: intFlag(values, 'rpc-attempts', 6, 1) });
       const registryAddr = addr(values, 'registry');
       const marketAddr = addr(values, 'market');
       const keystore = () => loadSupplierWallet({
@@ -121,6 +128,7 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         const fleet = values.fleet === undefined ? [] : parseFleet(await readFile(strFlag(values, 'fleet'), 'utf8'), readProfiles());
         const wallet = await keystore();
         const statePath = resolve(strFlag(values, 'state'));
+        const kubeconfig = (values.kubeconfig as string | undefined) ?? (io.env ?? process.env).TESSERA_KUBECONFIG;
         const print = (e: BridgeEvent) => io.out(json ? jsonLine(e) : `${e.type} ${jsonLine({ ...e, type: undefined }).trim()}\n`);
         const bridge = new Bridge({
           signer: wallet, provider,
@@ -130,7 +138,9 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
             ? new FleetCapacitySource(() => fleet)
             : new StaticCapacitySource({ flopsPerSecond: big(values, 'flops'), memoryBytes: big(values, 'memory'), maxModelBytes: big(values, 'max-model-bytes') }),
           load: new StaticLoadSource(),
-          runner: new LocalTrainRunner({ outDir: resolve(strFlag(values, 'out-dir', `${statePath}.out`)), batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10) }),
+          runner: kubeconfig !== undefined
+            ? new KubeJobRunner({ kubeConfig: loadKubeConfig(kubeconfig), namespace: strFlag(values, 'namespace', 'tessera-network'), market: marketAddr, batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10), fetch: { cacheDir: `${statePath}.inputs` } })
+            : new LocalTrainRunner({ outDir: resolve(strFlag(values, 'out-dir', `${statePath}.out`)), batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10) }),
           predictor: { stepSeconds: () => numFlag(values, 'seconds-per-step', 1, 0)! },
           log: print,
         }, {
@@ -161,6 +171,16 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
       }
     },
   };
+}
+
+function loadKubeConfig(path: string): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    kc.loadFromFile(path);
+  } catch (err) {
+    throw new UsageError(`--kubeconfig ${path}: ${(err as Error).message}`);
+  }
+  return kc;
 }
 
 function signalOnExit(): AbortSignal {

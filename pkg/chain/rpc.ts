@@ -85,9 +85,10 @@ export interface RetryOptions extends BackoffPolicy {
 export class RetryingJsonRpcProvider extends JsonRpcProvider {
   readonly #retry: Required<Omit<RetryOptions, 'onRetry'>> & Pick<RetryOptions, 'onRetry'>;
 
-  constructor(url: string, chainId: bigint, options: RetryOptions = {}) {
+  /** `chainId` fixes the network (no eth_chainId probe); without it the network is detected once. */
+  constructor(url: string, chainId?: bigint, options: RetryOptions = {}) {
     // One call per HTTP request: a retry then repeats exactly one call; no cache (see freshProvider).
-    super(url, Network.from(chainId), { cacheTimeout: -1, staticNetwork: true, batchMaxCount: 1 });
+    super(url, chainId === undefined ? undefined : Network.from(chainId), { cacheTimeout: -1, staticNetwork: chainId !== undefined, batchMaxCount: 1 });
     this.pollingInterval = 50;
     this.#retry = { attempts: options.attempts ?? 6, baseDelayMs: options.baseDelayMs ?? 100, maxDelayMs: options.maxDelayMs ?? 5000, random: options.random ?? Math.random, timeoutMs: options.timeoutMs ?? 30_000, onRetry: options.onRetry };
   }
