@@ -76,6 +76,11 @@ export class SchedulerClient {
     return res.jobs.map(jobFromWire);
   }
 
+  /** The holder of a job it runs itself reports on it (see ReportJob); returns the job after. */
+  async reportJob(jobId: string, report: 'checkpointed' | 'complete' | 'failed', message = ''): Promise<JobView> {
+    return jobFromWire(await this.call<WireJob>(this.client, 'ReportJob', { jobId, report: `HOLDER_REPORT_${report.toUpperCase()}`, message }));
+  }
+
   async listFleet(): Promise<WorkerInfo[]> {
     return (await this.call<{ workers: WireWorker[] }>(this.client, 'ListFleet', {})).workers.map(workerFromWire);
   }

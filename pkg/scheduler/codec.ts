@@ -19,7 +19,8 @@ export interface WireDevice { id?: string; profile?: WireDeviceProfile | null }
 export interface WireLiveStats { utilization?: number; memoryUsedBytes?: number; measuredFlops?: number }
 export interface WireStagePlan { index?: number; deviceId?: string; deviceName?: string; layerStart?: number; layerEnd?: number; computeMs?: number; sendMs?: number; recvMs?: number; stageMs?: number; inFlight?: number; memoryBytes?: number; memoryAvailable?: number }
 export interface WirePlan { method?: string; schedule?: string; microBatches?: number; stages?: WireStagePlan[]; bottleneckStage?: number; bottleneckMs?: number; predictedStepMs?: number; lowerBoundMs?: number; gap?: number; microBatchesPerSecond?: number }
-export interface WireJob { id?: string; spec?: WireJobSpec | null; phase?: string; reason?: string; message?: string; plan?: WirePlan | null; attempts?: number; createdAtMs?: number; updatedAtMs?: number }
+export interface WireJob { id?: string; spec?: WireJobSpec | null; phase?: string; reason?: string; message?: string; plan?: WirePlan | null; attempts?: number; createdAtMs?: number; updatedAtMs?: number; preemption?: WirePreemption | null }
+export interface WirePreemption { byJobId?: string; requestedAtMs?: number; graceEndsAtMs?: number }
 export interface WireWorker { id?: string; profile?: WireDeviceProfile | null; state?: string; registeredAtMs?: number; lastHeartbeatMs?: number; stats?: WireLiveStats | null; reservedBytes?: number; freeBytes?: number; jobIds?: string[]; lostReason?: string }
 
 const SCHEDULE_TO_WIRE: Record<Schedule, string> = { '1f1b': 'SCHEDULE_1F1B', gpipe: 'SCHEDULE_GPIPE' };
@@ -175,6 +176,7 @@ export function jobToWire(j: Job): WireJob {
   return {
     id: j.id, spec: jobSpecToWire(j.spec), phase: PHASE_TO_WIRE[j.phase], reason: j.reason, message: j.message,
     plan: j.plan ? planToWire(j.plan) : null, attempts: j.attempts, createdAtMs: j.createdAtMs, updatedAtMs: j.updatedAtMs,
+    preemption: j.preemption ? { ...j.preemption } : null,
   };
 }
 
@@ -185,6 +187,7 @@ export function jobFromWire(w: WireJob): JobView {
   return {
     id: w.id ?? '', spec: jobSpecFromWire(w.spec), phase: PHASE_FROM_WIRE.get(w.phase ?? '') ?? JobPhase.Pending, reason: w.reason ?? '', message: w.message ?? '',
     ...(w.plan ? { plan: planFromWire(w.plan) } : {}), attempts: w.attempts ?? 0, createdAtMs: w.createdAtMs ?? 0, updatedAtMs: w.updatedAtMs ?? 0,
+    ...(w.preemption?.byJobId ? { preemption: { byJobId: w.preemption.byJobId, requestedAtMs: w.preemption.requestedAtMs ?? 0, graceEndsAtMs: w.preemption.graceEndsAtMs ?? 0 } } : {}),
   };
 }
 

@@ -1,6 +1,7 @@
 import { PlanInfeasibleError, PlanInputError, planPipeline, type Device, type ModelChain, type Plan, type PlanOptions } from '../planner/index.js';
 import { EmptyFleetError, InvalidRequestError, JobExistsError, JobNotFoundError, JobPhaseError, ModelRefNotFoundError, NoFeasiblePlanError, SchedulerError, WorkerProtocolError } from './errors.js';
 import { CapacityLedger } from './ledger.js';
+import { compareClass, preemptionTargets, priorityClassOf, type PreemptionCandidate } from './preemption.js';
 import { FleetRegistry, type LostWorker } from './registry.js';
 import { JobPhase, JobReason, TERMINAL_PHASES, type DeviceProfile, type Job, type JobSpec, type LiveStats, type ModelResolver, type WorkerRecord } from './types.js';
 
@@ -12,6 +13,8 @@ export type SchedulerEvent =
   | { type: 'job-reserved'; jobId: string; attempt: number; plan: Plan }
   | { type: 'job-released'; jobId: string; attempt: number; deviceIds: string[]; reason: JobReason; message: string }
   | { type: 'job-pending'; jobId: string; reason: JobReason; message: string }
+  /** `jobId` must checkpoint and yield (ReportJob CHECKPOINTED) before graceEndsAtMs so `byJobId` fits. */
+  | { type: 'job-preempting'; jobId: string; byJobId: string; graceEndsAtMs: number }
   /** Running, Complete, Failed, Cancelled (Pending and Planned come as job-pending / job-reserved). */
   | { type: 'job-phase'; jobId: string; phase: JobPhase; reason: JobReason; message: string };
 
@@ -41,7 +44,15 @@ export interface SchedulerCoreOptions {
    * @default a sink that drops events
    */
   events?: EventSink;
+  /**
+   * How long a preempted job has to confirm its checkpoint before its hold is released anyway.
+   * @default 30000
+   */
+  preemptionGraceMs?: number;
 }
+
+/** What a job's holder (a process that runs the job itself, e.g. the bridge) reports. */
+export type HolderReport = 'checkpointed' | 'complete' | 'failed';
 
 export interface WorkerView extends WorkerRecord {
   reservedBytes: number;
@@ -65,6 +76,7 @@ export class SchedulerCore {
   private readonly resolver?: ModelResolver;
   private readonly planOptions: Pick<PlanOptions, 'exactMaxDevices' | 'localSearchBudget'>;
   private readonly sink: EventSink;
+  private readonly preemptionGraceMs: number;
   private seq = 0;
 
   constructor(options: SchedulerCoreOptions = {}) {
@@ -72,6 +84,7 @@ export class SchedulerCore {
     this.resolver = options.modelResolver;
     this.planOptions = options.planOptions ?? {};
     this.sink = options.events ?? { emit: () => {} };
+    this.preemptionGraceMs = options.preemptionGraceMs ?? 30_000;
   }
 
   // ---- fleet ----
@@ -103,6 +116,14 @@ export class SchedulerCore {
   tick(now: number): { lost: number; nextCheckMs: number | undefined } {
     const report = this.registry.markLost(now, this.ledger);
     if (report.lost.length > 0) this.handleLost(report.lost, now);
+    let expired = false;
+    for (const job of this.jobs.values()) {
+      if (!job.preemption || job.preemption.graceEndsAtMs > now) continue;
+      const by = job.preemption.byJobId;
+      this.releaseJob(job, JobPhase.Pending, JobReason.Preempted, `preempted by "${by}": no checkpoint confirmed within ${this.preemptionGraceMs} ms; hold released`, now);
+      expired = true;
+    }
+    if (expired) this.admitPending(now);
     return { lost: report.lost.length, nextCheckMs: this.registry.nextDeadline() };
   }
 
@@ -218,6 +239,30 @@ export class SchedulerCore {
     if (job.phase === JobPhase.Cancelled) return copyJob(job);
     if (TERMINAL_PHASES.has(job.phase)) throw new JobPhaseError(jobId, job.phase, 'only pending, planned or running jobs can be cancelled');
     this.releaseJob(job, JobPhase.Cancelled, JobReason.CancelledByUser, 'cancelled by request', now);
+    this.withdrawNotices(jobId);
+    this.admitPending(now);
+    return copyJob(job);
+  }
+
+  /**
+   * The holder of a job it runs itself reports on it. `checkpointed` answers a preemption notice:
+   * the hold is released and the job waits Pending (Preempted) until capacity frees. `complete` /
+   * `failed` end the job and release its hold.
+   * @throws JobPhaseError when the job is not Planned/Running, or `checkpointed` without a notice
+   */
+  reportJob(jobId: string, report: HolderReport, message: string, now: number): Job {
+    const job = this.mustGet(jobId);
+    if (report === 'checkpointed' && job.phase === JobPhase.Pending && job.reason === JobReason.Preempted) return copyJob(job); // a repeat after the grace period
+    if (job.phase !== JobPhase.Planned && job.phase !== JobPhase.Running) throw new JobPhaseError(jobId, job.phase, 'only a planned or running job can be reported on');
+    if (report === 'checkpointed') {
+      if (!job.preemption) throw new JobPhaseError(jobId, job.phase, 'no preemption was requested, so there is nothing to confirm');
+      const by = job.preemption.byJobId;
+      this.releaseJob(job, JobPhase.Pending, JobReason.Preempted, `preempted by "${by}"; checkpoint confirmed${message ? ` (${message})` : ''}; waiting for capacity`, now);
+    } else if (report === 'complete') {
+      this.releaseJob(job, JobPhase.Complete, JobReason.HolderComplete, message || 'the holder reported completion', now);
+    } else {
+      this.releaseJob(job, JobPhase.Failed, JobReason.HolderFailed, message || 'the holder reported failure', now);
+    }
     this.admitPending(now);
     return copyJob(job);
   }
@@ -262,9 +307,11 @@ export class SchedulerCore {
     } catch (err) {
       // Whatever went wrong, the job stays Pending with the reason: admission runs inside other
       // requests (cancel, register) that must not fail because of this job.
+      if ((err instanceof NoFeasiblePlanError || err instanceof EmptyFleetError) && this.preemptFor(job, now)) return false;
       const message = err instanceof SchedulerError ? err.message : `internal error while planning: ${err instanceof Error ? err.message : String(err)}`;
       if (job.message !== message) {
-        this.setPhase(job, JobPhase.Pending, job.attempts > 0 ? JobReason.WorkerLost : JobReason.Unschedulable, message, now);
+        const reason = job.reason === JobReason.Preempted ? JobReason.Preempted : job.attempts > 0 ? JobReason.WorkerLost : JobReason.Unschedulable;
+        this.setPhase(job, JobPhase.Pending, reason, message, now);
         this.sink.emit({ type: 'job-pending', jobId: job.id, reason: job.reason, message });
       }
       return false;
@@ -278,14 +325,69 @@ export class SchedulerCore {
     return true;
   }
 
-  /** Retries pending jobs: higher priority first, local before network, then submission order. */
+  /**
+   * Retries pending jobs: higher priority first, local before network, then submission order.
+   * A job waiting for preempted jobs to yield blocks lower-class ones behind it, so the capacity
+   * they free goes to it.
+   */
   private admitPending(now: number): void {
     const pending = [...this.jobs.values()].filter((j) => j.phase === JobPhase.Pending).sort(admissionOrder);
-    for (const job of pending) this.tryAdmit(job, now);
+    let waiting: Job | undefined;
+    for (const job of pending) {
+      if (waiting && compareClass(priorityClassOf(job.spec), priorityClassOf(waiting.spec)) < 0) break;
+      if (!this.tryAdmit(job, now) && job.reason === JobReason.WaitingForPreemption) waiting ??= job;
+    }
+  }
+
+  /**
+   * `job` does not fit: if releasing lower-class jobs would make it fit, tell them to yield
+   * (targets from preemption.ts over a snapshot of the ledger) and leave `job` waiting. Returns
+   * false when preemption cannot help, or when notices for `job` are already out (then it waits).
+   */
+  private preemptFor(job: Job, now: number): boolean {
+    const inFlight = [...this.jobs.values()].filter((j) => j.preemption?.byJobId === job.id).map((j) => j.id);
+    if (inFlight.length > 0) return true;
+    const candidates: PreemptionCandidate[] = [];
+    for (const j of this.jobs.values()) {
+      if (j.id === job.id || j.preemption || !this.ledger.hasHolds(j.id)) continue;
+      candidates.push({ jobId: j.id, class: priorityClassOf(j.spec), seq: j.seq, holds: new Map(this.ledger.holdsOf(j.id).map((h) => [h.deviceId, h.bytes])) });
+    }
+    const devices = job.fleet ?? this.registry.liveDevices();
+    const free = new Map(devices.map((d) => [d.id, this.ledger.freeBytes(d.id)]));
+    const fit = {
+      fits: (freeBytes: ReadonlyMap<string, number>): boolean => {
+        const fleet = devices.map((d) => ({ ...d, memoryBytes: Math.min(this.ledger.capacityBytes(d.id), freeBytes.get(d.id) ?? 0) })).filter((d) => d.memoryBytes > 0);
+        if (fleet.length === 0) return false;
+        try {
+          this.runPlanner(this.resolveModel(job.spec), fleet, job.spec, 'the capacity after preemption');
+          return true;
+        } catch (err) {
+          if (err instanceof SchedulerError) return false;
+          throw err;
+        }
+      },
+    };
+    const victims = preemptionTargets(priorityClassOf(job.spec), candidates, free, fit);
+    if (!victims) return false;
+    const graceEndsAtMs = now + this.preemptionGraceMs;
+    for (const id of victims) {
+      this.jobs.get(id)!.preemption = { byJobId: job.id, requestedAtMs: now, graceEndsAtMs };
+      this.sink.emit({ type: 'job-preempting', jobId: id, byJobId: job.id, graceEndsAtMs });
+    }
+    const message = `waiting for ${victims.join(', ')} to checkpoint and yield (by ${new Date(graceEndsAtMs).toISOString()} at the latest)`;
+    this.setPhase(job, JobPhase.Pending, JobReason.WaitingForPreemption, message, now);
+    this.sink.emit({ type: 'job-pending', jobId: job.id, reason: job.reason, message });
+    return true;
+  }
+
+  /** The preemptor went away: jobs told to yield for it keep their capacity. */
+  private withdrawNotices(byJobId: string): void {
+    for (const j of this.jobs.values()) if (j.preemption?.byJobId === byJobId) delete j.preemption;
   }
 
   private releaseJob(job: Job, phase: JobPhase, reason: JobReason, message: string, now: number): void {
     const freed = this.ledger.release(job.id);
+    delete job.preemption;
     if (freed.length > 0) this.sink.emit({ type: 'job-released', jobId: job.id, attempt: job.attempts, deviceIds: freed.map((h) => h.deviceId), reason, message });
     delete job.plan;
     this.stageStates.delete(job.id);
@@ -305,17 +407,11 @@ export class SchedulerCore {
 }
 
 function admissionOrder(a: Job, b: Job): number {
-  const pa = a.spec.priority ?? 0;
-  const pb = b.spec.priority ?? 0;
-  if (pa !== pb) return pb - pa;
-  const na = a.spec.source === 'network' ? 1 : 0;
-  const nb = b.spec.source === 'network' ? 1 : 0;
-  if (na !== nb) return na - nb;
-  return a.seq - b.seq;
+  return compareClass(priorityClassOf(b.spec), priorityClassOf(a.spec)) || a.seq - b.seq;
 }
 
 function copyJob(job: Job): Job {
-  return { ...job };
+  return { ...job, ...(job.preemption ? { preemption: { ...job.preemption } } : {}) };
 }
 
 function validateProfile(p: DeviceProfile): void {

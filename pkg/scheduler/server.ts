@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Plan } from '../planner/index.js';
 import { jobSpecFromWire, fleetFromWire, jobToWire, phaseFromWire, planToWire, profileFromWire, scheduleToWire, stageToWire, statsFromWire, workerToWire, type WireDevice, type WireDeviceProfile, type WireJobSpec, type WireLiveStats } from './codec.js';
-import { SchedulerCore, type SchedulerCoreOptions, type SchedulerEvent, type StageState } from './core.js';
+import { SchedulerCore, type HolderReport, type SchedulerCoreOptions, type SchedulerEvent, type StageState } from './core.js';
 import { InvalidRequestError, LostWorkerError, SchedulerError, WorkerProtocolError } from './errors.js';
 import { HealthService, ServingStatus } from './health.js';
 import { HEALTH_SERVICE, PROTO_FILES, REFLECTION_SERVICES, SCHEDULER_SERVICE, loadProtos, serviceDefinition } from './proto.js';
@@ -45,6 +45,7 @@ interface WireWorkerMessage {
 type WorkerCall = grpc.ServerDuplexStream<WireWorkerMessage, object>;
 
 const STAGE_STATES: Record<string, StageState> = { STAGE_STATE_RUNNING: 'running', STAGE_STATE_COMPLETE: 'complete', STAGE_STATE_FAILED: 'failed' };
+const HOLDER_REPORTS: Record<string, HolderReport> = { HOLDER_REPORT_CHECKPOINTED: 'checkpointed', HOLDER_REPORT_COMPLETE: 'complete', HOLDER_REPORT_FAILED: 'failed' };
 
 /**
  * The runner around SchedulerCore: serves tessera.v1.Scheduler, grpc.health.v1.Health and server
@@ -141,6 +142,11 @@ export class SchedulerServer {
       CancelJob: this.unary((req: { jobId?: string }) => jobToWire(this.core.cancelJob(req.jobId ?? '', now()))),
       ListJobs: this.unary((req: { phase?: string }) => ({ jobs: this.core.listJobs(phaseFromWire(req.phase, 'phase')).map(jobToWire) })),
       ListFleet: this.unary(() => ({ workers: this.core.listFleet().map(workerToWire) })),
+      ReportJob: this.unary((req: { jobId?: string; report?: string; message?: string }) => {
+        const report = HOLDER_REPORTS[req.report ?? ''];
+        if (!report) throw new InvalidRequestError('report', `must be CHECKPOINTED, COMPLETE or FAILED, got ${JSON.stringify(req.report)}`);
+        return jobToWire(this.core.reportJob(req.jobId ?? '', report, req.message ?? '', now()));
+      }),
       RegisterWorker: (call: WorkerCall) => this.workerSession(call),
     };
   }
@@ -309,6 +315,8 @@ function describe(e: SchedulerEvent): string {
       return `job ${e.jobId} released ${e.deviceIds.join(', ')} (${e.reason}): ${e.message}`;
     case 'job-pending':
       return `job ${e.jobId} pending (${e.reason}): ${e.message}`;
+    case 'job-preempting':
+      return `job ${e.jobId} preempted by ${e.byJobId}: checkpoint and yield by ${new Date(e.graceEndsAtMs).toISOString()}`;
     case 'job-phase':
       return `job ${e.jobId} -> ${e.phase} (${e.reason})`;
   }

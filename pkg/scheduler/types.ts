@@ -45,6 +45,13 @@ export const JobReason = {
   StagesComplete: 'StagesComplete',
   StageFailed: 'StageFailed',
   CancelledByUser: 'CancelledByUser',
+  /** Pending: a higher-class job took the capacity; re-admitted when capacity frees. */
+  Preempted: 'Preempted',
+  /** Pending: lower-class jobs were told to yield; admitted once they release. */
+  WaitingForPreemption: 'WaitingForPreemption',
+  /** Complete / Failed as reported by the job's holder (ReportJob), not by stage workers. */
+  HolderComplete: 'HolderComplete',
+  HolderFailed: 'HolderFailed',
 } as const;
 export type JobReason = (typeof JobReason)[keyof typeof JobReason];
 
@@ -64,6 +71,15 @@ export interface Job {
   updatedAtMs: number;
   /** Submission order, the tie-breaker among pending jobs. */
   seq: number;
+  /** Set while a higher-class job waits for this one to checkpoint and yield its capacity. */
+  preemption?: PreemptionNotice;
+}
+
+/** A request to yield: confirm a checkpoint (ReportJob CHECKPOINTED) before graceEndsAtMs, or lose the hold then. */
+export interface PreemptionNotice {
+  byJobId: string;
+  requestedAtMs: number;
+  graceEndsAtMs: number;
 }
 
 /** What a worker announces about its device when it registers. */
