@@ -3,6 +3,7 @@ import { OrtSession } from '../runtime/index.js';
 import { MicroBatchError, MissingOptimizerError, ScheduleError } from './errors.js';
 import { StageOp, simulate, type Action, type Schedule } from './schedule.js';
 import { ownedParams, type PipelineSplit, type Stage } from './stage-graphs.js';
+import { GradientSums, clipScale, globalNorm, meanAndSumSq, scaleGradient } from './accumulate.js';
 
 /** One optimizer step over one stage's parameters (STYLE 3: the caller supplies it, e.g. from pkg/optim). */
 export interface StageOptimizer {
@@ -39,6 +40,8 @@ export interface BatchGradients {
   loss: number;
   /** Per parameter, d(full-batch mean loss)/d(param): summed over micro-batches and stages, divided by m. */
   grads: Record<string, Tensor>;
+  /** Per parameter (model order), the float64 sum of squares of its gradient (accumulate.ts). */
+  sumSq: Record<string, number>;
 }
 
 type Kind = 'F' | 'B' | 'W' | 'BW';
@@ -52,6 +55,10 @@ type Kind = 'F' | 'B' | 'W' | 'BW';
  * Loss scaling: each stage graph differentiates its micro-batch's mean loss (seed 1). With m equal
  * micro-batches the batch's mean loss is the average of theirs, so the summed gradients are divided
  * by m once, after accumulation (exact for power-of-two m).
+ *
+ * Gradient arithmetic (sums per stage in micro-batch order, tied weights added owner first then
+ * readers in stage order, 1/m, global norm, clip) is accumulate.ts's, the same as the distributed
+ * stages' and the accumulating Trainer's, so all three give the same bits.
  */
 export class InProcessPipeline {
   private readonly sessions = new Map<string, Promise<OrtSession>>();
@@ -117,7 +124,7 @@ export class InProcessPipeline {
     const stash = stages.map(() => new Map<number, Record<string, Tensor>>());
     const outGrads = stages.map(() => new Map<number, Record<string, Tensor>>());
     const pendingW = stages.map(() => new Set<number>());
-    const acc = new Map<string, Float32Array>();
+    const acc = stages.map(() => new GradientSums());
     const losses = new Array<number>(m).fill(NaN);
 
     const ready = (i: number, a: Action): boolean => {
@@ -156,12 +163,7 @@ export class InProcessPipeline {
       const out = empty ? {} : await (await this.session(st, a.op)).run(feeds);
       if (doInputs && i > 0) grads[i]!.set(j, Object.fromEntries([...st.inputGrads].map(([v, o]) => [v, out[o]!])));
       if (doWeights) {
-        for (const [param, o] of st.paramGrads) {
-          const g = out[o]!.data as Float32Array;
-          const sum = acc.get(param);
-          if (sum) for (let k = 0; k < sum.length; k++) sum[k] = sum[k]! + g[k]!;
-          else acc.set(param, Float32Array.from(g));
-        }
+        for (const [param, o] of st.paramGrads) acc[i]!.add(param, j, out[o]!.data as Float32Array);
       }
       if (a.op === StageOp.BackwardInput) pendingW[i]!.add(j);
       if (a.op === StageOp.BackwardFused || (a.op === StageOp.BackwardWeight && pendingW[i]!.delete(j))) {
@@ -187,14 +189,20 @@ export class InProcessPipeline {
     }
 
     const out: Record<string, Tensor> = {};
-    const scale = 1 / m;
+    const sumSq: Record<string, number> = {};
     for (const prm of this.split.params) {
-      const sum = acc.get(prm.name);
+      // A tied weight: its owner's sum, then every other reader's complete sum in stage order.
+      const own = acc[this.split.owner.get(prm.name)!]!;
+      for (let r = 0; r < p; r++) {
+        const s = acc[r] === own ? undefined : acc[r]!.take(prm.name);
+        if (s) own.addSum(prm.name, s);
+      }
+      const sum = own.take(prm.name);
       if (!sum) continue;
-      for (let k = 0; k < sum.length; k++) sum[k] = sum[k]! * scale;
+      sumSq[prm.name] = meanAndSumSq(sum, m);
       out[prm.name] = { dtype: DataType.FLOAT, dims: [...prm.type.shape], data: sum };
     }
-    return { loss: losses.reduce((x, y) => x + y, 0) / m, grads: out };
+    return { loss: losses.reduce((x, y) => x + y, 0) / m, grads: out, sumSq };
   }
 
   /** One training step: gradients of the batch over the pipeline, then one optimizer step per stage. */
@@ -202,13 +210,10 @@ export class InProcessPipeline {
     const factory = this.opts.optimizer;
     if (!factory) throw new MissingOptimizerError();
     this.optimizers ??= await Promise.all(this.split.stages.map((st) => factory(st.index, ownedParams(this.split, st.index))));
-    const { loss, grads } = await this.gradients(microBatches, sched);
-    const gradNorm = Math.sqrt(Object.values(grads).reduce((acc, g) => acc + (g.data as Float32Array).reduce((x, v) => x + v * v, 0), 0));
-    const clip = this.opts.gradClipNorm;
-    if (clip !== undefined && gradNorm > clip) {
-      const f = Math.fround(clip / (gradNorm + 1e-6));
-      for (const g of Object.values(grads)) (g.data as Float32Array).forEach((v, k, a) => (a[k] = v * f));
-    }
+    const { loss, grads, sumSq } = await this.gradients(microBatches, sched);
+    const gradNorm = globalNorm(this.split.params.flatMap((prm) => sumSq[prm.name] ?? []));
+    const f = clipScale(gradNorm, this.opts.gradClipNorm);
+    for (const g of Object.values(grads)) scaleGradient(g.data as Float32Array, f);
     const step = this.steps + 1;
     const next = { ...this.current };
     for (const st of this.split.stages) {

@@ -8,4 +8,7 @@ export { InProcessPipeline, splitBatch } from './executor.js';
 export type { BatchGradients, ExecutorOptions, StageOptimizer, StageOptimizerFactory } from './executor.js';
 export { CutError, MicroBatchError, MissingOptimizerError, ScheduleError, UnknownScheduleError } from './errors.js';
 export { graphOptimizer } from './optimizer.js';
+export { GradientSums, clipScale, globalNorm, meanAndSumSq, scaleGradient } from './accumulate.js';
+export { aliasTiedReads } from './tied-aliases.js';
+export type { TiedAlias } from './tied-aliases.js';
 export type { GraphOptimizerOptions, OptimizerGraphLike } from './optimizer.js';

@@ -6,6 +6,14 @@ export class DataShapeError extends Error {
   }
 }
 
+/** Gradient accumulation (TrainerOptions.microBatches) asked for something it cannot do. */
+export class GradientAccumulationError extends Error {
+  override name = 'GradientAccumulationError';
+  constructor(message: string) {
+    super(message);
+  }
+}
+
 /** A checkpoint that cannot be used: corrupt, or written for another model/optimizer/batch. */
 export class CheckpointError extends Error {
   override name = 'CheckpointError';

@@ -5,4 +5,4 @@ export type { Checkpoint, DataSource, LoopHooks, Progress, RunHooks, RunOptions,
 export { encodeCheckpoint, decodeCheckpoint, fingerprintOf } from './checkpoint.js';
 export { bindBatchDims } from './batch-dims.js';
 export { openDataSource, embeddingVocab } from './data-source.js';
-export { CheckpointError, DataShapeError } from './errors.js';
+export { CheckpointError, DataShapeError, GradientAccumulationError } from './errors.js';

@@ -29,7 +29,7 @@ port.on('message', (req: ThreadRequest) => {
         case 'backward': return reply({ id: req.id }, await compute.backward(req.kind, req.microBatch, req.tensors), req.tensors);
         case 'tiedGrads': return reply({ id: req.id }, await compute.tiedGrads());
         case 'addTiedGrads': await compute.addTiedGrads(req.tensors); return reply({ id: req.id });
-        case 'finishGrads': return reply({ id: req.id, value: await compute.finishGrads(req.microBatches) });
+        case 'finishGrads': return reply({ id: req.id, sumSq: await compute.finishGrads(req.microBatches) });
         case 'takeTrace': return reply({ id: req.id, trace: await compute.takeTrace(req.microBatches) });
         case 'update': return reply({ id: req.id }, await compute.update(req.scale, req.step, req.lr, req.tied));
         case 'setParams': await compute.setParams(req.tensors); return reply({ id: req.id });

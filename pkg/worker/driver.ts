@@ -1,4 +1,4 @@
-import { partitionModel, splitBatch, type Partition } from '../pipeline/index.js';
+import { clipScale, globalNorm, partitionModel, splitBatch, type Partition } from '../pipeline/index.js';
 import { decodeModel, type Model, type Tensor } from '../onnx/index.js';
 import { TensorSender, type BusSubscription, type MessageBus } from '../transport/index.js';
 import { readFile } from 'node:fs/promises';
@@ -46,7 +46,7 @@ export type DriverStatus = { type: 'running'; step: number } | { type: 'failed';
 
 interface StepState {
   losses: number[];
-  sumsq: (number | undefined)[];
+  sumsq: (Record<string, number> | undefined)[];
   stepped: Set<number>;
   checkpointed: Set<number>;
   records: (TraceRecord | undefined)[];
@@ -77,7 +77,7 @@ export class Driver {
   private constructor(
     private readonly bus: MessageBus,
     readonly spec: JobSpec,
-    readonly partition: Pick<Partition, 'stages' | 'owner'>,
+    readonly partition: Pick<Partition, 'stages' | 'owner' | 'params'>,
     private readonly clip: number | undefined,
     private readonly opts: DriverOptions,
     readonly workers: string[],
@@ -241,9 +241,9 @@ export class Driver {
     })();
     feeding.catch((err: unknown) => this.fail(err as Error));
     await this.until(() => c.sumsq.every((x) => x !== undefined) && c.losses.every((x) => !Number.isNaN(x)));
-    // Stage order, as a fixed reduction; sqrt of the sum of per-stage sums of squares.
-    const gradNorm = Math.sqrt(c.sumsq.reduce((a: number, b) => a + b!, 0));
-    const scale = this.clip !== undefined && gradNorm > this.clip ? Math.fround(this.clip / (gradNorm + 1e-6)) : 1;
+    // Model parameter order, as InProcessPipeline and the accumulating Trainer add them.
+    const gradNorm = globalNorm(this.partition.params.flatMap((p) => c.sumsq[this.partition.owner.get(p.name)!]![p.name] ?? []));
+    const scale = clipScale(gradNorm, this.clip);
     this.broadcast({ type: 'update', step, scale });
     await this.until(() => c.stepped.size === spec.stages);
     const records = c.records as TraceRecord[];

@@ -28,9 +28,9 @@ import type { WireTraceRecord } from './trace-wire.js';
  *   1. driver -> every stage: {step, lr}; driver -> data channels: each stage's data inputs per micro-batch
  *   2. stages run their schedule's action list; the last stage reports each micro-batch's loss
  *   3. readers of tied weights send their gradient sums to the owner; every stage scales its sums by
- *      1/m and reports the sum of squares of the gradients it owns ({type:'sumsq'})
- *   4. driver: norm = sqrt(sum over stages); scale = clip/(norm+1e-6) in float32 when norm > clip,
- *      else 1; -> every stage {type:'update', scale}
+ *      1/m and reports the sum of squares of each gradient it owns ({type:'sumsq'})
+ *   4. driver: norm = sqrt(sum over parameters in model order), scale = clip/(norm+1e-6) in float32
+ *      when norm > clip, else 1 (pkg/pipeline accumulate.ts); -> every stage {type:'update', scale}
  *   5. stages scale, run their optimizer graphs, owners send tied values back; -> {type:'stepped'} with
  *      the stage's TraceRecord (digests taken in the compute thread); the driver hashes the p records
  *      into the step root (pkg/verify stepRoot) and appends it to the job's trace (TraceAccumulator)
@@ -90,7 +90,8 @@ export type WorkerEvent =
   | { type: 'ready'; worker: string; stage: number; step: number }
   | { type: 'heartbeat'; worker: string; stage: number }
   | { type: 'loss'; stage: number; step: number; microBatch: number; loss: number }
-  | { type: 'sumsq'; stage: number; step: number; sumsq: number }
+  /** sumsq: per parameter the stage owns, its gradient's sum of squares (pkg/pipeline meanAndSumSq). */
+  | { type: 'sumsq'; stage: number; step: number; sumsq: Record<string, number> }
   /** trace: the stage's TraceRecord of the step (pkg/verify), digests in hex (trace-wire.ts). */
   | { type: 'stepped'; stage: number; step: number; trace: WireTraceRecord }
   | { type: 'checkpointed'; stage: number; step: number; file: string }

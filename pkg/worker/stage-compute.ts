@@ -1,7 +1,7 @@
 import { DataType, encodeModel, type ConcreteType, type Tensor } from '../onnx/index.js';
 import { OrtSession } from '../runtime/index.js';
 import { buildOptimizerGraph, type OptimizerConfig, type OptimizerGraph } from '../optim/index.js';
-import { StageOp, type PipelineSplit } from '../pipeline/index.js';
+import { GradientSums, StageOp, meanAndSumSq, scaleGradient, type PipelineSplit } from '../pipeline/index.js';
 import { tensorSetDigest, type Digest, type MicroBatchDigests } from '../verify/index.js';
 
 /**
@@ -96,8 +96,8 @@ export interface StageComputeLike {
   tiedGrads(): Promise<Record<string, Tensor>>;
   /** Adds other readers' sums into this owner's accumulators (call in reader order). */
   addTiedGrads(grads: Record<string, Tensor>): Promise<void>;
-  /** Divides the owned sums by m; returns the sum of squares of the owned gradients. */
-  finishGrads(microBatches: number): Promise<number>;
+  /** Divides the owned sums by m; returns each owned gradient's sum of squares (pkg/pipeline meanAndSumSq). */
+  finishGrads(microBatches: number): Promise<Record<string, number>>;
   /** Scales gradients (when scale != 1), runs the optimizer; returns the new values of owned tied params. */
   update(scale: number, step: number, lr: number, tied: string[]): Promise<Record<string, Tensor>>;
   /** Replaces parameters owned elsewhere with their updated values. */
@@ -117,16 +117,16 @@ export interface StageComputeLike {
 const copy = (t: Tensor): Tensor => ({ dtype: t.dtype, dims: [...t.dims], data: t.data.slice() });
 
 /**
- * A stage's compute in the current thread: the same arithmetic as InProcessPipeline (same feeds,
- * gradient sums in action order, 1/m after accumulation, optimizer graph per stage), so a pipeline of
- * these reproduces it bit for bit except where tied-weight sums are added in a different order.
+ * A stage's compute in the current thread: the same arithmetic as InProcessPipeline and the
+ * accumulating Trainer (same feeds, pkg/pipeline accumulate.ts for sums, tied weights, 1/m and clip,
+ * optimizer graph per stage), so a pipeline of these reproduces them bit for bit.
  */
 export class StageCompute implements StageComputeLike {
   private readonly sessions = new Map<string, Promise<OrtSession>>();
   private readonly stash = new Map<number, Record<string, Tensor>>();
   private readonly outGrads = new Map<number, Record<string, Tensor>>();
   private readonly pendingW = new Set<number>();
-  private acc = new Map<string, Float32Array>();
+  private acc = new GradientSums();
   private readonly optimizer: OptimizerGraph | undefined;
   private optSession: Promise<OrtSession> | undefined;
   private optState: Record<string, Tensor>;
@@ -215,12 +215,7 @@ export class StageCompute implements StageComputeLike {
     }
     if (op !== StageOp.BackwardInput) {
       this.traceOf(j).paramGrads = tensorSetDigest(Object.fromEntries(this.plan.paramGrads.map(([param, o]) => [param, out[o]!])));
-      for (const [param, o] of this.plan.paramGrads) {
-        const g = out[o]!.data as Float32Array;
-        const sum = this.acc.get(param);
-        if (sum) for (let k = 0; k < sum.length; k++) sum[k] = sum[k]! + g[k]!;
-        else this.acc.set(param, Float32Array.from(g));
-      }
+      for (const [param, o] of this.plan.paramGrads) this.acc.add(param, j, out[o]!.data as Float32Array);
     }
     if (op === StageOp.BackwardInput) this.pendingW.add(j);
     if (op === StageOp.BackwardFused || (op === StageOp.BackwardWeight && this.pendingW.delete(j))) {
@@ -234,46 +229,33 @@ export class StageCompute implements StageComputeLike {
     const out: Record<string, Tensor> = {};
     for (const p of this.plan.params) {
       if (this.plan.owner[p.name] === this.plan.index) continue;
-      const sum = this.acc.get(p.name);
+      const sum = this.acc.take(p.name);
       if (sum) out[p.name] = { dtype: DataType.FLOAT, dims: [...(p.type.shape as number[])], data: sum };
-      this.acc.delete(p.name);
     }
     return out;
   }
 
   async addTiedGrads(grads: Record<string, Tensor>): Promise<void> {
-    for (const [name, t] of Object.entries(grads)) {
-      const g = t.data as Float32Array;
-      const sum = this.acc.get(name);
-      if (sum) for (let k = 0; k < sum.length; k++) sum[k] = sum[k]! + g[k]!;
-      else this.acc.set(name, Float32Array.from(g));
-    }
+    for (const [name, t] of Object.entries(grads)) this.acc.addSum(name, t.data as Float32Array);
   }
 
-  async finishGrads(m: number): Promise<number> {
-    const scale = 1 / m;
-    let total = 0;
+  async finishGrads(m: number): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
     for (const p of this.owned) {
       const sum = this.acc.get(p.name);
-      if (!sum) continue;
-      let part = 0;
-      for (let k = 0; k < sum.length; k++) {
-        sum[k] = sum[k]! * scale;
-        part += sum[k]! * sum[k]!;
-      }
-      total += part;
+      if (sum) out[p.name] = meanAndSumSq(sum, m);
     }
-    return total;
+    return out;
   }
 
   async update(scale: number, step: number, lr: number, tied: string[]): Promise<Record<string, Tensor>> {
     const grads: Record<string, Tensor> = {};
     for (const p of this.owned) {
-      const sum = this.acc.get(p.name) ?? new Float32Array(this.current[p.name]!.data.length);
-      if (scale !== 1) sum.forEach((v, k, a) => (a[k] = v * scale));
+      const sum = this.acc.take(p.name) ?? new Float32Array(this.current[p.name]!.data.length);
+      scaleGradient(sum, scale);
       grads[p.name] = { dtype: DataType.FLOAT, dims: [...this.current[p.name]!.dims], data: sum };
     }
-    this.acc = new Map();
+    this.acc = new GradientSums();
     if (this.optimizer) {
       this.optSession ??= OrtSession.create(this.optimizer.model, { intraOpThreads: this.plan.intraOpThreads, slowdown: this.plan.slowdown });
       const params = Object.fromEntries(this.owned.map((p) => [p.name, this.current[p.name]!]));

@@ -47,7 +47,7 @@ test('a stage in a worker thread computes exactly what it computes inline, takin
     const grads = Object.fromEntries(plan.gradInputs.map(([v]) => [v, { ...a[v]!, data: (a[v]!.data as Float32Array).map((x) => x * 0.5) }]));
     await inline.backward('BW', 0, grads);
     await thread.backward('BW', 0, Object.fromEntries(Object.entries(grads).map(([k, t]) => [k, { ...t, data: t.data.slice() }])));
-    expect(await thread.finishGrads(1)).toBe(await inline.finishGrads(1));
+    expect(await thread.finishGrads(1)).toEqual(await inline.finishGrads(1));
     await inline.update(1, 1, 0.1, []);
     await thread.update(1, 1, 0.1, []);
     const [pa, pb] = [await inline.params(), await thread.params()];

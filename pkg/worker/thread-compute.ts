@@ -17,6 +17,8 @@ export interface ThreadReply {
   id: number;
   error?: string;
   value?: number;
+  /** finishGrads: sum of squares per owned parameter. */
+  sumSq?: Record<string, number>;
   tensors?: Record<string, Tensor>;
   trace?: StageStepDigests;
 }
@@ -98,8 +100,8 @@ export class ThreadCompute implements StageComputeLike {
   async addTiedGrads(tensors: Record<string, Tensor>): Promise<void> {
     await this.call({ op: 'addTiedGrads', tensors });
   }
-  async finishGrads(microBatches: number): Promise<number> {
-    return (await this.call({ op: 'finishGrads', microBatches })).value!;
+  async finishGrads(microBatches: number): Promise<Record<string, number>> {
+    return (await this.call({ op: 'finishGrads', microBatches })).sumSq!;
   }
   async update(scale: number, step: number, lr: number, tied: string[]): Promise<Record<string, Tensor>> {
     return (await this.call({ op: 'update', scale, step, lr, tied })).tensors!;
