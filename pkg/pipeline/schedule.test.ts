@@ -80,4 +80,40 @@ describe('schedule', () => {
     registerSchedule('test-broken', () => [[f(0)]]);
     expect(() => schedule('test-broken', 1, 1)).toThrow(/not fully backwarded/);
   });
+  test('per-stage times equal to uniform ones simulate the same timeline', () => {
+    for (const kind of ['1f1b', 'gpipe']) {
+      const s = schedule(kind, 4, 6);
+      const u = simulate(s, { f: 1, b: 2, w: 0.5 });
+      const per = simulate(s, Array.from({ length: 4 }, () => ({ f: 1, b: 2, w: 0.5 })), { hop: 0 });
+      expect(per.starts).toEqual(u.starts);
+      expect(per.makespan).toBe(u.makespan);
+      expect(per.ends).toEqual(u.ends);
+    }
+  });
+
+  test('per-stage durations and hop delays: GPipe p=2 m=2 by hand', () => {
+    // s0: F 1, BW 2; s1: F 3, BW 1; 0.5 per hop. s0 F0 [0,1] F1 [1,2]; s1 F0 [1.5,4.5] F1 [4.5,7.5]
+    // BW0 [7.5,8.5] BW1 [8.5,9.5]; s0 BW0 ready 9 -> [9,11], BW1 ready 10 -> [11,13].
+    const sim = simulate(schedule('gpipe', 2, 2), [{ f: 1, b: 2, w: 0 }, { f: 3, b: 1, w: 0 }], { hop: [0.5] });
+    expect(sim.starts).toEqual([[0, 1, 9, 11], [1.5, 4.5, 7.5, 8.5]]);
+    expect(sim.ends).toEqual([13, 9.5]);
+    expect(sim.makespan).toBe(13);
+  });
+
+  test('1F1B pays the last boundary\'s round trip in every steady-state period', () => {
+    // p=2: s0 runs F(j+1) and BW(j) between sending F(j) and needing BW(j) back; s1 needs 2 hops + F + BW.
+    const m = 6;
+    const base = simulate(schedule('1f1b', 2, m), { f: 1, b: 1, w: 0 }).makespan;
+    const hop = simulate(schedule('1f1b', 2, m), { f: 1, b: 1, w: 0 }, { hop: 0.25 }).makespan;
+    expect(base).toBe((m + 1) * 2);
+    expect(hop).toBeGreaterThan(base + 2 * 0.25);
+  });
+
+  test('rejects stage times that do not match the stages, or negative times', () => {
+    const s = schedule('1f1b', 3, 2);
+    expect(() => simulate(s, [{}, {}])).toThrow('2 stage times for 3 stages');
+    expect(() => simulate(s, {}, { hop: [1] })).toThrow('1 hop times for 2 stage boundaries');
+    expect(() => simulate(s, { f: -1 })).toThrow('f time 0 must be a finite number >= 0, got -1');
+    expect(() => simulate(s, {}, { hop: NaN })).toThrow(ScheduleError);
+  });
 });

@@ -93,20 +93,40 @@ export interface Simulation {
   maxInFlight: number[];
   /** Per stage, start time of each action, parallel to schedule.actions. */
   starts: number[][];
+  /** Per stage, when its last action ends. */
+  ends: number[];
+}
+
+/** Communication between neighbouring stages, for `simulate`. */
+export interface HopTimes {
+  /**
+   * Delay from the end of an action on one stage to the moment its output (activation forward,
+   * input gradient backward) is available to the neighbour; a number for every boundary, or one
+   * per boundary (index i: between stage i and i + 1, both directions). @default 0
+   */
+  hop?: number | readonly number[];
 }
 
 /**
- * Checks a schedule and simulates it with fixed durations and free communication. Each stage must
+ * Checks a schedule and simulates it with fixed durations (the same for every stage, or one set per
+ * stage, e.g. measured) and free communication unless `comm.hop` says otherwise. Each stage must
  * run F once per micro-batch and then either BW, or B followed by W; F of micro-batch j on stage i
  * waits for F of j on stage i-1, and the backward (B or BW) of j on stage i waits for that of stage
  * i+1. Throws ScheduleError on a missing, repeated or misordered action, or a deadlock.
  */
-export function simulate(s: Schedule, times: UnitTimes = {}): Simulation {
+export function simulate(s: Schedule, times: UnitTimes | readonly UnitTimes[] = {}, comm: HopTimes = {}): Simulation {
   const { stages: p, microBatches: m } = s;
-  const tf = times.f ?? 1;
-  const tb = times.b ?? 1;
-  const tw = times.w ?? 1;
   if (s.actions.length !== p) throw new ScheduleError(`schedule has ${s.actions.length} stage lists for ${p} stages`);
+  const per = (Array.isArray(times) ? times : range(p).map(() => times)) as readonly UnitTimes[];
+  if (per.length !== p) throw new ScheduleError(`${per.length} stage times for ${p} stages`);
+  const tf = per.map((t) => t.f ?? 1);
+  const tb = per.map((t) => t.b ?? 1);
+  const tw = per.map((t) => t.w ?? 1);
+  const hops = typeof comm.hop === 'object' ? comm.hop : range(Math.max(0, p - 1)).map(() => (comm.hop as number | undefined) ?? 0);
+  if (hops.length !== Math.max(0, p - 1)) throw new ScheduleError(`${hops.length} hop times for ${p - 1} stage boundaries`);
+  for (const [what, xs] of [['f', tf], ['b', tb], ['w', tw], ['hop', hops]] as const) {
+    xs.forEach((v, i) => { if (!(Number.isFinite(v) && v >= 0)) throw new ScheduleError(`${what} time ${i} must be a finite number >= 0, got ${v}`); });
+  }
   s.actions.forEach((list, i) => {
     const seen = new Map<string, number>();
     for (const a of list) {
@@ -145,12 +165,12 @@ export function simulate(s: Schedule, times: UnitTimes = {}): Simulation {
         if (!a) break;
         const j = a.microBatch;
         let ready: number;
-        if (a.op === StageOp.Forward) ready = i === 0 ? 0 : fEnd[i - 1]![j]!;
+        if (a.op === StageOp.Forward) ready = i === 0 ? 0 : fEnd[i - 1]![j]! + hops[i - 1]!;
         else if (a.op === StageOp.BackwardWeight) ready = 0;
-        else ready = i === p - 1 ? 0 : bEnd[i + 1]![j]!;
+        else ready = i === p - 1 ? 0 : bEnd[i + 1]![j]! + hops[i]!;
         if (Number.isNaN(ready)) break;
         const start = Math.max(clock[i]!, ready);
-        const dur = a.op === StageOp.Forward ? tf : a.op === StageOp.BackwardInput ? tb : a.op === StageOp.BackwardWeight ? tw : tb + tw;
+        const dur = a.op === StageOp.Forward ? tf[i]! : a.op === StageOp.BackwardInput ? tb[i]! : a.op === StageOp.BackwardWeight ? tw[i]! : tb[i]! + tw[i]!;
         starts[i]![next[i]!] = start;
         clock[i] = start + dur;
         busy[i] = busy[i]! + dur;
@@ -178,5 +198,5 @@ export function simulate(s: Schedule, times: UnitTimes = {}): Simulation {
   }
   const makespan = Math.max(...clock);
   const total = busy.reduce((x, y) => x + y, 0);
-  return { makespan, busy, bubble: 1 - total / (p * makespan), maxInFlight, starts };
+  return { makespan, busy, bubble: 1 - total / (p * makespan), maxInFlight, starts, ends: clock };
 }

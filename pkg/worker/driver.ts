@@ -9,7 +9,7 @@ import { traceFromWire } from './trace-wire.js';
 import { NotEnoughWorkersError, StageFailedError, StageLostError } from './errors.js';
 import { Liveness } from './liveness.js';
 import {
-  channels, checkJobTokens, decodeControl, encodeControl, subjects, workerEventTypes, type DriverCommand, type JobSpec, type WorkerEvent,
+  channels, checkJobTokens, decodeControl, encodeControl, subjects, workerEventTypes, type DriverCommand, type JobSpec, type StageStepTimings, type WorkerEvent,
 } from './protocol.js';
 
 /** The job spec, except that optimizer.gradClipNorm, if any, is applied globally by the driver (stages get the rest). */
@@ -50,6 +50,7 @@ interface StepState {
   stepped: Set<number>;
   checkpointed: Set<number>;
   records: (TraceRecord | undefined)[];
+  timings?: (StageStepTimings | undefined)[];
 }
 
 /**
@@ -73,6 +74,7 @@ export class Driver {
   /** Step roots appended so far (hex), leaf i = step i+1: what checkpoints store. */
   private readonly stepRoots: string[] = [];
   private lastRecords: TraceRecord[] = [];
+  private lastTimings: (StageStepTimings | undefined)[] = [];
 
   private constructor(
     private readonly bus: MessageBus,
@@ -185,6 +187,7 @@ export class Driver {
             this.fail(new StageFailedError(e.stage, this.workers[e.stage] ?? '?', `bad trace record: ${(err as Error).message}`));
             return;
           }
+          (c.timings ??= [])[e.stage] = e.timings;
           c.stepped.add(e.stage);
         }
         break;
@@ -251,6 +254,7 @@ export class Driver {
     this.trace.append(root);
     this.stepRoots.push(toHex(root));
     this.lastRecords = records;
+    this.lastTimings = Array.from({ length: spec.stages }, (_, i) => c.timings?.[i]);
     this.status = { type: 'running', step };
     return { step, loss: c.losses.reduce((x, y) => x + y, 0) / m, gradNorm, stepRoot: toHex(root), traceRoot: this.traceRoot };
   }
@@ -268,6 +272,11 @@ export class Driver {
   /** The stages' trace records of the last step this driver ran, in stage order. */
   get records(): readonly TraceRecord[] {
     return this.lastRecords;
+  }
+
+  /** Per stage, where its wall time went in the last step this driver ran (undefined: the worker did not report it). */
+  get timings(): readonly (StageStepTimings | undefined)[] {
+    return this.lastTimings;
   }
 
   /** Step roots (hex) of steps 1..traceSteps. */

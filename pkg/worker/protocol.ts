@@ -92,11 +92,33 @@ export type WorkerEvent =
   | { type: 'loss'; stage: number; step: number; microBatch: number; loss: number }
   /** sumsq: per parameter the stage owns, its gradient's sum of squares (pkg/pipeline meanAndSumSq). */
   | { type: 'sumsq'; stage: number; step: number; sumsq: Record<string, number> }
-  /** trace: the stage's TraceRecord of the step (pkg/verify), digests in hex (trace-wire.ts). */
-  | { type: 'stepped'; stage: number; step: number; trace: WireTraceRecord }
+  /** trace: the stage's TraceRecord of the step (pkg/verify), digests in hex (trace-wire.ts); timings: where its wall time went. */
+  | { type: 'stepped'; stage: number; step: number; trace: WireTraceRecord; timings?: StageStepTimings }
   | { type: 'checkpointed'; stage: number; step: number; file: string }
   | { type: 'failed'; worker: string; stage: number; message: string }
   | { type: 'stopped'; stage: number };
+
+/**
+ * Wall time one stage spent in one step, as its worker measured it (ms, performance.now): what a
+ * schedule simulation needs to predict the step from measured stage times (bench/pipeline.ts).
+ */
+export interface StageStepTimings {
+  /** One entry per action of the stage's schedule, in order. */
+  actions: {
+    op: string;
+    microBatch: number;
+    /** Waiting for this action's input tensors (activations, gradients, data). */
+    waitMs: number;
+    /** The compute call (ORT runs, digests, gradient accumulation, the hop to the compute thread). */
+    computeMs: number;
+    /** Sending its outputs (framing, digest, publish under credit). */
+    sendMs: number;
+  }[];
+  /** From the end of the last action to the sumsq report: tied-gradient exchange and gradient scaling. */
+  finishMs: number;
+  /** The update command: optimizer run, tied values, the step's weight digests. */
+  updateMs: number;
+}
 
 export type PoolMessage = { type: 'probe'; job: string; reply: string } | { type: 'assign'; spec: JobSpec; stage: number; driver: string };
 

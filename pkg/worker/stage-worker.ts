@@ -6,7 +6,7 @@ import { openCheckpointStore, type CheckpointStore } from './checkpoint-store.js
 import './jetstream-store.js';
 import { Inbox } from './inbox.js';
 import {
-  channels, decodeControl, driverCommandTypes, encodeControl, subjects, type DriverCommand, type JobSpec, type WorkerEvent,
+  channels, decodeControl, driverCommandTypes, encodeControl, subjects, type DriverCommand, type JobSpec, type StageStepTimings, type WorkerEvent,
 } from './protocol.js';
 import { traceToWire } from './trace-wire.js';
 import { StageCompute, stagePlan, tiedReads, type StageComputeLike, type StagePlan, type StageSnapshot } from './stage-compute.js';
@@ -47,6 +47,8 @@ export class StageWorker {
   private lr = new Map<number, number>();
   /** Last stage: this step's micro-batch losses, for the trace record's mean loss. */
   private losses: number[] = [];
+  /** This step's timings so far (reported with 'stepped'). */
+  private timings: StageStepTimings = { actions: [], finishMs: 0, updateMs: 0 };
   private state: StageWorkerStatus;
   private finish!: (s: StageWorkerStatus) => void;
   /** Resolves when the job ends for this stage (stop, abort or failure). */
@@ -180,14 +182,19 @@ export class StageWorker {
     const { plan, stage, spec } = this;
     const last = stage === spec.stages - 1;
     const job = spec.job;
+    this.timings = { actions: [], finishMs: 0, updateMs: 0 };
+    const timed = this.timings.actions;
     for (const a of this.actions) {
       const j = a.microBatch;
+      const t0 = performance.now();
       if (a.op === StageOp.Forward) {
         const feeds = {
           ...(this.inbox.fwd ? await this.inbox.fwd.takeAll(step, j, plan.activationInputs) : {}),
           ...(this.inbox.data ? await this.inbox.data.takeAll(step, j, plan.dataInputs) : {}),
         };
+        const t1 = performance.now();
         const outs = await this.compute.forward(j, feeds);
+        const t2 = performance.now();
         if (last) {
           const loss = Number(outs[plan.loss]!.data[0]);
           this.losses[j] = loss;
@@ -195,15 +202,20 @@ export class StageWorker {
         } else {
           for (const name of plan.activationOutputs) await this.out.fwd!.send({ job, step, microBatch: j, name, kind: 'activation' }, outs[name]!);
         }
+        timed.push({ op: a.op, microBatch: j, waitMs: t1 - t0, computeMs: t2 - t1, sendMs: performance.now() - t2 });
         continue;
       }
       const needsGrad = a.op !== StageOp.BackwardWeight && !last;
       const grads = needsGrad ? await this.inbox.bwd!.takeAll(step, j, plan.gradInputs.map(([v]) => v)) : {};
+      const t1 = performance.now();
       const inGrads = await this.compute.backward(a.op, j, grads);
+      const t2 = performance.now();
       if (a.op !== StageOp.BackwardWeight && stage > 0) {
         for (const [v] of plan.inputGrads) await this.out.bwd!.send({ job, step, microBatch: j, name: v, kind: 'gradient' }, inGrads[v]!);
       }
+      timed.push({ op: a.op, microBatch: j, waitMs: t1 - t0, computeMs: t2 - t1, sendMs: performance.now() - t2 });
     }
+    const tEnd = performance.now();
     // Tied weights: readers send their raw sums to the owner, which adds them in reader order.
     if (this.tied.reads.size > 0) {
       const g = await this.compute.tiedGrads();
@@ -215,6 +227,7 @@ export class StageWorker {
       await this.compute.addTiedGrads(await this.tiedGradInbox(reader).takeAll(step, 0, names));
     }
     const sumsq = await this.compute.finishGrads(spec.microBatches);
+    this.timings.finishMs = performance.now() - tEnd;
     this.emit({ type: 'sumsq', stage, step, sumsq });
   }
 
@@ -224,6 +237,7 @@ export class StageWorker {
 
   /** Global clip scale from the driver, optimizer step, tied values out to readers (and in from owners). */
   private async update(step: number, scale: number): Promise<void> {
+    const t0 = performance.now();
     const ownedTied = [...new Set([...this.tied.readers.values()].flat())];
     const values = await this.compute.update(scale, step, this.lr.get(step) ?? this.spec.optimizer.lr, ownedTied);
     this.lr.delete(step);
@@ -236,7 +250,8 @@ export class StageWorker {
     const loss = this.stage === this.spec.stages - 1 ? this.losses.reduce((x, y) => x + y, 0) / this.spec.microBatches : null;
     this.losses = [];
     this.state = { type: 'running', step };
-    this.emit({ type: 'stepped', stage: this.stage, step, trace: traceToWire({ step, stage: this.stage, schedule: this.spec.schedule, loss, ...d }) });
+    this.timings.updateMs = performance.now() - t0;
+    this.emit({ type: 'stepped', stage: this.stage, step, trace: traceToWire({ step, stage: this.stage, schedule: this.spec.schedule, loss, ...d }), timings: this.timings });
   }
 
   /** Ends the job for this stage: closes channels and compute; the worker returns to its pool. */
