@@ -6,7 +6,12 @@ import type { Device, ModelChain, Plan, PlanMethod, PlanOptions, Schedule, Stage
  * their answers are comparable number for number.
  *
  * Per micro-batch, stage s on device d holding layers [a, b):
- *   compute = sum(fwd + bwd FLOPs) / d.flops
+ *   compute = sum(fwd + bwd FLOPs) / d.flops + 2 x d.actionOverhead + update / m
+ *     update = sum(param + optimizer state bytes) / d.updateBandwidth, once per step; spread over
+ *     the m micro-batches so that it stays a per-stage additive cost (the searches minimise the
+ *     largest stage period). The update really runs once, after the stage's last backward; (m + p - 1)
+ *     x (update / m) charges it (m + p - 1) / m times, an over-estimate of (p - 1) / m updates that
+ *     keeps every search exact for the model it optimises.
  *   link(s, s+1) = activationBytesOut[b-1] / min(bw_s, bw_s+1) + max(lat_s, lat_s+1)
  *     The activation goes forward and its gradient (same size) comes back on the same link in the
  *     other direction; links are full duplex, so one link is busy `link` per micro-batch in each
@@ -67,6 +72,8 @@ export function validateInputs(model: ModelChain, fleet: readonly Device[]): voi
     for (const k of ['memoryBytes', 'linkLatency'] as const) {
       if (!nonNegative(d[k])) throw new PlanInputError(`must be a finite number >= 0, got ${d[k]}`, `fleet[${i}].${k}`);
     }
+    if (d.updateBandwidth !== undefined && !(d.updateBandwidth > 0)) throw new PlanInputError(`must be a number > 0 (Infinity: free), got ${d.updateBandwidth}`, `fleet[${i}].updateBandwidth`);
+    if (d.actionOverhead !== undefined && !nonNegative(d.actionOverhead)) throw new PlanInputError(`must be a finite number >= 0, got ${d.actionOverhead}`, `fleet[${i}].actionOverhead`);
   });
 }
 
@@ -80,7 +87,11 @@ export class ChainCosts {
   /** Total FLOPs of one micro-batch (fwd + bwd). */
   readonly totalWork: number;
 
-  constructor(readonly model: ModelChain) {
+  /**
+   * @param microBatches m: the per-step optimizer update is spread over m micro-batches (see above).
+   * @default 1
+   */
+  constructor(readonly model: ModelChain, readonly microBatches = 1) {
     const L = (this.L = model.layers.length);
     this.work = new Float64Array(L + 1);
     this.fixed = new Float64Array(L + 1);
@@ -100,8 +111,14 @@ export class ChainCosts {
     return this.work[b]! - this.work[a]!;
   }
 
+  /** Per micro-batch: FLOPs, 2 actions' fixed overhead, and the update spread over m (see the model above). */
   computeMs(d: Device, a: number, b: number): number {
-    return ((this.work[b]! - this.work[a]!) / d.flops) * 1000;
+    return ((this.work[b]! - this.work[a]!) / d.flops + 2 * (d.actionOverhead ?? 0)) * 1000 + this.updateMs(d, a, b) / this.microBatches;
+  }
+
+  /** The optimizer update of layers [a, b) on d, once per step, in ms (0 without d.updateBandwidth). */
+  updateMs(d: Device, a: number, b: number): number {
+    return d.updateBandwidth === undefined ? 0 : (this.fixedBytes(a, b) / d.updateBandwidth) * 1000;
   }
 
   /** Weights + optimizer state of layers [a, b). */

@@ -55,17 +55,17 @@ interface Candidate {
 export function bisect(costs: ChainCosts, seq: readonly Device[], maxActBytes: number, opts: ResolvedOptions): Candidate | undefined {
   const p = seq.length;
   let fSum = 0;
-  let fMin = Infinity;
   let bwMin = Infinity;
   let latMax = 0;
   for (const d of seq) {
     fSum += d.flops;
-    fMin = Math.min(fMin, d.flops);
     bwMin = Math.min(bwMin, d.linkBandwidth);
     latMax = Math.max(latMax, d.linkLatency);
   }
   // Above every compute and link time of this sequence: only memory can fail here.
-  let hi = Math.max((costs.totalWork / fMin) * 1000, (maxActBytes / bwMin + latMax) * 1000) * (1 + 1e-9);
+  let compMax = 0;
+  for (const d of seq) compMax = Math.max(compMax, costs.computeMs(d, 0, costs.L));
+  let hi = Math.max(compMax, (maxActBytes / bwMin + latMax) * 1000) * (1 + 1e-9);
   let used = probe(costs, seq, p, hi, opts);
   if (used === 0) return undefined;
   let lo = ((costs.totalWork / fSum) * 1000) / (1 + 1e-9);

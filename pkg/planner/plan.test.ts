@@ -17,7 +17,7 @@ function checkPlan(model: ModelChain, fleet: readonly Device[], plan: Plan): voi
   expect(new Set(plan.stages.map((s) => s.deviceId)).size).toBe(plan.stages.length);
   const byId = new Map(fleet.map((d) => [d.id, d]));
   const again = evaluate(
-    new ChainCosts(model),
+    new ChainCosts(model, plan.microBatches),
     fleet,
     plan.stages.map((s) => ({ device: byId.get(s.deviceId)!, start: s.layers[0], end: s.layers[1] })),
     resolveOptions({ schedule: plan.schedule, microBatches: plan.microBatches }),
@@ -103,6 +103,53 @@ describe('exact planner vs exhaustive search', () => {
     const auto = planPipeline(model, fleet, opts);
     const bestStep = Math.min(...ref.map((b, p) => (p === 0 ? Infinity : (m + p - 1) * b)));
     expect(relEq(auto.predictedStepMs, bestStep)).toBe(true);
+  });
+});
+
+describe('with optimizer update and action overhead in the cost (Device updateBandwidth, actionOverhead)', () => {
+  test.each([
+    [21, 4, 7, '1f1b', 8], [22, 5, 8, 'gpipe', 3], [23, 3, 9, '1f1b', 1], [24, 6, 8, '1f1b', 4], [25, 5, 6, 'gpipe', 8],
+  ] as const)('seed %i: %i devices, %i layers, %s, m=%i: exact = brute force, heuristic >= exact, bound <= optimum', (seed, n, L, schedule, m) => {
+    const { model, fleet } = randomInstance(seed, n, L, { stepCosts: true });
+    const opts = { schedule, microBatches: m };
+    const ref = bruteForcePlan(model, fleet, opts);
+    if (ref.plan === undefined) {
+      expect(() => planPipeline(model, fleet, opts)).toThrow(PlanInfeasibleError);
+      return;
+    }
+    const plan = planPipeline(model, fleet, opts);
+    checkPlan(model, fleet, plan);
+    expect(relEq(plan.predictedStepMs, ref.plan.predictedStepMs)).toBe(true);
+    for (let p = 1; p < ref.bestByCount.length; p++) {
+      if (!Number.isFinite(ref.bestByCount[p]!)) continue;
+      expect(relEq(planPipeline(model, fleet, { ...opts, stages: p }).bottleneckMs, ref.bestByCount[p]!)).toBe(true);
+    }
+    const heur = planPipeline(model, fleet, { ...opts, exactMaxDevices: 0 });
+    checkPlan(model, fleet, heur);
+    expect(heur.predictedStepMs).toBeGreaterThanOrEqual(plan.predictedStepMs * (1 - 1e-12));
+    expect(pipelineLowerBoundMs(model, fleet, opts)).toBeLessThanOrEqual(plan.predictedStepMs * (1 + 1e-12));
+    // The new terms are really in play: the same instance without them plans a shorter step.
+    const bare = fleet.map(({ updateBandwidth: _u, actionOverhead: _o, ...d }) => d);
+    expect(planPipeline(model, bare, opts).predictedStepMs).toBeLessThan(plan.predictedStepMs);
+  });
+
+  test('stage compute = FLOPs / FLOP/s + 2 x action overhead + update / m', () => {
+    const model: ModelChain = { layers: [layer(), layer({ paramBytes: 1e6, optimizerStateBytes: 3e6 }), layer()] };
+    const a = dev('a', { flops: 3e12, updateBandwidth: 1e9, actionOverhead: 0.5e-3, memoryBytes: 1e7 });
+    const b = dev('b', { flops: 1e12, memoryBytes: 1e7 });
+    const plan = evenSplitPlan(model, [a, b], { microBatches: 4 });
+    // a: [0,2): 6e9 / 3e12 = 2 ms + 2 x 0.5 ms + (300 + 4e6) B / 1e9 B/s = 4.0003 ms per step / 4 micro-batches.
+    expect(plan.stages[0]!.computeMs).toBeCloseTo(2 + 1 + 4.0003 / 4, 9);
+    // b: no update bandwidth or overhead given: FLOPs only, as before.
+    expect(plan.stages[1]!.computeMs).toBeCloseTo(3, 9);
+    expect(plan.bottleneckMs).toBeCloseTo(Math.max(2 + 1 + 4.0003 / 4, 3, plan.stages[0]!.sendMs), 9);
+  });
+
+  test('bad values are named', () => {
+    const model: ModelChain = { layers: [layer()] };
+    expect(() => planPipeline(model, [dev('a', { updateBandwidth: 0 })])).toThrow(/fleet\[0\]\.updateBandwidth.*must be a number > 0/);
+    expect(() => planPipeline(model, [dev('a', { actionOverhead: -1 })])).toThrow(/fleet\[0\]\.actionOverhead.*must be a finite number >= 0/);
+    expect(planPipeline(model, [dev('a', { updateBandwidth: Infinity })]).stages[0]!.computeMs).toBeCloseTo(3, 9);
   });
 });
 

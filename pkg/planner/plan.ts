@@ -13,7 +13,7 @@ import type { Device, ModelChain, Plan, PlanOptions } from './types.js';
 export function planPipeline(model: ModelChain, fleet: readonly Device[], options?: PlanOptions): Plan {
   validateInputs(model, fleet);
   const opts = resolveOptions(options);
-  const costs = new ChainCosts(model);
+  const costs = new ChainCosts(model, opts.microBatches);
   checkStageCount(costs, fleet.length, opts);
   const exact = fleet.length <= opts.exactMaxDevices;
   const found = exact ? exactPlan(costs, fleet, opts) : heuristicPlan(costs, fleet, opts);
@@ -29,7 +29,8 @@ export function planPipeline(model: ModelChain, fleet: readonly Device[], option
  */
 export function pipelineLowerBoundMs(model: ModelChain, fleet: readonly Device[], options?: PlanOptions): number {
   validateInputs(model, fleet);
-  return pipelineBoundMs(new ChainCosts(model), fleet, resolveOptions(options));
+  const opts = resolveOptions(options);
+  return pipelineBoundMs(new ChainCosts(model, opts.microBatches), fleet, opts);
 }
 
 /**
@@ -41,7 +42,7 @@ export function pipelineLowerBoundMs(model: ModelChain, fleet: readonly Device[]
 export function evenSplitPlan(model: ModelChain, devicesInOrder: readonly Device[], options?: PlanOptions): Plan {
   validateInputs(model, devicesInOrder);
   const opts = resolveOptions(options);
-  const costs = new ChainCosts(model);
+  const costs = new ChainCosts(model, opts.microBatches);
   checkStageCount(costs, devicesInOrder.length, { ...opts, stages: devicesInOrder.length });
   const assignments = evenAssignments(costs.L, devicesInOrder);
   const overflow = firstOverflow(costs, assignments, opts);

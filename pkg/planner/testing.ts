@@ -19,7 +19,7 @@ export function bruteForcePlan(
 ): { plan: Plan | undefined; bestByCount: number[] } {
   validateInputs(model, fleet);
   const opts = resolveOptions(options);
-  const costs = new ChainCosts(model);
+  const costs = new ChainCosts(model, opts.microBatches);
   const L = costs.L;
   const maxP = Math.min(fleet.length, L);
   const bestByCount = new Array<number>(maxP + 1).fill(Infinity);
@@ -77,7 +77,7 @@ export function bruteForcePlan(
  */
 export function orderExhaustiveBottlenecks(model: ModelChain, fleet: readonly Device[], options?: PlanOptions): number[] {
   const opts: ResolvedOptions = resolveOptions(options);
-  const costs = new ChainCosts(model);
+  const costs = new ChainCosts(model, opts.microBatches);
   const L = costs.L;
   const n = fleet.length;
   const maxP = Math.min(n, L);
@@ -133,8 +133,9 @@ export function orderExhaustiveBottlenecks(model: ModelChain, fleet: readonly De
 /**
  * A random instance: heterogeneous speeds (1-10x), memories, NIC bandwidths, and layers with
  * uneven costs, scaled so memory binds on some devices (roughly 1/3 of the model per device).
+ * `stepCosts` also gives every device an update bandwidth (1e8-1e9 B/s) and an action overhead (0-5 ms).
  */
-export function randomInstance(seed: number, nDevices: number, nLayers: number): { model: ModelChain; fleet: Device[] } {
+export function randomInstance(seed: number, nDevices: number, nLayers: number, opts: { stepCosts?: boolean } = {}): { model: ModelChain; fleet: Device[] } {
   const rng = new Rng(seed);
   const layers: LayerCost[] = [];
   for (let i = 0; i < nLayers; i++) {
@@ -160,6 +161,13 @@ export function randomInstance(seed: number, nDevices: number, nLayers: number):
       linkBandwidth: 1e8 * (0.5 + 20 * rng.next()),
       linkLatency: 1e-5 * rng.next(),
     });
+  }
+  // Drawn after everything else, so instances without them stay what they were.
+  if (opts.stepCosts) {
+    for (const d of fleet) {
+      d.updateBandwidth = 1e8 * (1 + 9 * rng.next());
+      d.actionOverhead = 5e-3 * rng.next();
+    }
   }
   return { model: { name: `random-${seed}`, layers }, fleet };
 }

@@ -53,6 +53,20 @@ export interface Device {
   linkBandwidth: number;
   /** One-way latency of the device's NIC in seconds; a link takes the max of its two ends. */
   linkLatency: number;
+  /**
+   * Bytes of weights + optimizer state (LayerCost paramBytes + optimizerStateBytes) the device's
+   * optimizer update gets through per second. The update is memory-bound: about memory bandwidth /
+   * the passes the optimizer makes over those bytes (AdamW reads weight, gradient, m, v and writes
+   * weight, m, v), or measured by timing one update. Charged once per step per stage.
+   * @default Infinity (the update is not charged)
+   */
+  updateBandwidth?: number;
+  /**
+   * Fixed cost of one compute action (the forward or the backward of one micro-batch), in seconds:
+   * launching the kernels or session, handing tensors to the compute thread, handling the action's
+   * messages. Charged twice per micro-batch (F and B). @default 0
+   */
+  actionOverhead?: number;
 }
 
 /** Pipeline schedules the cost model knows. */
@@ -112,7 +126,10 @@ export interface StagePlan {
   deviceName: string;
   /** Half-open layer range [start, end). */
   layers: readonly [number, number];
-  /** Forward + backward compute per micro-batch, in ms. */
+  /**
+   * Per micro-batch, in ms: forward + backward FLOPs / FLOP/s, plus 2 x the device's actionOverhead,
+   * plus this stage's optimizer update (once per step) spread over the m micro-batches.
+   */
   computeMs: number;
   /** Time to push this stage's output activation to the next stage per micro-batch (0 for the last), in ms. */
   sendMs: number;
