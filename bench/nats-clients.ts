@@ -13,7 +13,7 @@
  * Run: node dist/bench/nats-clients.js [rounds]   (needs both clients installed; see bench/README.md)
  */
 import { DataType } from '../pkg/onnx/index.js';
-import { encodeTensorFrames, Reassembler, type FrameMeta } from '../pkg/transport/index.js';
+import { encodeTensorFrames, Reassembler, splitFrame, type FrameMeta } from '../pkg/transport/index.js';
 import { NatsServer } from '../test/nats/launcher.js';
 
 interface MiniConn {
@@ -69,7 +69,7 @@ async function throughputRound(connect: Connector, url: string, frames: Uint8Arr
   let seen = 0;
   const r = new Reassembler((e) => { if (e.type === 'tensor') done(); else fail(e.error); });
   sub.subscribe(subject, (d) => {
-    if (reassemble) r.push(d);
+    if (reassemble) { const f = splitFrame(d); r.push(f.header, f.body); }
     else if ((seen += d.length) === total) done();
   });
   await sub.flush();
@@ -113,7 +113,8 @@ async function main(): Promise<void> {
     const data = new Float32Array(16 * MiB); // 64 MiB
     for (let i = 0; i < data.length; i++) data[i] = Math.sin(i);
     const meta: FrameMeta = { job: 'bench', step: 0, microBatch: 0, name: 'x', kind: 'activation' };
-    const frames = encodeTensorFrames(meta, { dtype: DataType.FLOAT, dims: [data.length], data }, { maxPayload: 8 * MiB });
+    // Each frame as one byte string (header ‖ body): both clients get the same plain payloads.
+    const frames = encodeTensorFrames(meta, { dtype: DataType.FLOAT, dims: [data.length], data }, { maxPayload: 8 * MiB }).map((f) => Buffer.concat([f.header, f.body]));
     const res = { v2: { tput: [] as number[], raw: [] as number[], rtt: [] as number[] }, v3: { tput: [] as number[], raw: [] as number[], rtt: [] as number[] } };
     await throughputRound(v2, srv.url, frames, -1); // warm-up both
     await throughputRound(v3, srv.url, frames, -2);

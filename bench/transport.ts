@@ -1,24 +1,28 @@
 /**
  * Benchmark: tensor transfer throughput between two Node processes, three ways, same bytes:
- *   framed  TensorSender -> TensorReceiver over nats-server (encode, CRC-32 per frame, credit,
- *           reassembly, SHA-256 verification, tensor delivered to the application);
- *   rawNats the same frames published with plain NATS publish, flushed with the same cadence (after
- *           each tensor), the subscriber only counts bytes;
- *   tcp     the same frames written to a plain TCP socket (with backpressure), the receiver counts.
+ *   framed  TensorSender -> TensorReceiver over nats-server (encode with SHA-256, header CRC-32,
+ *           credit, reassembly, SHA-256 verification, tensor delivered to the application);
+ *   rawNats the same NATS messages (each frame's header in the Tessera-Frame message header, its
+ *           body as payload) published with plain NATS publish, flushed with the same cadence (after
+ *           each tensor), the subscriber only counts them;
+ *   tcp     the same frame bytes (header, then body) written to a plain TCP socket (with
+ *           backpressure), the receiver counts bytes.
  * The sender runs in this process, the receiver in a forked child (as pipeline stages would be).
  * A round moves TOTAL bytes as tensors of 256 KiB, 1 MiB and 8 MiB (8 MiB = 2 frames, the header
  * counts against max_payload). Time: first send until the child reports the last byte / tensor
  * over IPC. Rounds interleave the modes (order rotated per round); medians; ratios framed/rawNats
- * and framed/tcp from the same run.
+ * and framed/tcp from the same run. CPU per MiB of each side (sender process, receiver process,
+ * nats-server from /proc) is measured in the same rounds, to show where the time goes.
  *
  * Run: npm run build && node dist/bench/transport.js [rounds=7] [MiB per size per round=64] [window MiB=32] [regrant MiB=window/2]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { connect } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+import { connect, headers, type MsgHdrs } from '@nats-io/transport-node';
 import { DataType, type Tensor } from '../pkg/onnx/index.js';
-import { encodeTensorFrames, NatsBus, Reassembler, TensorReceiver, TensorSender, type ChannelAddress, type FrameMeta } from '../pkg/transport/index.js';
+import { encodeTensorFrames, FRAME_HEADER, NatsBus, Reassembler, TensorReceiver, TensorSender, type ChannelAddress, type FrameMeta } from '../pkg/transport/index.js';
 import { NatsServer } from '../test/nats/launcher.js';
 
 const MiB = 1024 * 1024;
@@ -28,7 +32,13 @@ const MODES = ['framed', 'rawNats', 'tcp'] as const;
 type Mode = (typeof MODES)[number];
 
 interface Job { mode: Mode; id: string; count: number; totalBytes: number; url: string; tcpPort: number; window: number; regrantAfter: number }
-type ChildMsg = { type: 'ready' } | { type: 'done'; received: number } | { type: 'listening'; port: number } | { type: 'fail'; error: string };
+type ChildMsg = { type: 'ready' } | { type: 'done'; received: number; cpuMs: number } | { type: 'listening'; port: number } | { type: 'fail'; error: string };
+const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
+/** CPU time (ms) a process has used so far, from /proc (clock ticks of 10 ms). */
+function procCpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10; // utime, stime (fields 14, 15)
+}
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const address = (id: string): ChannelAddress => ({ ns: 'bench', job: id, stage: 1, direction: 'fwd' });
@@ -58,21 +68,24 @@ async function child(): Promise<void> {
     void (async () => {
       try {
         if (!nc) { nc = await connect({ servers: job.url, name: 'bench-recv' }); bus = new NatsBus(nc); }
+        let cpu0 = process.cpuUsage();
+        const ready = (): void => { cpu0 = process.cpuUsage(); send({ type: 'ready' }); };
+        const done = (received: number): void => send({ type: 'done', received, cpuMs: cpuMs(process.cpuUsage(cpu0)) });
         if (job.mode === 'tcp') {
           let got = 0;
-          tcpSink = (n) => { if ((got += n) === job.totalBytes) { tcpSink = undefined; send({ type: 'done', received: got }); } };
-          send({ type: 'ready' });
+          tcpSink = (n) => { if ((got += n) === job.totalBytes) { tcpSink = undefined; done(got); } };
+          ready();
         } else if (job.mode === 'rawNats') {
           let got = 0;
           const sub = nc.subscribe(`bench.raw.${job.id}`, { callback: (_e, m) => {
-            if ((got += m.data.length) === job.totalBytes) { sub.unsubscribe(); send({ type: 'done', received: got }); }
+            if ((got += m.data.length) === job.totalBytes) { sub.unsubscribe(); done(got); }
           } });
           await nc.flush();
-          send({ type: 'ready' });
+          ready();
         } else {
           const rx = new TensorReceiver(bus!, address(job.id), { window: job.window, regrantAfter: job.regrantAfter });
           await rx.ready();
-          send({ type: 'ready' });
+          ready();
           let n = 0, bytes = 0;
           for await (const e of rx) {
             if (e.type === 'error') throw e.error;
@@ -80,7 +93,7 @@ async function child(): Promise<void> {
             if (++n === job.count) break;
           }
           await rx.close();
-          send({ type: 'done', received: bytes });
+          done(bytes);
         }
       } catch (err) {
         send({ type: 'fail', error: String(err) });
@@ -109,32 +122,49 @@ class Peer {
   private off(l: (m: ChildMsg) => void): void { this.listeners = this.listeners.filter((x) => x !== l); }
 }
 
-async function round(mode: Mode, peer: Peer, ctx: { url: string; tcpPort: number; window: number; regrantAfter: number; bus: NatsBus; nc: Awaited<ReturnType<typeof connect>>; sock: Socket }, size: number, count: number, id: string): Promise<number> {
+interface Sample { mibps: number; senderMs: number; receiverMs: number; serverMs: number; mib: number; flushesPerTensor: number }
+
+async function round(mode: Mode, peer: Peer, ctx: { url: string; tcpPort: number; window: number; regrantAfter: number; bus: NatsBus; nc: Awaited<ReturnType<typeof connect>>; sock: Socket; serverPid: number }, size: number, count: number, id: string): Promise<Sample> {
   const tensor = tensorOf(size);
   const meta: FrameMeta = { job: id, step: 0, microBatch: 0, name: 'x', kind: 'activation' };
-  const frames = encodeTensorFrames(meta, tensor, { maxPayload: MAX_PAYLOAD });
-  const frameBytes = frames.reduce((a, f) => a + f.length, 0);
-  const job: Job = { mode, id, count, totalBytes: frameBytes * count, url: ctx.url, tcpPort: ctx.tcpPort, window: ctx.window, regrantAfter: ctx.regrantAfter };
+  // The frames TensorSender sends (same header cost), prepared outside the timed loop for the baselines.
+  const frames = encodeTensorFrames(meta, tensor, { maxPayload: MAX_PAYLOAD, headerCost: (h) => ctx.bus.headerCost(h) });
+  const frameBytes = frames.reduce((a, f) => a + f.header.length + f.body.length, 0);
+  const bodyBytes = frames.reduce((a, f) => a + f.body.length, 0);
+  const natsHeaders: MsgHdrs[] = frames.map((f) => { const h = headers(); h.set(FRAME_HEADER, Buffer.from(f.header).toString('base64')); return h; });
+  const job: Job = { mode, id, count, totalBytes: (mode === 'rawNats' ? bodyBytes : frameBytes) * count, url: ctx.url, tcpPort: ctx.tcpPort, window: ctx.window, regrantAfter: ctx.regrantAfter };
   const ready = peer.next('ready');
   peer.proc.send(job);
   await ready;
   const done = peer.next('done');
   let sender: TensorSender | undefined;
   if (mode === 'framed') sender = new TensorSender(ctx.bus, address(id), { maxPayload: MAX_PAYLOAD });
+  const srv0 = procCpuMs(ctx.serverPid);
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < count; i++) {
     if (mode === 'framed') await sender!.send({ ...meta, step: i }, tensor);
     else if (mode === 'rawNats') {
-      for (const f of frames) ctx.nc.publish(`bench.raw.${id}`, f);
+      for (let k = 0; k < frames.length; k++) ctx.nc.publish(`bench.raw.${id}`, frames[k]!.body, { headers: natsHeaders[k]! });
       await ctx.nc.flush(); // TensorSender flushes at the end of every tensor: same cadence
     } else {
-      for (const f of frames) if (!ctx.sock.write(f)) await new Promise((r) => ctx.sock.once('drain', r));
+      for (const f of frames) {
+        ctx.sock.cork();
+        ctx.sock.write(f.header);
+        const ok = ctx.sock.write(f.body);
+        ctx.sock.uncork();
+        if (!ok) await new Promise((r) => ctx.sock.once('drain', r));
+      }
     }
   }
-  await done;
+  const d = (await done) as Extract<ChildMsg, { type: 'done' }>;
   const ms = performance.now() - t0;
+  const senderMs = cpuMs(process.cpuUsage(cpu0));
+  const serverMs = procCpuMs(ctx.serverPid) - srv0;
+  const flushesPerTensor = sender ? sender.stats.flushes / count : 1;
   await sender?.close();
-  return (frameBytes * count) / MiB / (ms / 1000); // MiB/s of frame bytes (payload + ~100 B header per frame)
+  const mib = (frameBytes * count) / MiB;
+  return { mibps: mib / (ms / 1000), senderMs, receiverMs: d.cpuMs, serverMs, mib, flushesPerTensor }; // MiB/s of frame bytes (body + ~100 B header per frame)
 }
 
 /** In-process codec rates (MiB/s): encode (SHA-256, copy, CRC) and reassemble (CRC, copy, SHA-256), to attribute the gap. */
@@ -142,13 +172,13 @@ function codecRates(size: number, bytes: number): { encode: number; reassemble: 
   const tensor = tensorOf(size);
   const n = Math.max(1, Math.round(bytes / size));
   let t0 = performance.now();
-  const all: Uint8Array[][] = [];
+  const all: Array<ReturnType<typeof encodeTensorFrames>> = [];
   for (let i = 0; i < n; i++) all.push(encodeTensorFrames({ job: 'c', step: i, microBatch: 0, name: 'x', kind: 'activation' }, tensor, { maxPayload: MAX_PAYLOAD }));
   const enc = performance.now() - t0;
   let got = 0;
   const r = new Reassembler((e) => { if (e.type === 'tensor') got++; else throw e.error; });
   t0 = performance.now();
-  for (const frames of all) for (const f of frames) r.push(f);
+  for (const frames of all) for (const f of frames) r.push(f.header, f.body);
   const dec = performance.now() - t0;
   if (got !== n) throw new Error(`codec check: ${got} of ${n} tensors`);
   return { encode: (n * size) / MiB / (enc / 1000), reassemble: (n * size) / MiB / (dec / 1000) };
@@ -172,8 +202,8 @@ async function main(): Promise<void> {
     const sock = createConnection({ host: '127.0.0.1', port });
     sock.setNoDelay(true);
     await new Promise((r) => sock.once('connect', r));
-    const ctx = { url: srv.url, tcpPort: port, window, regrantAfter, bus, nc, sock };
-    const res = new Map<string, number[]>();
+    const ctx = { url: srv.url, tcpPort: port, window, regrantAfter, bus, nc, sock, serverPid: srv.pid };
+    const res = new Map<string, Sample[]>();
     let seq = 0;
     for (const size of SIZES) for (const m of MODES) await round(m, peer, ctx, size, Math.max(1, Math.round(16 * MiB / size)), `w${seq++}`); // warm-up
     const codec = new Map<number, Array<{ encode: number; reassemble: number }>>();
@@ -188,19 +218,28 @@ async function main(): Promise<void> {
       }
     }
     console.log(`transport bench: ${rounds} interleaved rounds, ${perSize / MiB} MiB per size per round, sender and receiver in separate processes, max_payload 8 MiB, credit window ${window / MiB} MiB regrant after ${regrantAfter / MiB} MiB, Node ${process.version}`);
+    const med = (k: string, f: (s: Sample) => number): number => median(res.get(k)!.map(f));
     console.log('size     | framed MiB/s | raw NATS MiB/s | raw TCP MiB/s | framed/rawNATS | framed/TCP');
     for (const size of SIZES) {
-      const [f, n, t] = MODES.map((m) => median(res.get(`${size}:${m}`)!));
+      const [f, n, t] = MODES.map((m) => med(`${size}:${m}`, (s) => s.mibps));
       const label = size >= MiB ? `${size / MiB} MiB` : `${size / 1024} KiB`;
       console.log(`${label.padEnd(8)} | ${f!.toFixed(0).padStart(12)} | ${n!.toFixed(0).padStart(14)} | ${t!.toFixed(0).padStart(13)} | ${(f! / n!).toFixed(3).padStart(14)} | ${(f! / t!).toFixed(3).padStart(10)}`);
     }
     console.log('codec in one process (same rounds): size | encode MiB/s | reassemble+verify MiB/s | framed if codec and raw NATS costs added serially (MiB/s) | measured framed / that');
     for (const size of SIZES) {
       const e = median(codec.get(size)!.map((c) => c.encode)), d = median(codec.get(size)!.map((c) => c.reassemble));
-      const serial = 1 / (1 / median(res.get(`${size}:rawNats`)!) + 1 / e + 1 / d);
-      console.log(`  ${size / 1024} KiB | ${e.toFixed(0)} | ${d.toFixed(0)} | ${serial.toFixed(0)} | ${(median(res.get(`${size}:framed`)!) / serial).toFixed(2)}`);
+      const serial = 1 / (1 / med(`${size}:rawNats`, (s) => s.mibps) + 1 / e + 1 / d);
+      console.log(`  ${size / 1024} KiB | ${e.toFixed(0)} | ${d.toFixed(0)} | ${serial.toFixed(0)} | ${(med(`${size}:framed`, (s) => s.mibps) / serial).toFixed(2)}`);
     }
-    for (const size of SIZES) for (const m of MODES) console.log(`  rounds ${size / 1024} KiB ${m}: [${res.get(`${size}:${m}`)!.map((x) => x.toFixed(0)).join(' ')}]`);
+    // CPU ms per MiB moved (medians over rounds); "cores busy" = all three processes' CPU over wall time.
+    console.log('CPU ms per MiB (same rounds): size mode | sender | receiver | nats-server | total | cores busy | flushes per tensor');
+    for (const size of SIZES) for (const m of MODES) {
+      const k = `${size}:${m}`;
+      const per = (f: (s: Sample) => number): number => med(k, (s) => f(s) / s.mib);
+      const total = per((s) => s.senderMs + s.receiverMs + s.serverMs);
+      console.log(`  ${size / 1024} KiB ${m.padEnd(7)} | ${per((s) => s.senderMs).toFixed(2)} | ${per((s) => s.receiverMs).toFixed(2)} | ${m === 'tcp' ? '-' : per((s) => s.serverMs).toFixed(2)} | ${total.toFixed(2)} | ${med(k, (s) => (s.senderMs + s.receiverMs + s.serverMs) / (s.mib / s.mibps * 1000)).toFixed(2)} | ${med(k, (s) => s.flushesPerTensor).toFixed(2)}`);
+    }
+    for (const size of SIZES) for (const m of MODES) console.log(`  rounds ${size / 1024} KiB ${m}: [${res.get(`${size}:${m}`)!.map((x) => x.mibps.toFixed(0)).join(' ')}]`);
     sock.destroy();
     await bus.close();
   } finally {

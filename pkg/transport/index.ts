@@ -1,5 +1,5 @@
-export { encodeTensorFrames, decodeFrame, tensorFromPayload, FRAME_MAGIC, FRAME_VERSION, TensorKind, Encoding } from './frame.js';
-export type { EncodeOptions, Frame, FrameMeta } from './frame.js';
+export { encodeTensorFrames, decodeFrame, splitFrame, peekFrameMeta, tensorFromPayload, FRAME_MAGIC, FRAME_VERSION, TensorKind, Encoding } from './frame.js';
+export type { EncodedFrame, EncodeOptions, Frame, FrameMeta } from './frame.js';
 export { Reassembler, transferKey } from './reassembler.js';
 export type { ReassemblerOptions, ReassemblyEvent } from './reassembler.js';
 export { CreditSender, CreditReceiver, encodeGrant, decodeGrant } from './credit.js';
@@ -8,7 +8,10 @@ export { ResendTracker } from './resend.js';
 export type { ResendDecision, ResendOptions } from './resend.js';
 export { toHalf, fromHalf, float32ToHalfArray, halfToFloat32Array } from './fp16.js';
 export { crc32 } from './crc32.js';
-export { BadMagicError, ChunkChecksumError, CreditError, FrameError, FrameMismatchError, ReassemblyOverflowError, TensorDigestError, TruncatedFrameError } from './errors.js';
+export {
+  BadMagicError, ChunkChecksumError, CreditError, ForeignFrameError, FrameError, FrameMismatchError, IncompleteTensorError, ReassemblyOverflowError, TensorDigestError, TruncatedFrameError,
+} from './errors.js';
+export type { TransferContext } from './errors.js';
 export {
   TensorSender, TensorReceiver, MemoryBus, MemoryHub, Direction, channelSubjects, registerBus, createBus,
   InvalidSubjectError, CreditTimeoutError, ChannelClosedError, UnknownBusError,
@@ -16,5 +19,5 @@ export {
 export type {
   BusFactory, BusSubscription, ChannelAddress, ChannelEvent, MessageBus, TensorReceiverOptions, TensorReceiverStats, TensorSenderOptions, TensorSenderStats,
 } from './tensor-channel.js';
-export { NatsBus } from './nats-bus.js';
+export { NatsBus, FRAME_HEADER } from './nats-bus.js';
 export type { NatsBusOptions } from './nats-bus.js';

@@ -6,8 +6,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { DataType, type Tensor } from '../onnx/index.js';
 import { NatsServer } from '../../test/nats/launcher.js';
 import {
-  ChunkChecksumError, NatsBus, TensorDigestError, TensorReceiver, TensorSender, channelSubjects, crc32, createBus, encodeTensorFrames, float32ToHalfArray,
-  halfToFloat32Array, type ChannelAddress, type ChannelEvent, type FrameMeta,
+  ChunkChecksumError, ForeignFrameError, IncompleteTensorError, NatsBus, TensorDigestError, TensorReceiver, TensorSender, channelSubjects, createBus, encodeTensorFrames,
+  float32ToHalfArray, halfToFloat32Array, type ChannelAddress, type ChannelEvent, type FrameMeta,
 } from './index.js';
 
 const MiB = 1024 * 1024;
@@ -84,48 +84,109 @@ describe('tensor channel over a real nats-server (8 MiB max_payload)', () => {
     await tx.close();
   });
 
-  test('a frame corrupted in flight is rejected with an error and its tensor is never delivered', async () => {
+  /** The error of the next event, which must be one; the receiver must not have delivered a tensor. */
+  async function nextError(rx: TensorReceiver): Promise<Error> {
+    const e = await take(rx);
+    if (e.type !== 'error') throw new Error(`expected an error event, got tensor ${JSON.stringify(e.meta)}`);
+    return e.error;
+  }
+  /** After a rejection the channel still carries a good tensor, and only that one was ever delivered. */
+  async function stillWorks(rx: TensorReceiver, a: ChannelAddress, meta: FrameMeta): Promise<void> {
+    const tx = new TensorSender(txBus, a);
+    const good = pattern(1000, 9);
+    const [, e] = await Promise.all([tx.send({ ...meta, step: 99 }, good), take(rx)]);
+    if (e.type !== 'tensor') throw e.error;
+    expect(e.meta.step).toBe(99);
+    expect(Buffer.compare(bytes(e.tensor), bytes(good))).toBe(0);
+    expect(rx.stats.tensorsDelivered).toBe(1);
+    await tx.close();
+  }
+  const where = (stage: number, step: number, mb: number, name: string): RegExp => new RegExp(`stage ${stage} fwd, step ${step}, micro-batch ${mb}, tensor "${name}"`);
+
+  test('a flipped byte in a chunk fails the tensor\'s SHA-256: TensorDigestError naming stage, step, micro-batch, tensor; never delivered', async () => {
     const a = address();
     const rx = new TensorReceiver(rxBus, a);
     await rx.ready(); // raw publishes below have no probe/grant handshake to wait for the subscription
     const subject = channelSubjects(a).data;
-    const meta: FrameMeta = { job: a.job, step: 0, microBatch: 0, name: 'x', kind: 'activation' };
-    const frames = encodeTensorFrames(meta, pattern(3 * MiB, 7), { maxPayload: 8 * MiB }); // 12 MiB: 2 frames
+    const meta: FrameMeta = { job: a.job, step: 4, microBatch: 2, name: 'h.3', kind: 'activation' };
+    const frames = encodeTensorFrames(meta, pattern(3 * MiB, 7), { maxPayload: 8 * MiB, headerCost: txBus.headerCost.bind(txBus) }); // 12 MiB: 2 frames
     expect(frames).toHaveLength(2);
-    const tampered = frames[1]!.slice();
+    const tampered = frames[1]!.body.slice();
     tampered[tampered.length - 1]! ^= 0x01; // one bit of payload
-    txBus.publish(subject, frames[0]!);
-    txBus.publish(subject, tampered);
+    txBus.publish(subject, frames[0]!.body, frames[0]!.header);
+    txBus.publish(subject, tampered, frames[1]!.header);
     await txBus.flush();
-    const e = await take(rx);
-    expect(e.type).toBe('error');
-    if (e.type === 'error') expect(e.error).toBeInstanceOf(ChunkChecksumError);
-
-    // Frames whose checksums are all valid but whose tensor digest is wrong: also never delivered.
-    const other = encodeTensorFrames(meta, pattern(3 * MiB, 8), { maxPayload: 8 * MiB });
-    const forged = other.map((f) => {
-      const g = f.slice();
-      g.set(frames[0]!.subarray(48, 80), 48); // digest of a different tensor
-      const hlen = new DataView(g.buffer).getUint16(8, true);
-      new DataView(g.buffer).setUint32(hlen - 4, crc32(g.subarray(0, hlen - 4), g.subarray(hlen)), true);
-      return g;
-    });
-    for (const f of forged) txBus.publish(subject, f);
-    await txBus.flush();
-    const e2 = await take(rx);
-    expect(e2.type).toBe('error');
-    if (e2.type === 'error') expect(e2.error).toBeInstanceOf(TensorDigestError);
-
-    // The channel still works afterwards, and nothing corrupted was ever delivered.
-    const tx = new TensorSender(txBus, a);
-    const good = pattern(1000, 9);
-    const [, e3] = await Promise.all([tx.send({ ...meta, step: 1 }, good), take(rx)]);
-    if (e3.type !== 'tensor') throw e3.error;
-    expect(e3.meta.step).toBe(1);
-    expect(Buffer.compare(bytes(e3.tensor), bytes(good))).toBe(0);
-    expect(rx.stats.tensorsDelivered).toBe(1);
+    const err = await nextError(rx);
+    expect(err).toBeInstanceOf(TensorDigestError);
+    expect(err.message).toMatch(where(1, 4, 2, 'h.3'));
+    expect((err as TensorDigestError).context).toMatchObject({ stage: 1, direction: 'fwd', step: 4, microBatch: 2, tensor: 'h.3' });
+    expect(rx.stats.bytesReleased).toBe(frames.reduce((n, f) => n + f.header.length + f.body.length, 0)); // its credit came back
+    await stillWorks(rx, a, meta);
     await rx.close();
+  });
+
+  test('a flipped byte in a frame header fails its CRC: ChunkChecksumError naming what the header claims', async () => {
+    const a = address();
+    const rx = new TensorReceiver(rxBus, a);
+    await rx.ready();
+    const meta: FrameMeta = { job: a.job, step: 6, microBatch: 1, name: 'g', kind: 'gradient' };
+    const [f] = encodeTensorFrames(meta, pattern(1000, 3));
+    const header = f!.header.slice();
+    header[45]! ^= 0x10; // inside chunkOffset
+    txBus.publish(channelSubjects(a).data, f!.body, header);
+    await txBus.flush();
+    const err = await nextError(rx);
+    expect(err).toBeInstanceOf(ChunkChecksumError);
+    expect(err.message).toMatch(where(1, 6, 1, 'g'));
+    await stillWorks(rx, a, meta);
+    await rx.close();
+  });
+
+  test('a missing chunk: IncompleteTensorError after the assembly timeout names the chunk, stage, step, micro-batch; a resent micro-batch then arrives', async () => {
+    const a = address();
+    const rx = new TensorReceiver(rxBus, a, { assemblyTimeoutMs: 300 });
+    await rx.ready();
+    const meta: FrameMeta = { job: a.job, step: 2, microBatch: 5, name: 'h.1', kind: 'activation' };
+    const t = pattern(3 * MiB, 11);
+    const frames = encodeTensorFrames(meta, t, { maxPayload: 8 * MiB, headerCost: txBus.headerCost.bind(txBus) });
+    expect(frames).toHaveLength(2);
+    txBus.publish(channelSubjects(a).data, frames[0]!.body, frames[0]!.header); // chunk 1 is lost
+    await txBus.flush();
+    const err = await nextError(rx);
+    expect(err).toBeInstanceOf(IncompleteTensorError);
+    expect((err as IncompleteTensorError).missingChunks).toEqual([1]);
+    expect(err.message).toMatch(where(1, 2, 5, 'h.1'));
+    expect(err.message).toMatch(/chunk\(s\) 1 of 2 never arrived/);
+    expect(rx.stats.bytesReleased).toBe(frames[0]!.header.length + frames[0]!.body.length);
+    // The consumer saw the failure; resending the micro-batch (whole tensor) delivers it intact.
+    const tx = new TensorSender(txBus, a);
+    const [, e] = await Promise.all([tx.send(meta, t), take(rx)]);
+    if (e.type !== 'tensor') throw e.error;
+    expect(e.meta).toEqual(meta);
+    expect(Buffer.compare(bytes(e.tensor), bytes(t))).toBe(0);
     await tx.close();
+    await rx.close();
+  });
+
+  test('a frame of another job on this job\'s subject is rejected (ForeignFrameError, counted), never used', async () => {
+    const a = address();
+    const rx = new TensorReceiver(rxBus, a);
+    // A sender of job "intruder" publishing on this job's channel (e.g. a reused job id).
+    const intruder = new TensorSender(txBus, a);
+    const meta: FrameMeta = { job: 'intruder', step: 8, microBatch: 3, name: 'h.2', kind: 'activation' };
+    const [, ev] = await Promise.all([intruder.send(meta, pattern(3 * MiB, 5)), take(rx)]);
+    if (ev.type !== 'error') throw new Error('a foreign tensor was delivered');
+    expect(ev.error).toBeInstanceOf(ForeignFrameError);
+    expect(ev.error.message).toMatch(where(1, 8, 3, 'h.2'));
+    expect(ev.error.message).toMatch(/job "intruder"/);
+    // Both of its frames were rejected (the second as an error event too), their credit returned.
+    const ev2 = await take(rx);
+    expect(ev2.type === 'error' && ev2.error instanceof ForeignFrameError).toBe(true);
+    expect(rx.stats.foreignFrames).toBe(2);
+    expect(rx.stats.tensorsDelivered).toBe(0);
+    await intruder.close();
+    await stillWorks(rx, a, { ...meta, job: a.job });
+    await rx.close();
   });
 
   test('fp16 encoding works end to end (half the bytes on the wire)', async () => {
@@ -209,7 +270,7 @@ describe('slow consumer on a server with a small max_pending (1 MiB frames, 2 Mi
     sub.subscribe('it.raw', { callback: () => { if (++got % perTensor === 0) { const i = got / perTensor - 1; stalls = stalls.then(() => stallReading(sub, stallAfter(i))); } } });
     await sub.flush();
     for (const f of frames) {
-      pub.publish('it.raw', f);
+      pub.publish('it.raw', Buffer.concat([f.header, f.body])); // the frame's bytes, without credit
       await pub.flush(); // same cadence as the channel: the publisher's own buffer stays small
     }
     const deadline = Date.now() + 5000;

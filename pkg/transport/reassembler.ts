@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { Tensor } from '../onnx/index.js';
-import { decodeFrame, tensorFromPayload, type Frame, type FrameMeta } from './frame.js';
-import { FrameError, FrameMismatchError, ReassemblyOverflowError, TensorDigestError } from './errors.js';
+import { decodeFrame, sha256, tensorFromPayload, type Frame, type FrameMeta } from './frame.js';
+import { ForeignFrameError, FrameError, FrameMismatchError, IncompleteTensorError, ReassemblyOverflowError, TensorDigestError, type TransferContext } from './errors.js';
 
 export type ReassemblyEvent =
   | { type: 'tensor'; meta: FrameMeta; tensor: Tensor; bytes: number }
@@ -12,6 +12,8 @@ export interface ReassemblerOptions {
   maxPending?: number;
   /** Bytes buffered across assembling tensors before the oldest is dropped; a tensor is charged its whole size when its first chunk arrives, and one larger than this is rejected outright. @default 512 MiB */
   maxBytes?: number;
+  /** Accept only frames of this job; others are rejected with ForeignFrameError, never assembled. @default any job */
+  job?: string;
 }
 
 interface Pending {
@@ -28,6 +30,13 @@ interface Pending {
   waiting: Map<number, number>;
   /** Bytes charged against maxBytes (the body's size). */
   bytes: number;
+  /** When the latest chunk arrived (the caller's clock, see `push`). */
+  lastChunkAt: number;
+}
+
+/** The context fields of a transfer, for errors. */
+export function contextOf(m: FrameMeta): TransferContext {
+  return { step: m.step, microBatch: m.microBatch, tensor: m.name };
 }
 
 /** Unique key of one transfer: (job, step, micro-batch, name, kind). */
@@ -38,47 +47,71 @@ export function transferKey(m: FrameMeta): string {
 /**
  * Byte-to-event state machine: frames go in (any order, duplicates allowed), verified tensors and
  * errors come out through the injected callback. A tensor whose digest fails is never emitted.
+ * Errors carry step, micro-batch and tensor in their context (the channel adds the stage).
  */
 export class Reassembler {
   private readonly pending = new Map<string, Pending>();
   private buffered = 0;
   private readonly maxPending: number;
   private readonly maxBytes: number;
+  private readonly job: string | undefined;
 
   constructor(private readonly emit: (e: ReassemblyEvent) => void, opts: ReassemblerOptions = {}) {
     this.maxPending = opts.maxPending ?? 64;
     this.maxBytes = opts.maxBytes ?? 512 * 1024 * 1024;
+    this.job = opts.job;
   }
 
   get pendingCount(): number {
     return this.pending.size;
   }
 
-  push(bytes: Uint8Array): void {
+  /**
+   * Takes one frame. The body is handed over: a single-chunk tensor is delivered as a view of it
+   * (no copy), so the caller must not reuse it. `now` (ms, any monotonic clock) dates the chunk for
+   * `expire`; callers that never expire may leave it out.
+   */
+  push(header: Uint8Array, body: Uint8Array, now = 0): void {
     let f: Frame;
     try {
-      f = decodeFrame(bytes);
+      f = decodeFrame(header, body);
     } catch (err) {
       this.emit({ type: 'error', error: err instanceof FrameError ? err : new FrameError(String(err)) });
       return;
     }
     const meta: FrameMeta = { job: f.job, step: f.step, microBatch: f.microBatch, name: f.name, kind: f.kind };
+    if (this.job !== undefined && f.job !== this.job) {
+      // Published on this job's subject by another job (a reused job id, a misrouted sender): its
+      // bytes must never reach this job's tensors.
+      this.emit({ type: 'error', meta, error: new ForeignFrameError(`a frame of job "${f.job}" arrived where only job "${this.job}" belongs; rejected`, { ...contextOf(meta), chunk: f.chunkIndex, chunkCount: f.chunkCount }, this.job) });
+      return;
+    }
     const key = transferKey(meta);
     let p = this.pending.get(key);
+    if (!p && f.chunkCount === 1) {
+      // The whole tensor in one frame (decodeFrame checked offset + length <= totalBytes): hash the
+      // body where it lies and deliver a view of it.
+      if (f.chunkOffset !== 0 || f.payload.length !== f.totalBytes) {
+        this.emit({ type: 'error', meta, error: new FrameMismatchError(`a single chunk covers bytes [${f.chunkOffset}, ${f.chunkOffset + f.payload.length}) of ${f.totalBytes}`, contextOf(meta)) });
+        return;
+      }
+      this.complete(meta, f, f.payload, sha256(f.payload));
+      return;
+    }
     if (!p) {
       // Charged and allocated up front so each chunk is copied exactly once, straight into place.
       if (f.totalBytes > this.maxBytes) {
-        this.emit({ type: 'error', meta, error: new ReassemblyOverflowError(`tensor "${f.name}" (step ${f.step}, micro-batch ${f.microBatch}) claims ${f.totalBytes} bytes, above the ${this.maxBytes}-byte reassembly limit`) });
+        this.emit({ type: 'error', meta, error: new ReassemblyOverflowError(`the tensor claims ${f.totalBytes} bytes, above the ${this.maxBytes}-byte reassembly limit`, contextOf(meta)) });
         return;
       }
-      p = { first: { ...f, payload: EMPTY }, body: new Uint8Array(f.totalBytes), seen: new Set(), hash: createHash('sha256'), hashedTo: 0, waiting: new Map(), bytes: f.totalBytes };
+      p = { first: { ...f, payload: EMPTY }, body: new Uint8Array(f.totalBytes), seen: new Set(), hash: createHash('sha256'), hashedTo: 0, waiting: new Map(), bytes: f.totalBytes, lastChunkAt: now };
       this.pending.set(key, p);
       this.buffered += p.bytes;
     } else {
       const a = p.first;
       if (a.chunkCount !== f.chunkCount || a.totalBytes !== f.totalBytes || a.dtype !== f.dtype || a.encoding !== f.encoding || a.dims.join() !== f.dims.join() || !equalBytes(a.digest, f.digest)) {
         this.drop(key, p);
-        this.emit({ type: 'error', meta, error: new FrameMismatchError(`chunks of "${f.name}" (step ${f.step}, micro-batch ${f.microBatch}) disagree on shape, dtype, size or digest`) });
+        this.emit({ type: 'error', meta, error: new FrameMismatchError('chunks of one transfer disagree on shape, dtype, size or digest', { ...contextOf(meta), chunk: f.chunkIndex, chunkCount: f.chunkCount }) });
         return;
       }
     }
@@ -87,11 +120,12 @@ export class Reassembler {
       // A new chunk over bytes already hashed (or claimed) would make the digest vouch for bytes
       // that are no longer there; an honest sender never overlaps chunks.
       this.drop(key, p);
-      this.emit({ type: 'error', meta, error: new FrameMismatchError(`chunk ${f.chunkIndex} of "${f.name}" (step ${f.step}, micro-batch ${f.microBatch}) overlaps another chunk at offset ${f.chunkOffset}`) });
+      this.emit({ type: 'error', meta, error: new FrameMismatchError(`the chunk overlaps another chunk at offset ${f.chunkOffset}`, { ...contextOf(meta), chunk: f.chunkIndex, chunkCount: f.chunkCount }) });
       return;
     }
     p.seen.add(f.chunkIndex);
-    p.body.set(f.payload, f.chunkOffset); // decodeFrame checked offset + length <= totalBytes
+    p.lastChunkAt = now;
+    p.body.set(f.payload, f.chunkOffset);
     p.waiting.set(f.chunkOffset, f.payload.length);
     for (let n = p.waiting.get(p.hashedTo); n !== undefined; n = p.waiting.get(p.hashedTo)) {
       p.waiting.delete(p.hashedTo);
@@ -100,23 +134,40 @@ export class Reassembler {
     }
     if (p.seen.size === f.chunkCount) {
       this.drop(key, p);
-      this.complete(meta, p);
+      // hashedTo reaches totalBytes only if the chunks tile the tensor exactly (no gap, no overlap).
+      if (p.hashedTo !== p.body.length) this.emit({ type: 'error', meta, error: new FrameMismatchError('the chunks do not tile the tensor', contextOf(meta)) });
+      else this.complete(meta, p.first, p.body, new Uint8Array(p.hash.digest()));
       return;
     }
     this.enforceBounds(key);
   }
 
-  private complete(meta: FrameMeta, p: Pending): void {
-    const body = p.body;
-    // hashedTo reaches totalBytes only if the chunks tile the tensor exactly (no gap, no overlap).
-    if (p.hashedTo !== body.length || !equalBytes(new Uint8Array(p.hash.digest()), p.first.digest)) {
-      this.emit({ type: 'error', meta, error: new TensorDigestError(`tensor "${meta.name}" (step ${meta.step}, micro-batch ${meta.microBatch}) failed its SHA-256 digest; it was not used`) });
+  /**
+   * Drops every transfer whose latest chunk arrived before `cutoff` (same clock as `push`), with an
+   * IncompleteTensorError naming the missing chunks: a lost frame fails its tensor instead of
+   * leaving the consumer waiting. The caller (a runner with a timer, STYLE 6) decides when.
+   */
+  expire(cutoff: number): void {
+    for (const [key, p] of [...this.pending]) {
+      if (p.lastChunkAt >= cutoff) continue;
+      this.drop(key, p);
+      const f = p.first;
+      const missing: number[] = [];
+      for (let i = 0; i < f.chunkCount; i++) if (!p.seen.has(i)) missing.push(i);
+      const list = missing.length > 8 ? `${missing.slice(0, 8).join(', ')}, ... (${missing.length} in all)` : missing.join(', ');
+      this.emit({ type: 'error', meta: metaOf(f), error: new IncompleteTensorError(`chunk(s) ${list} of ${f.chunkCount} never arrived; the tensor was dropped`, contextOf(f), missing) });
+    }
+  }
+
+  private complete(meta: FrameMeta, first: Frame, body: Uint8Array, digest: Uint8Array): void {
+    if (!equalBytes(digest, first.digest)) {
+      this.emit({ type: 'error', meta, error: new TensorDigestError('the tensor failed its SHA-256 digest (a payload byte changed in transit); it was not used', contextOf(meta)) });
       return;
     }
     try {
-      this.emit({ type: 'tensor', meta, tensor: tensorFromPayload(p.first, body), bytes: body.length });
+      this.emit({ type: 'tensor', meta, tensor: tensorFromPayload(first, body), bytes: body.length });
     } catch (err) {
-      this.emit({ type: 'error', meta, error: err instanceof FrameError ? err : new FrameError(String(err)) });
+      this.emit({ type: 'error', meta, error: err instanceof FrameError ? err.addContext(contextOf(meta)) : new FrameError(String(err), contextOf(meta)) });
     }
   }
 
@@ -125,8 +176,7 @@ export class Reassembler {
       const [oldKey, old] = [...this.pending].find(([k]) => k !== current) ?? [];
       if (!oldKey || !old) break;
       this.drop(oldKey, old);
-      const f = old.first;
-      this.emit({ type: 'error', meta: { job: f.job, step: f.step, microBatch: f.microBatch, name: f.name, kind: f.kind }, error: new ReassemblyOverflowError(`dropped incomplete tensor "${f.name}" (step ${f.step}, micro-batch ${f.microBatch}): reassembly limits reached (${this.maxPending} tensors, ${this.maxBytes} bytes)`) });
+      this.emit({ type: 'error', meta: metaOf(old.first), error: new ReassemblyOverflowError(`dropped the incomplete tensor: reassembly limits reached (${this.maxPending} tensors, ${this.maxBytes} bytes)`, contextOf(old.first)) });
     }
   }
 
@@ -137,6 +187,10 @@ export class Reassembler {
 }
 
 const EMPTY = new Uint8Array(0);
+
+function metaOf(f: Frame): FrameMeta {
+  return { job: f.job, step: f.step, microBatch: f.microBatch, name: f.name, kind: f.kind };
+}
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

@@ -72,12 +72,13 @@ describe('tensor channel over the memory bus', () => {
     const bus = new MemoryBus(hub);
     const rx = new TensorReceiver(bus, addr, { window: 64 * 1024 });
     const frames = encodeTensorFrames({ job: 'gpt', step: 0, microBatch: 0, name: 'x', kind: 'activation' }, f32(1000), { maxPayload: 1500 });
-    frames[1]![frames[1]!.length - 3]! ^= 0x40;
-    for (const f of frames) bus.publish(channelSubjects(addr).data, f);
+    const bad = frames[1]!.header.slice();
+    bad[30]! ^= 0x40;
+    for (const f of frames) bus.publish(channelSubjects(addr).data, f.body, f === frames[1] ? bad : f.header);
     const e = await take(rx);
     expect(e.type).toBe('error');
     if (e.type === 'error') expect(e.error).toBeInstanceOf(ChunkChecksumError);
-    expect(rx.stats.bytesReleased).toBe(frames[1]!.length); // the rejected frame's credit came back at once
+    expect(rx.stats.bytesReleased).toBe(bad.length + frames[1]!.body.length); // the rejected frame's credit came back at once
     // the remaining good frames stay assembling; a real sender still gets its tensor through
     const tx = new TensorSender(new MemoryBus(hub), addr, { maxPayload: 1500 });
     await Promise.all([tx.send({ job: 'gpt', step: 1, microBatch: 0, name: 'x' }, f32(300)), take(rx).then((ev) => expect(ev.type).toBe('tensor'))]);

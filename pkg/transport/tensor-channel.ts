@@ -1,7 +1,7 @@
 import type { Tensor } from '../onnx/index.js';
 import { CreditReceiver, CreditSender, decodeGrant, encodeGrant } from './credit.js';
-import { CreditError, FrameError } from './errors.js';
-import { encodeTensorFrames, type EncodeOptions, type FrameMeta, TensorKind } from './frame.js';
+import { CreditError, ForeignFrameError, FrameError } from './errors.js';
+import { encodeTensorFrames, peekFrameMeta, type EncodedFrame, type EncodeOptions, type FrameMeta, type TensorKind } from './frame.js';
 import { Reassembler, transferKey, type ReassemblerOptions } from './reassembler.js';
 
 /**
@@ -15,11 +15,11 @@ import { Reassembler, transferKey, type ReassemblerOptions } from './reassembler
  *   tessera.<ns>.<job>.s<i>.credit.bwd   cumulative credit grants from stage i to its bwd sender
  * So `tessera.<ns>.<job>.s<i>.*` is everything stage i receives; `...s<i>.credit.>` all it grants.
  *
- * Protocol: a data message is one tensor frame (pkg/transport/frame.ts). An EMPTY data message is
- * a credit probe: the receiver answers with its current cumulative grant (8 bytes, encodeGrant).
+ * Protocol: a data message is one tensor frame (pkg/transport/frame.ts): its header in the bus's
+ * message header, its body as the payload. A data message with no header is a credit probe: the receiver answers with its current cumulative grant (8 bytes, encodeGrant).
  * The receiver publishes its grant when it opens and whenever the application consumes enough;
  * the sender probes when it opens and while it waits, so either side may start first. Credit counts
- * whole frame bytes (header included). A tensor's frames are released (credit returned) when the
+ * whole frame bytes (header + body). A tensor's frames are released (credit returned) when the
  * application takes the next event after it, or at once when they are rejected.
  */
 
@@ -53,10 +53,16 @@ export interface BusSubscription {
   unsubscribe(): void;
 }
 
-/** Publish/subscribe of opaque byte messages on subjects. Delivery may drop messages, never reorder one publisher's. */
+/**
+ * Publish/subscribe of opaque byte messages on subjects, each with an optional binary header.
+ * Delivery may drop messages, never reorder one publisher's. The subscriber owns the bytes it is
+ * handed (a bus never reuses them); a publisher may not change them until the next flush.
+ */
 export interface MessageBus {
-  publish(subject: string, data: Uint8Array): void;
-  subscribe(subject: string, onMessage: (data: Uint8Array) => void): BusSubscription;
+  publish(subject: string, data: Uint8Array, header?: Uint8Array): void;
+  subscribe(subject: string, onMessage: (data: Uint8Array, header?: Uint8Array) => void): BusSubscription;
+  /** Bytes a header of `length` bytes occupies against the server's message size limit. @default length */
+  headerCost?(length: number): number;
   /** Resolves once everything published so far has reached the server (bounds the client's buffer). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -84,18 +90,19 @@ export async function createBus(name: string, options: Record<string, unknown> =
  */
 export class MemoryBus implements MessageBus {
   private closed = false;
-  private readonly mine = new Set<{ subject: string; fn: (d: Uint8Array) => void }>();
+  private readonly mine = new Set<{ subject: string; fn: (d: Uint8Array, h?: Uint8Array) => void }>();
 
   constructor(private readonly hub: MemoryHub = new MemoryHub()) {}
 
-  publish(subject: string, data: Uint8Array): void {
+  publish(subject: string, data: Uint8Array, header?: Uint8Array): void {
     if (this.closed) throw new ChannelClosedError('memory bus is closed');
-    const copy = data.slice();
     const subs = [...(this.hub.subs.get(subject) ?? [])];
-    queueMicrotask(() => { for (const s of subs) s.fn(copy); });
+    // Every subscriber gets its own copy: subscribers own what they are handed.
+    const copies = subs.map(() => [data.slice(), header?.slice()] as const);
+    queueMicrotask(() => { subs.forEach((s, i) => s.fn(copies[i]![0], copies[i]![1])); });
   }
 
-  subscribe(subject: string, onMessage: (data: Uint8Array) => void): BusSubscription {
+  subscribe(subject: string, onMessage: (data: Uint8Array, header?: Uint8Array) => void): BusSubscription {
     const entry = { subject, fn: onMessage };
     let set = this.hub.subs.get(subject);
     if (!set) this.hub.subs.set(subject, (set = new Set()));
@@ -117,7 +124,7 @@ export class MemoryBus implements MessageBus {
 
 /** The "server" that MemoryBus instances share. */
 export class MemoryHub {
-  readonly subs = new Map<string, Set<{ subject: string; fn: (d: Uint8Array) => void }>>();
+  readonly subs = new Map<string, Set<{ subject: string; fn: (d: Uint8Array, h?: Uint8Array) => void }>>();
 }
 
 registerBus('memory', async (o) => new MemoryBus(o.hub instanceof MemoryHub ? o.hub : undefined));
@@ -224,25 +231,26 @@ export class TensorSender {
    */
   send(meta: Omit<FrameMeta, 'kind'> & { kind?: TensorKind }, tensor: Tensor, opts: { encoding?: EncodeOptions['encoding'] } = {}): Promise<void> {
     const full: FrameMeta = { ...meta, kind: meta.kind ?? 'activation' };
-    const frames = encodeTensorFrames(full, tensor, { maxPayload: this.maxPayload, encoding: opts.encoding ?? this.encoding });
+    const frames = encodeTensorFrames(full, tensor, { maxPayload: this.maxPayload, encoding: opts.encoding ?? this.encoding, headerCost: this.bus.headerCost?.bind(this.bus) });
     const run = this.queue.then(() => this.sendFrames(frames));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async sendFrames(frames: Uint8Array[]): Promise<void> {
+  private async sendFrames(frames: EncodedFrame[]): Promise<void> {
     for (const f of frames) {
       if (this.closed) throw new ChannelClosedError(`sender on ${this.subjects.data} is closed`);
-      if (!this.credit.trySend(f.length)) {
+      const len = f.header.length + f.body.length;
+      if (!this.credit.trySend(len)) {
         this.s.creditWaits++;
         await this.doFlush();
-        await this.waitForCredit(f.length);
+        await this.waitForCredit(len);
       }
-      this.bus.publish(this.subjects.data, f);
+      this.bus.publish(this.subjects.data, f.body, f.header);
       this.s.framesSent++;
-      this.s.bytesSent += f.length;
+      this.s.bytesSent += len;
       this.s.maxOverGrant = Math.max(this.s.maxOverGrant, this.credit.bytesSent - this.s.granted);
-      this.unflushed += f.length;
+      this.unflushed += len;
       if (this.unflushed >= this.flushEvery) await this.doFlush();
     }
     await this.doFlush();
@@ -301,6 +309,10 @@ export interface TensorReceiverOptions extends ReassemblerOptions {
   window?: number;
   /** Grant again once this many bytes were released since the last grant. @default window / 2 */
   regrantAfter?: number;
+  /** The job id frames must carry; a frame naming another job is rejected (ForeignFrameError). @default the address's job */
+  job?: string;
+  /** A tensor whose next chunk has not come for this long is dropped with IncompleteTensorError (a lost frame). @default 60000 ms */
+  assemblyTimeoutMs?: number;
 }
 
 export interface TensorReceiverStats {
@@ -316,31 +328,16 @@ export interface TensorReceiverStats {
   probesAnswered: number;
   tensorsDelivered: number;
   errors: number;
-}
-
-/** Reads the transfer key from a frame header without verifying it (credit bookkeeping only). */
-function peekKey(f: Uint8Array): string | undefined {
-  try {
-    if (f.length < 80) return undefined;
-    const v = new DataView(f.buffer, f.byteOffset, f.byteLength);
-    const kind = Object.entries(TensorKind).find(([, c]) => c === v.getUint8(5))?.[0] as TensorKind | undefined;
-    if (!kind) return undefined;
-    let p = 80 + 8 * v.getUint8(10);
-    const strs: string[] = [];
-    for (let k = 0; k < 2; k++) {
-      const n = v.getUint16(p, true);
-      strs.push(new TextDecoder().decode(f.subarray(p + 2, p + 2 + n)));
-      p += 2 + n;
-    }
-    return transferKey({ job: strs[0]!, name: strs[1]!, step: Number(v.getBigUint64(12, true)), microBatch: v.getUint32(20, true), kind });
-  } catch {
-    return undefined;
-  }
+  /** Frames rejected because they name another job (each also an error event). */
+  foreignFrames: number;
 }
 
 /**
  * Receiving end: frames go into a Reassembler; verified tensors and errors come out, in arrival
- * order, through `next()` or `for await`. A tensor whose frames fail any check is never delivered.
+ * order, through `next()` or `for await`. A tensor whose frames fail any check is never delivered;
+ * the error event names this channel's stage and direction and the frame's step, micro-batch and
+ * tensor (FrameError.context). Frames of another job, lost chunks (assembly timeout), corrupt
+ * headers and bodies all become error events: nothing is dropped silently.
  * Taking the next event releases the previous tensor's credit; so does close().
  */
 export class TensorReceiver implements AsyncIterable<ChannelEvent> {
@@ -355,13 +352,20 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
   private held = 0; // frame bytes of the event last handed out
   private current: { key: string | undefined; len: number } | undefined;
   private closed = false;
-  private readonly s: TensorReceiverStats = { framesReceived: 0, bytesReceived: 0, bytesReleased: 0, maxOutstanding: 0, granted: 0, grantsSent: 0, probesAnswered: 0, tensorsDelivered: 0, errors: 0 };
+  private readonly job: string;
+  private readonly where: { stage: number; direction: string };
+  private readonly assemblyTimeoutMs: number;
+  private expiry: NodeJS.Timeout | undefined;
+  private readonly s: TensorReceiverStats = { framesReceived: 0, bytesReceived: 0, bytesReleased: 0, maxOutstanding: 0, granted: 0, grantsSent: 0, probesAnswered: 0, tensorsDelivered: 0, errors: 0, foreignFrames: 0 };
 
   constructor(private readonly bus: MessageBus, address: ChannelAddress, opts: TensorReceiverOptions = {}) {
     this.subjects = channelSubjects(address);
+    this.job = opts.job ?? address.job;
+    this.where = { stage: address.stage, direction: address.direction };
+    this.assemblyTimeoutMs = opts.assemblyTimeoutMs ?? 60_000;
     this.credit = new CreditReceiver({ window: opts.window, regrantAfter: opts.regrantAfter });
-    this.reassembler = new Reassembler((e) => this.onReassembly(e), opts);
-    this.sub = bus.subscribe(this.subjects.data, (d) => this.onMessage(d));
+    this.reassembler = new Reassembler((e) => this.onReassembly(e), { ...opts, job: this.job });
+    this.sub = bus.subscribe(this.subjects.data, (d, h) => this.onMessage(d, h));
     this.grant(this.credit.initialGrant());
   }
 
@@ -381,28 +385,51 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
     this.bus.publish(this.subjects.credit, encodeGrant(cumulative));
   }
 
-  private onMessage(d: Uint8Array): void {
+  private onMessage(body: Uint8Array, header: Uint8Array | undefined): void {
     if (this.closed) return;
-    if (d.length === 0) {
+    if (!header || header.length === 0) {
+      if (body.length > 0) { // a body without a frame header: not ours to decode, but never dropped unseen
+        this.s.framesReceived++;
+        this.s.bytesReceived += body.length;
+        try { this.credit.onReceive(body.length); } catch { /* counted below as the frame's error */ }
+        this.release(body.length);
+        this.enqueue({ type: 'error', error: new FrameError(`a ${body.length}-byte message without a frame header`, { ...this.where, job: this.job }) }, 0);
+        return;
+      }
       this.s.probesAnswered++;
       this.grant(this.credit.initialGrant()); // initialGrant() is the latest cumulative grant
       return;
     }
+    const len = header.length + body.length;
     this.s.framesReceived++;
-    this.s.bytesReceived += d.length;
+    this.s.bytesReceived += len;
     this.s.maxOutstanding = Math.max(this.s.maxOutstanding, this.s.bytesReceived - this.s.bytesReleased);
     try {
-      this.credit.onReceive(d.length);
+      this.credit.onReceive(len);
     } catch (err) {
       this.enqueue({ type: 'error', error: err as CreditError }, 0);
-      this.release(d.length); // drop the frame: it was never ours to buffer
+      this.release(len); // drop the frame: it was never ours to buffer
       return;
     }
-    const key = peekKey(d);
-    if (key !== undefined) this.assembling.set(key, (this.assembling.get(key) ?? 0) + d.length);
-    this.current = { key, len: d.length };
-    this.reassembler.push(d);
+    const claimed = peekFrameMeta(header);
+    const key = claimed ? transferKey(claimed) : undefined;
+    if (key !== undefined) this.assembling.set(key, (this.assembling.get(key) ?? 0) + len);
+    this.current = { key, len };
+    this.reassembler.push(header, body, performance.now());
     this.current = undefined;
+    this.armExpiry();
+  }
+
+  /** While tensors are assembling, checks for ones whose chunks stopped coming (the runner owns the timer, STYLE 6). */
+  private armExpiry(): void {
+    if (this.expiry || this.closed || this.reassembler.pendingCount === 0) return;
+    const tick = Math.max(10, Math.floor(this.assemblyTimeoutMs / 4));
+    this.expiry = setTimeout(() => {
+      this.expiry = undefined;
+      this.reassembler.expire(performance.now() - this.assemblyTimeoutMs);
+      this.armExpiry();
+    }, tick);
+    this.expiry.unref();
   }
 
   private onReassembly(e: Parameters<ConstructorParameters<typeof Reassembler>[0]>[0]): void {
@@ -413,14 +440,15 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
         if (c.key !== undefined) this.takeAssembling(c.key, c.len);
         this.release(c.len);
       }
-      this.enqueue({ type: 'error', error: e.error }, 0);
+      this.enqueue({ type: 'error', error: e.error.addContext({ ...this.where, job: this.job }) }, 0);
       return;
     }
     const key = transferKey(e.meta!);
     const bytes = this.takeAssembling(key);
     if (e.type === 'error') {
+      if (e.error instanceof ForeignFrameError) this.s.foreignFrames++;
       this.release(bytes);
-      this.enqueue({ type: 'error', error: e.error, meta: e.meta }, 0);
+      this.enqueue({ type: 'error', error: e.error.addContext({ ...this.where, job: this.job }), meta: e.meta }, 0);
     } else {
       this.enqueue({ type: 'tensor', meta: e.meta, tensor: e.tensor, bytes: e.bytes }, bytes);
     }
@@ -484,6 +512,8 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.expiry);
+    this.expiry = undefined;
     this.sub.unsubscribe();
     this.queued.length = 0;
     this.assembling.clear();

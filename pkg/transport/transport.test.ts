@@ -1,9 +1,10 @@
+import { createHash } from 'node:crypto';
 import { DataType, type Tensor } from '../onnx/index.js';
 import { Rng } from '../data/rng.js';
 import {
-  BadMagicError, ChunkChecksumError, CreditError, CreditReceiver, CreditSender, FrameMismatchError, Reassembler, ReassemblyOverflowError,
-  ResendTracker, TensorDigestError, TruncatedFrameError, crc32, decodeFrame, decodeGrant, encodeGrant, encodeTensorFrames, fromHalf, toHalf,
-  type FrameMeta, type ReassemblyEvent,
+  BadMagicError, ChunkChecksumError, CreditError, CreditReceiver, CreditSender, FRAME_VERSION, FrameMismatchError, Reassembler, ReassemblyOverflowError,
+  ResendTracker, TensorDigestError, TruncatedFrameError, crc32, decodeFrame, decodeGrant, encodeGrant, encodeTensorFrames, fromHalf, splitFrame, toHalf,
+  type EncodedFrame, type FrameMeta, type ReassemblyEvent,
 } from './index.js';
 
 const meta: FrameMeta = { job: 'ns/job', step: 7, microBatch: 3, name: 'h.12', kind: 'activation' };
@@ -12,12 +13,13 @@ const f32 = (n: number, seed = 1): Tensor => {
   return { dtype: DataType.FLOAT, dims: [n], data: Float32Array.from({ length: n }, () => r.normal()) };
 };
 
-function collect(frames: Uint8Array[], opts?: ConstructorParameters<typeof Reassembler>[1]): ReassemblyEvent[] {
+function collect(frames: EncodedFrame[], opts?: ConstructorParameters<typeof Reassembler>[1]): ReassemblyEvent[] {
   const events: ReassemblyEvent[] = [];
   const r = new Reassembler((e) => events.push(e), opts);
-  for (const f of frames) r.push(f);
+  for (const f of frames) r.push(f.header, f.body.slice()); // the reassembler owns what it is handed
   return events;
 }
+const frameLength = (f: EncodedFrame): number => f.header.length + f.body.length;
 
 describe('crc32', () => {
   test('matches the standard check value', () => {
@@ -42,15 +44,45 @@ describe('tensor frames', () => {
     expect(Array.from(e.tensor.data as ArrayLike<unknown>)).toEqual(Array.from(t.data as ArrayLike<unknown>));
   });
 
-  test('every frame respects maxPayload; exact fill and one byte over', () => {
-    const header = encodeTensorFrames(meta, f32(1), { maxPayload: 1000 })[0]!.length - 4;
+  test('every frame respects maxPayload; exact fill and one byte over; the header cost counts', () => {
+    const header = encodeTensorFrames(meta, f32(1), { maxPayload: 1000 })[0]!.header.length;
     const max = header + 400; // 400 payload bytes = 100 floats per frame
     const a = encodeTensorFrames(meta, f32(300), { maxPayload: max });
     expect(a).toHaveLength(3);
-    expect(a.every((f) => f.length === max)).toBe(true);
+    expect(a.every((f) => frameLength(f) === max)).toBe(true);
     const b = encodeTensorFrames(meta, f32(301), { maxPayload: max });
     expect(b).toHaveLength(4);
-    expect(b[3]!.length).toBe(header + 4);
+    expect(frameLength(b[3]!)).toBe(header + 4);
+    const c = encodeTensorFrames(meta, f32(300), { maxPayload: max, headerCost: (h) => h + 100 }); // e.g. base64 in a bus header
+    expect(c.map((f) => f.body.length)).toEqual([300, 300, 300, 300]);
+  });
+
+  test('byte layout of a version 2 header (golden bytes)', () => {
+    const t: Tensor = { dtype: DataType.FLOAT, dims: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) };
+    const m: FrameMeta = { job: 'j1', step: 0x0102, microBatch: 5, name: 'h', kind: 'gradient' };
+    const [f, g] = encodeTensorFrames(m, t, { maxPayload: 20 + 88 + 16 + 2 + 2 + 2 + 1 + 4 }); // 20 body bytes per frame
+    expect(FRAME_VERSION).toBe(2);
+    const h = f!.header;
+    expect(h.length).toBe(88 + 16 + 4 + 3 + 4);
+    expect(Array.from(h.subarray(0, 12))).toEqual([0x54, 0x53, 0x46, 0x31, 2, 1, 0, DataType.FLOAT, h.length, 0, 2, 0]);
+    expect(Array.from(h.subarray(12, 56))).toEqual([
+      0x02, 0x01, 0, 0, 0, 0, 0, 0, /* step */ 5, 0, 0, 0, /* micro-batch */ 0, 0, 0, 0, /* chunk 0 */ 2, 0, 0, 0, /* of 2 */
+      24, 0, 0, 0, 0, 0, 0, 0, /* total */ 0, 0, 0, 0, 0, 0, 0, 0, /* offset */ 20, 0, 0, 0, 0, 0, 0, 0, /* length */
+    ]);
+    expect(Buffer.from(h.subarray(56, 88)).toString('hex')).toBe(createHash('sha256').update(new Uint8Array(t.data.buffer)).digest('hex'));
+    expect(Array.from(h.subarray(88, 104))).toEqual([2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
+    expect(Array.from(h.subarray(104, 111))).toEqual([2, 0, 0x6a, 0x31, 1, 0, 0x68]); // "j1", "h"
+    expect(new DataView(h.buffer, h.byteOffset).getUint32(111, true)).toBe(crc32(h.subarray(0, 111)));
+    expect(f!.body).toEqual(new Uint8Array(t.data.buffer, 0, 20));
+    expect(Array.from(g!.header.subarray(24, 28))).toEqual([1, 0, 0, 0]); // chunk 1
+    expect(Array.from(g!.header.subarray(40, 56))).toEqual([20, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0]); // offset 20, length 4
+    expect(g!.body.length).toBe(4);
+    // One byte string per frame (a socket): header ‖ body splits back at the header's length.
+    const joined = new Uint8Array([...g!.header, ...g!.body]);
+    const back = splitFrame(joined);
+    expect(back.header).toEqual(g!.header);
+    expect(back.body).toEqual(g!.body);
+    expect(decodeFrame(back.header, back.body).chunkIndex).toBe(1);
   });
 
   test('out-of-order and duplicate chunks reassemble once', () => {
@@ -64,7 +96,7 @@ describe('tensor frames', () => {
   test('fp16 transfer halves the bytes and round-trips exactly representable values', () => {
     const t: Tensor = { dtype: DataType.FLOAT, dims: [6], data: Float32Array.from([1, -2, 0.5, 65504, 0, -0.25]) };
     const frames = encodeTensorFrames(meta, t, { encoding: 'fp16' });
-    expect(decodeFrame(frames[0]!).payload.length).toBe(12);
+    expect(decodeFrame(frames[0]!.header, frames[0]!.body).payload.length).toBe(12);
     const e = collect(frames)[0]!;
     if (e.type !== 'tensor') throw e.error;
     expect(Array.from(e.tensor.data as Float32Array)).toEqual([1, -2, 0.5, 65504, 0, -0.25]);
@@ -73,28 +105,48 @@ describe('tensor frames', () => {
   describe('rejections', () => {
     const frames = encodeTensorFrames(meta, f32(300), { maxPayload: 600 });
     const flip = (f: Uint8Array, at: number) => { const c = f.slice(); c[at] = c[at]! ^ 0x40; return c; };
+    const f0 = frames[0]!;
     test.each([
-      ['bad magic', () => flip(frames[0]!, 0), BadMagicError],
-      ['corrupted header byte (step)', () => flip(frames[0]!, 13), ChunkChecksumError],
-      ['corrupted payload byte', () => flip(frames[0]!, frames[0]!.length - 3), ChunkChecksumError],
-      ['truncated frame', () => frames[0]!.subarray(0, frames[0]!.length - 10), ChunkChecksumError],
-      ['frame shorter than the fixed header', () => frames[0]!.subarray(0, 40), TruncatedFrameError],
+      ['bad magic', () => ({ header: flip(f0.header, 0), body: f0.body }), BadMagicError],
+      ['corrupted header byte (step)', () => ({ header: flip(f0.header, 13), body: f0.body }), ChunkChecksumError],
+      ['truncated body', () => ({ header: f0.header, body: f0.body.subarray(0, f0.body.length - 10) }), TruncatedFrameError],
+      ['header shorter than the fixed part', () => ({ header: f0.header.subarray(0, 40), body: f0.body }), TruncatedFrameError],
+      ['header and body run together', () => ({ header: new Uint8Array([...f0.header, ...f0.body]), body: new Uint8Array(0) }), TruncatedFrameError],
     ])('%s', (_n, make, cls) => {
-      expect(() => decodeFrame(make())).toThrow(cls);
-      const ev = collect([make()]);
+      const f = make();
+      expect(() => decodeFrame(f.header, f.body)).toThrow(cls);
+      const ev = collect([f]);
       expect(ev).toHaveLength(1);
       expect(ev[0]!.type).toBe('error');
       expect((ev[0] as { error: Error }).error).toBeInstanceOf(cls);
     });
 
-    test('a chunk whose content changed but whose checksum was recomputed fails the tensor digest', () => {
-      // A sender bug or a forged chunk: the per-frame CRC is valid, the whole-tensor SHA-256 is not.
+    test('a corrupted header byte names what the header claims, marked unverified', () => {
+      const e = collect([{ header: flip(f0.header, 100), body: f0.body }])[0] as { error: Error };
+      expect(e.error).toBeInstanceOf(ChunkChecksumError);
+      expect(e.error.message).toMatch(/step 7, micro-batch 3, .*chunk 0 of \d+ \(as its corrupt header claims\)/);
+    });
+
+    test('a corrupted payload byte fails the whole tensor\'s SHA-256: never delivered, error names step, micro-batch, tensor', () => {
+      const bad = { header: frames[1]!.header, body: flip(frames[1]!.body, 5) };
+      const ev = collect([f0, bad, ...frames.slice(2)]);
+      expect(ev.map((e) => e.type)).toEqual(['error']);
+      expect((ev[0] as { error: Error }).error).toBeInstanceOf(TensorDigestError);
+      expect((ev[0] as { error: Error }).error.message).toMatch(/step 7, micro-batch 3, tensor "h\.12"/);
+      const single = encodeTensorFrames(meta, f32(10), { maxPayload: 600 }); // one frame: the fast path
+      expect(single).toHaveLength(1);
+      const ev1 = collect([{ header: single[0]!.header, body: flip(single[0]!.body, 0) }]);
+      expect((ev1[0] as { error: Error }).error).toBeInstanceOf(TensorDigestError);
+    });
+
+    test('a chunk of another tensor whose header claims this tensor\'s digest fails the tensor digest', () => {
+      // A sender bug or a forged chunk: the header checksum is valid, the whole-tensor SHA-256 is not.
       const other = encodeTensorFrames(meta, f32(300, 99), { maxPayload: 600 });
-      const hlen = new DataView(other[1]!.buffer).getUint16(8, true);
-      const forged = other[1]!.slice();
-      forged.set(frames[0]!.subarray(48, 80), 48); // claim the first tensor's digest
-      new DataView(forged.buffer).setUint32(hlen - 4, crc32(forged.subarray(0, hlen - 4), forged.subarray(hlen)), true);
-      const ev = collect([frames[0]!, forged, ...frames.slice(2)]);
+      const hlen = other[1]!.header.length;
+      const forged = other[1]!.header.slice();
+      forged.set(f0.header.subarray(56, 88), 56); // claim the first tensor's digest
+      new DataView(forged.buffer).setUint32(hlen - 4, crc32(forged.subarray(0, hlen - 4)), true);
+      const ev = collect([f0, { header: forged, body: other[1]!.body }, ...frames.slice(2)]);
       expect(ev.map((e) => e.type)).toEqual(['error']);
       expect((ev[0] as { error: Error }).error).toBeInstanceOf(TensorDigestError);
     });

@@ -3,9 +3,19 @@ import { TensorReceiver, type ChannelAddress, type MessageBus, type TensorReceiv
 import { StageTensorError } from './errors.js';
 
 /**
+ * The job id the frames on a channel carry: the address's job token without the suffix that
+ * protocol.ts `channels` adds for data and tied-weight streams ("<job>-data", "<job>-tie<n>"),
+ * so that frames of any other job are rejected (ForeignFrameError).
+ */
+export function frameJob(channelJob: string): string {
+  return channelJob.replace(/-(data|tie\d+)$/, '');
+}
+
+/**
  * A tensor channel's receiving end, read eagerly into a mailbox keyed by (step, micro-batch, name),
  * so a stage takes tensors in the order its schedule needs them, whatever order they arrived in.
- * A transport error event (corrupt or forged frames) fails every pending and later take().
+ * A transport error event (corrupt, lost or foreign frames) fails every pending and later take()
+ * with a StageTensorError whose message names the stage, step, micro-batch and tensor.
  */
 export class Inbox {
   private readonly receiver: TensorReceiver;
@@ -15,7 +25,7 @@ export class Inbox {
   private readonly pump: Promise<void>;
 
   constructor(bus: MessageBus, readonly address: ChannelAddress, opts: TensorReceiverOptions = {}) {
-    const rx = new TensorReceiver(bus, address, opts);
+    const rx = new TensorReceiver(bus, address, { job: frameJob(address.job), ...opts });
     this.receiver = rx;
     this.pump = (async () => {
       for (;;) {
