@@ -5,6 +5,7 @@ import { parseOptimizerConfig, type OptimizerConfig } from '../../pkg/optim/inde
 import { NatsBus } from '../../pkg/transport/index.js';
 import { Driver, readPipelineCheckpoint, runPipelineWithRecovery, startLocalCluster } from '../../pkg/worker/index.js';
 import { UsageError, formatError } from './errors.js';
+import { planOnScheduler } from './scheduled-train.js';
 import { Trainer, runTraining, openDataSource, embeddingVocab, bindBatchDims, decodeCheckpoint, encodeCheckpoint, fingerprintOf, type Progress } from '../../pkg/train/index.js';
 import type { Command } from './commands.js';
 import { choiceFlag, intFlag, numFlag, parseFlags, strFlag } from './flags.js';
@@ -23,9 +24,14 @@ async function trainPipeline(a: {
   optimizer: OptimizerConfig; seed: number; steps: number; out: string; ckptPath: string; json: boolean; print: (p: Progress) => void;
 }): Promise<number> {
   const { values } = a;
-  const stages = intFlag(values, 'stages', undefined);
-  const m = intFlag(values, 'micro-batches', stages);
   const kind = choiceFlag(values, 'schedule', ['1f1b', 'gpipe'] as const, '1f1b');
+  const job = strFlag(values, 'job', `train-${process.pid}`);
+  const planned = values.scheduler === undefined ? undefined : await planOnScheduler({
+    values, model: a.model, bindings: a.bindings, optimizer: a.optimizer, schedule: kind, jobId: job,
+    describe: (line, detail) => void process.stdout.write(a.json ? `${JSON.stringify(detail)}\n` : `${line}\n`),
+  });
+  const stages = planned ? planned.job.placement.stages : intFlag(values, 'stages', undefined);
+  const m = planned ? planned.microBatches : intFlag(values, 'micro-batches', stages);
   const micro: Record<string, number> = {};
   for (const [dim, v] of Object.entries(a.bindings)) {
     if (v % m !== 0) throw new UsageError(`the batch (${dim} = ${v}) does not split into ${m} equal micro-batches; pass --batch divisible by --micro-batches`);
@@ -40,8 +46,8 @@ async function trainPipeline(a: {
   const ns = strFlag(values, 'ns', 'default');
   const cluster = nats ? undefined : await startLocalCluster({ workers: stages, ns });
   const bus = await NatsBus.connect({ servers: nats ?? cluster!.url, name: 'tessera-train' });
-  const job = strFlag(values, 'job', `train-${process.pid}`);
   let spare = 0;
+  let ok = false;
   try {
     const result = await runPipelineWithRecovery(data, { steps: a.steps, logEvery: intFlag(values, 'log-every', 10), checkpointEvery: intFlag(values, 'checkpoint-every', 0, 0) }, {
       checkpointDir: resolve(a.ckptPath),
@@ -50,10 +56,12 @@ async function trainPipeline(a: {
       start: (attempt, from) => Driver.start(bus, {
         ns, job: attempt === 0 ? job : `${job}-r${attempt}`, stages, microBatches: m, schedule: kind, model: { path: resolve(a.modelPath) },
         bindings: micro, loss: values.loss as string | undefined, optimizer: a.optimizer, intraOpThreads: intFlag(values, 'threads', 1), resume: from, fingerprint,
+        ...(planned ? { workers: planned.job.placement.workers, cuts: planned.job.placement.cuts, schedulerJob: planned.job.id } : {}),
       }, a.model),
       beforeRestart: async (err, _attempt, from) => {
         process.stderr.write(`tessera: ${formatError(err)}; restarting from ${from ?? 'the start'}\n`);
         if (cluster) await cluster.add(`r${spare++}`);
+        if (planned) await planned.replan(from);
       },
     }, { onProgress: a.print });
     const last = result.checkpoint;
@@ -64,8 +72,10 @@ async function trainPipeline(a: {
     await writeAtomic(a.out, encodeModel({ ...a.model, graph: { ...a.model.graph, initializers } }));
     const done = { type: 'done', steps: result.steps, loss: result.loss, model: a.out, checkpoint: last, restarts: result.restarts };
     process.stdout.write(a.json ? JSON.stringify(done) + '\n' : `saved ${a.out} and checkpoint ${last} at step ${result.steps}\n`);
+    ok = true;
     return 0;
   } finally {
+    await planned?.finish(ok);
     await bus.close();
     await cluster?.stop();
   }
@@ -94,12 +104,17 @@ const help = `usage: tessera train --model FILE --data FILE [flags]
   --json                  one JSON object per line instead of text
 
 pipeline-parallel (stage workers over NATS, see pkg/worker):
-  --stages K              split the model into K stages, each trained by one stage worker
+  --stages K|auto         split the model into K stages, each trained by one stage worker; auto (with
+                          --scheduler): the planner picks the number
   --micro-batches M       micro-batches per batch (default K); --batch must divide by M
   --schedule 1f1b|gpipe   (default 1f1b)
   --nats URL              use the workers of a running "tessera up"; without it, train starts its own
                           nats-server and K worker processes and stops them at the end
   --ns NS                 worker pool namespace (default "default")
+  --scheduler ADDR        plan with the scheduler of that "tessera up" (host:port): it chooses cut points
+                          and stage -> worker placement over the workers' measured profiles, reserves
+                          them for the run, re-plans without a lost worker (--restarts) and releases
+                          them at the end (needs --nats)
   --job ID                job id (default: train-<pid>); attempt n > 0 runs as <ID>-r<n>
   --restarts N            after a lost or failed stage, restart the job up to N times, resuming every
                           stage from the last complete checkpoint (or the start); spawned workers are
@@ -119,7 +134,7 @@ export const trainCommand: Command = {
       checkpoint: { type: 'string' }, 'checkpoint-every': { type: 'string' }, resume: { type: 'string' },
       'log-every': { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       stages: { type: 'string' }, 'micro-batches': { type: 'string' }, schedule: { type: 'string' }, nats: { type: 'string' },
-      ns: { type: 'string' }, job: { type: 'string' }, restarts: { type: 'string' },
+      ns: { type: 'string' }, job: { type: 'string' }, restarts: { type: 'string' }, scheduler: { type: 'string' },
     });
     if (values.help) { process.stdout.write(help); return 0; }
     const modelPath = strFlag(values, 'model');

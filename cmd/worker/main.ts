@@ -47,6 +47,15 @@ async function main(argv: string[]): Promise<number> {
     link = new SchedulerLink({
       address: schedulerAddr, workerId: id, profile: { ...catalog, measured }, log,
       stats: () => ({ utilization: worker.state.type === 'idle' ? 0 : 1, memoryUsedBytes: process.memoryUsage().rss, measuredFlops: measured.matmulFlops }),
+      // A cancelled or failed scheduler job's stage is aborted here, so the worker returns to the
+      // pool even when its driver is gone (e.g. train stopped with Ctrl-C). Not after a lost worker
+      // (reason WorkerLost): that job's driver notices the lost stage and aborts the others itself;
+      // aborting first would make it blame a live stage.
+      onRevoke: (jobId, reason) => {
+        const st = worker.state;
+        if (reason.startsWith('WorkerLost')) return;
+        if (st.type === 'busy' && st.worker.spec.schedulerJob === jobId) void st.worker.abort(`the scheduler released job ${jobId}: ${reason}`);
+      },
     });
   }
   // Stages of scheduler jobs are reported on the job; aborted ones are not (the driver aborted the

@@ -7,6 +7,10 @@ export type { PoolStageEvent, PoolWorkerOptions, PoolWorkerStatus } from './pool
 export { SchedulerLink, backoffDelay } from './scheduler-link.js';
 export type { SchedulerLinkOptions, SchedulerLinkState, StageReportState } from './scheduler-link.js';
 export { measureBus, measureDevice } from './measure.js';
+export { PlacementError, placementFromPlan } from './placement.js';
+export type { Placement } from './placement.js';
+export { JobNotPlannedError, ScheduledJob } from './scheduled-job.js';
+export type { ScheduledJobOptions } from './scheduled-job.js';
 export type { MeasureOptions } from './measure.js';
 export { StageCompute, stagePlan, tiedReads } from './stage-compute.js';
 export type { StageComputeLike, StagePlan, StageSnapshot, StageStepDigests } from './stage-compute.js';

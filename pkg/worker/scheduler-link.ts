@@ -25,6 +25,8 @@ export interface SchedulerLinkOptions {
   ackTimeoutMs?: number;
   /** Random source for the jitter, in [0, 1). @default Math.random */
   random?: () => number;
+  /** The scheduler released a job's stages here (cancelled, failed, or re-planned after a lost worker). @default ignore */
+  onRevoke?: (jobId: string, reason: string) => void;
 }
 
 /** Membership state, told apart by `type` (STYLE 9). */
@@ -150,6 +152,7 @@ export class SchedulerLink {
       } else if (m.type === 'revocation') {
         this.assignments.delete(m.jobId);
         this.log(`scheduler: job ${m.jobId} attempt ${m.attempt} released here (${m.reason})`);
+        this.opts.onRevoke?.(m.jobId, m.reason);
       }
     }
     return closed;

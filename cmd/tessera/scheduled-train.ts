@@ -1,0 +1,97 @@
+import { costChain, type Optimizer } from '../../pkg/costmodel/index.js';
+import type { Model } from '../../pkg/onnx/index.js';
+import type { OptimizerConfig } from '../../pkg/optim/index.js';
+import type { ModelChain, Schedule } from '../../pkg/planner/index.js';
+import { SchedulerClient } from '../../pkg/scheduler/index.js';
+import { ScheduledJob, type Placement } from '../../pkg/worker/index.js';
+import { UsageError } from './errors.js';
+import { intFlag, strFlag } from './flags.js';
+
+/**
+ * `train --stages K|auto --scheduler ADDR`: the job is planned by the scheduler of a `tessera up`
+ * over its live fleet (the workers' measured profiles), reserved (gang), run on the planned
+ * workers with the planned cut points, re-planned without a lost worker, and released at the end.
+ */
+export interface ScheduledTrain {
+  job: ScheduledJob;
+  microBatches: number;
+  /** After a lost or failed stage: the scheduler's new placement, keeping the stage split when the run resumes from a checkpoint. */
+  replan(resume: string | undefined): Promise<Placement>;
+  /** Releases the reservation (ok: the run finished; else it is cancelled) and closes the client. */
+  finish(ok: boolean): Promise<void>;
+}
+
+/** The cost model's optimizer (state copies to reserve) for a training optimizer. */
+function costOptimizer(o: OptimizerConfig): Optimizer {
+  if (o.kind === 'adamw') return 'adamw';
+  return o.momentum > 0 ? 'sgd-momentum' : 'sgd';
+}
+
+/** Largest divisor of every batch binding that is <= limit (at least 1). */
+function microBatchesFor(bindings: Record<string, number>, limit: number): number {
+  for (let m = Math.max(1, limit); m > 1; m--) if (Object.values(bindings).every((v) => v % m === 0)) return m;
+  return 1;
+}
+
+export async function planOnScheduler(a: {
+  values: Record<string, string | boolean | undefined>; model: Model; bindings: Record<string, number>; optimizer: OptimizerConfig;
+  schedule: Schedule; jobId: string; describe: (line: string, detail: object) => void;
+}): Promise<ScheduledTrain> {
+  const { values } = a;
+  const address = strFlag(values, 'scheduler');
+  if (values.nats === undefined) throw new UsageError('--scheduler needs --nats: the NATS server of the same "tessera up"');
+  const stages = values.stages === 'auto' ? 'auto' : intFlag(values, 'stages', undefined);
+  const client = new SchedulerClient(address);
+  try {
+    // Default micro-batches: one per stage; for auto, per live worker (as divisible as the batch allows).
+    const live = stages === 'auto' && values['micro-batches'] === undefined ? (await client.listFleet()).filter((w) => w.status === 'live').length : 0;
+    const m = values['micro-batches'] !== undefined ? intFlag(values, 'micro-batches', undefined) : stages === 'auto' ? microBatchesFor(a.bindings, live) : stages;
+    const micro: Record<string, number> = {};
+    for (const [dim, v] of Object.entries(a.bindings)) {
+      if (v % m !== 0) throw new UsageError(`the batch (${dim} = ${v}) does not split into ${m} equal micro-batches; pass --batch divisible by --micro-batches`);
+      micro[dim] = v / m;
+    }
+    const chain: ModelChain = costChain(a.model, { bindings: micro, optimizer: costOptimizer(a.optimizer) });
+    const job = await ScheduledJob.submit(client, a.jobId, chain, { stages, microBatches: m, schedule: a.schedule });
+    const describe = (): void => {
+      const p = job.placement;
+      a.describe(
+        `plan: ${p.stages} stage(s) on ${p.workers.join(', ')} (chain layers ${p.layers.map(([s, e]) => `[${s},${e})`).join(' ')}), predicted step ${job.predictedStepMs.toFixed(1)} ms; scheduler job ${job.id}, attempt ${job.attempts}`,
+        { type: 'plan', job: job.id, attempt: job.attempts, workers: p.workers, cuts: p.cuts, layers: p.layers, predictedStepMs: job.predictedStepMs },
+      );
+    };
+    describe();
+    // Ctrl-C: cancel the reservation (the scheduler revokes the stages, the workers abort them), then exit.
+    const onSignal = (): void => {
+      void job.cancel().catch(() => undefined).finally(() => process.exit(130));
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    return {
+      job,
+      microBatches: m,
+      async replan(resume) {
+        const before = job.placement;
+        const next = await job.replan(60_000);
+        describe();
+        if (resume === undefined) return next;
+        // Stage checkpoints hold each stage's own optimizer state: a resumed run keeps its split and takes only the new placement.
+        if (next.stages !== before.stages) throw new UsageError(`the scheduler re-planned job ${job.id} with ${next.stages} stages; the checkpoint ${resume} has ${before.stages}: resume it with --stages ${before.stages}`);
+        job.placement = { ...next, cuts: before.cuts, layers: before.layers };
+        return job.placement;
+      },
+      async finish(ok) {
+        process.removeListener('SIGINT', onSignal);
+        process.removeListener('SIGTERM', onSignal);
+        try {
+          await (ok ? job.release() : job.cancel());
+        } finally {
+          client.close();
+        }
+      },
+    };
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+}
