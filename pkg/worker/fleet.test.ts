@@ -1,5 +1,7 @@
 import { jest } from '@jest/globals';
-import { resolve } from 'node:path';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { SchedulerClient, SchedulerServer, type JobSpec, type WorkerInfo } from '../scheduler/index.js';
 import { eventually, uniformModel } from '../scheduler/testing.js';
 import { startLocalCluster, type LocalCluster } from './local-cluster.js';
@@ -44,13 +46,15 @@ describe('stage workers in the scheduler fleet (real processes)', () => {
   beforeAll(async () => {
     await startServer();
     client = new SchedulerClient(`127.0.0.1:${port}`);
+    const fleetFile = join(mkdtempSync(join(tmpdir(), 'tessera-fleet-')), 'fleet.yaml');
+    writeFileSync(fleetFile, 'devices:\n  - { profile: H100-SXM-80GB, count: 2, id: gpu }\n');
     cluster = await startLocalCluster({
-      workers: [{ id: 'fast' }, { id: 'slow', slowdown: 8 }, { id: 'spare' }, { id: 'stopme' }],
+      workers: [{ id: 'fast' }, { id: 'slow', slowdown: 8 }, { id: 'spare' }, { id: 'stopme' }, { id: 'catalog', args: ['--profile', fleetFile, '--device', 'gpu-1'] }],
       args: ['--scheduler', `127.0.0.1:${port}`],
       workerMain,
       onLine: (l) => workerLines.push(l),
     });
-    await eventually(async () => (await fleet()).filter((w) => w.status === 'live').length === 4, 60_000, 'four live workers');
+    await eventually(async () => (await fleet()).filter((w) => w.status === 'live').length === 5, 60_000, 'five live workers');
   });
 
   afterAll(async () => {
@@ -77,6 +81,12 @@ describe('stage workers in the scheduler fleet (real processes)', () => {
     expect(fast.profile.measured!.slowdown).toBe(1);
     // 8x throttling; the margin absorbs a loaded host.
     expect(slow.profile.flops).toBeLessThan(fast.profile.flops / 2);
+    // A catalog profile from a fleet file keeps its name and device; the measured numbers replace its datasheet ones.
+    const catalog = ws.find((w) => w.id === 'catalog')!;
+    expect(catalog.profile.name).toBe('H100-SXM-80GB');
+    expect(catalog.profile.labels['tessera.dev/device']).toBe('gpu-1');
+    expect(catalog.profile.flops).toBe(catalog.profile.measured!.matmulFlops);
+    expect(catalog.profile.flops).toBeLessThan(1e13); // a CPU MatMul, not an H100's 1e14+
     // Heartbeats arrive with live stats.
     await eventually(async () => (await byId('fast'))?.stats?.measuredFlops === fast.profile.flops, 10_000, 'heartbeat stats');
   });
