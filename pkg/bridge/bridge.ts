@@ -8,12 +8,13 @@
  * All state lives in the StateStore file, so a new instance with the same file resumes.
  */
 import { EventLog, type Log, type Provider, type Signer, type TransactionReceipt } from 'ethers';
-import { JobState, PriceUnit, type Capacity, type JobMarketClient, type SupplierRegistryClient } from '../chain/index.js';
-import { idleCapacity, type CapacitySource, type ClusterCapacity, type LoadSource } from './capacity.js';
+import { JobState, PriceUnit, ReleaseReason, type Capacity, type JobMarketClient, type SupplierRegistryClient } from '../chain/index.js';
+import { DEFAULT_MEMORY_PER_MODEL_BYTE, idleCapacity, type CapacitySource, type ClusterCapacity, type LoadSource } from './capacity.js';
 import { ActivePhase, advance, initialState, markHandled, unhandled, type ActiveJob, type BridgeState, type StateStore } from './cursor.js';
 import { evaluateJob, SkipReason, type PricePolicy } from './evaluate.js';
-import { JobInputError, JobSpecError } from './errors.js';
+import { JobAbandonedError, JobInputError, JobSpecError } from './errors.js';
 import { parseJobSpec, type JobIntake } from './intake.js';
+import { SchedulerLease, clipDetail, networkJobSpec, type LeaseClient } from './lease.js';
 import type { JobRunner, RunnableJob } from './runner.js';
 
 /** Predicts seconds per optimizer step of a model on the idle capacity (e.g. pkg/costmodel). */
@@ -29,7 +30,10 @@ export type BridgeEvent =
   | { type: 'accepted'; jobId: bigint; predictedSeconds: number }
   | { type: 'root-committed'; jobId: bigint; index: number; root: string }
   | { type: 'submitted'; jobId: bigint; finalTraceRoot: string; resultDigest: string; challengeEndsAt: bigint }
-  | { type: 'released'; jobId: bigint; reason: string }
+  | { type: 'released'; jobId: bigint; code: ReleaseReason; reason: string }
+  /** A local job took the capacity: checkpoint written at `step`, capacity yielded. */
+  | { type: 'preempted'; jobId: bigint; byJobId: string; step: number; steps: number }
+  | { type: 'resumed'; jobId: bigint; step: number; waitedMs: number }
   | { type: 'dropped'; jobId: bigint; detail: string }
   | { type: 'finalized'; jobId: bigint; gasPaid: bigint }
   | { type: 'claimed'; amount: bigint; gasPaid: bigint };
@@ -44,6 +48,13 @@ export interface BridgeDeps {
   load: LoadSource;
   runner: JobRunner;
   predictor: StepTimePredictor;
+  /**
+   * The cluster scheduler (pkg/scheduler SchedulerClient). With it, each network job holds its
+   * capacity as a scheduler job of source `network`, so local jobs preempt it (lease.ts); without
+   * it, the bridge trains without asking anyone.
+   * @default undefined
+   */
+  scheduler?: LeaseClient;
   /** @default ignore */
   log?: (e: BridgeEvent) => void;
 }
@@ -61,6 +72,8 @@ export interface BridgeOptions {
   marginSeconds?: number;
   /** Most blocks per eth_getLogs call (public RPC endpoints cap the span). @default 2000 */
   maxBlockRange?: number;
+  /** How often a preempted job polls the scheduler. @default 250 */
+  leasePollMs?: number;
 }
 
 export class Bridge {
@@ -205,30 +218,41 @@ export class Bridge {
         if (recheck !== undefined) {
           // Local work took the capacity (or time ran short) since accept: hand the job back now,
           // free before the deadline, rather than time out and lose the bond.
-          await market.release(jobId);
-          this.emit({ type: 'released', jobId, reason: recheck });
+          await this.release(jobId, ReleaseReason.CapacityTaken, recheck);
           await this.dropActive(a.jobId);
+          continue;
+        }
+        const job: RunnableJob = { jobId, modelURI: a.modelURI, dataURI: a.dataURI, modelDigest: a.modelDigest, dataDigest: a.dataDigest, steps: BigInt(a.steps) };
+        const lease = this.deps.scheduler ? await this.lease(job, onChain.deadline) : undefined;
+        if (lease && (await lease.acquire(Number(job.steps))).type === 'abandon') {
+          await this.dropActive(a.jobId); // released on chain by the lease, with its reason
           continue;
         }
         const already = onChain.checkpointCount;
         let result: Awaited<ReturnType<JobRunner['run']>>;
         try {
           result = await this.deps.runner.run(
-            { jobId, modelURI: a.modelURI, dataURI: a.dataURI, modelDigest: a.modelDigest, dataDigest: a.dataDigest, steps: BigInt(a.steps) },
+            job,
             async (index, root) => {
               if (index < already) return; // committed by an earlier instance; deterministic training reproduces it
               await market.commitTraceRoot(jobId, BigInt(index), root);
               this.emit({ type: 'root-committed', jobId, index, root });
             },
+            lease,
           );
         } catch (err) {
+          if (err instanceof JobAbandonedError) {
+            await this.dropActive(a.jobId); // released on chain by the lease, with its reason
+            continue;
+          }
+          await lease?.finish('failed', err instanceof Error ? err.message : String(err));
           if (!(err instanceof JobInputError)) throw err;
           // Release is free before the deadline; a silent timeout slashes the bond.
-          await market.release(jobId);
-          this.emit({ type: 'released', jobId, reason: err.message });
+          await this.release(jobId, ReleaseReason.InputUnusable, err.message);
           await this.dropActive(a.jobId);
           continue;
         }
+        await lease?.finish('complete', `trained ${job.steps} steps`);
         await market.submitResult(jobId, result.finalTraceRoot, result.resultDigest);
         const challengeEndsAt = (await market.getJob(jobId)).challengeEndsAt;
         this.emit({ type: 'submitted', jobId, finalTraceRoot: result.finalTraceRoot, resultDigest: result.resultDigest, challengeEndsAt });
@@ -248,6 +272,33 @@ export class Bridge {
         await this.save({ ...s, active: rest, earned: job.state === JobState.Submitted || job.state === JobState.Finalized ? (BigInt(s.earned) + BigInt(a.reward)).toString() : s.earned });
       }
     }
+  }
+
+  /** Hands the job back on chain (free before the deadline) with the reason in JobReleased, and logs it. */
+  private async release(jobId: bigint, code: ReleaseReason, reason: string): Promise<void> {
+    await this.deps.market.connect(this.deps.signer).release(jobId, code, clipDetail(reason));
+    this.emit({ type: 'released', jobId, code, reason });
+  }
+
+  /** The job's hold on capacity through the scheduler; releases on chain when it must give up. */
+  private async lease(job: RunnableJob, deadline: bigint): Promise<SchedulerLease> {
+    const modelBytes = (await this.deps.runner.inspect(job)).modelBytes;
+    const idle = idleCapacity(await this.deps.capacity.capacity(), await this.deps.load.held());
+    return new SchedulerLease({
+      client: this.deps.scheduler!,
+      schedulerJobId: `network-${job.jobId}`,
+      spec: networkJobSpec(`network-${job.jobId}`, modelBytes, this.opts.memoryPerModelByte ?? DEFAULT_MEMORY_PER_MODEL_BYTE),
+      deadline,
+      chainTime: () => this.chainTime(),
+      predictedSecondsPerStep: this.deps.predictor.stepSeconds(modelBytes, idle),
+      marginSeconds: this.opts.marginSeconds ?? 60,
+      release: (code, detail) => this.release(job.jobId, code, detail),
+      pollMs: this.opts.leasePollMs,
+      log: (e) => {
+        if (e.type === 'preempted') this.emit({ type: 'preempted', jobId: job.jobId, byJobId: e.byJobId, step: e.step, steps: e.steps });
+        else if (e.type === 'resumed') this.emit({ type: 'resumed', jobId: job.jobId, step: e.step, waitedMs: e.waitedMs });
+      },
+    });
   }
 
   /** Re-evaluates an accepted job against the capacity idle now; a reason to release it, or undefined. */

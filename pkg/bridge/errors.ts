@@ -67,3 +67,12 @@ export class DigestMismatchError extends JobInputError {
     super(jobId, `${what} ${uri.length > 120 ? `${uri.slice(0, 120)}...` : uri} has SHA-256 ${actual}, the job says ${expected}`);
   }
 }
+
+/** The holder gave a job up mid-run (e.g. preempted and the rest no longer fits before the deadline). */
+export class JobAbandonedError extends BridgeError {
+  override name = 'JobAbandonedError';
+  override readonly code = 'JOB_ABANDONED';
+  constructor(readonly jobId: bigint, readonly step: number, readonly reason: string) {
+    super(`job ${jobId}: abandoned at step ${step}: ${reason}`);
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * A network job's hold on cluster capacity, through the scheduler's gRPC API (pkg/scheduler).
+ *
+ * The bridge submits each network job it trains as a scheduler job with source `network`, so a
+ * local job that needs the capacity preempts it: the scheduler sets `Job.preemption`, which this
+ * lease polls between training steps (RunControl.shouldYield). The runner then checkpoints; the
+ * lease confirms with ReportJob(CHECKPOINTED), waits for the scheduler to re-admit the job, and
+ * before resuming (and on every poll while waiting) checks that the remaining steps still fit
+ * before the on-chain deadline at the measured step rate (`deadlineCheck`, pure). When they no
+ * longer fit it releases the job on chain with the reason (free before the deadline; a silent
+ * timeout would slash the bond) and cancels the scheduler job.
+ */
+import { status } from '@grpc/grpc-js';
+import { ReleaseReason } from '../chain/index.js';
+import type { JobSpec, JobView } from '../scheduler/index.js';
+import type { RunControl, RunProgress, YieldOutcome } from './runner.js';
+
+/** The scheduler calls a lease makes (SchedulerClient satisfies it; tests may pass their own). */
+export interface LeaseClient {
+  submitJob(jobId: string, spec: JobSpec): Promise<JobView>;
+  getJob(jobId: string): Promise<JobView>;
+  reportJob(jobId: string, report: 'checkpointed' | 'complete' | 'failed', message?: string): Promise<JobView>;
+  cancelJob(jobId: string): Promise<JobView>;
+}
+
+export type DeadlineDecision = { type: 'fits'; slackSeconds: number } | { type: 'release'; detail: string };
+
+/**
+ * Whether `remainingSteps` at `secondsPerStep`, plus `marginSeconds` for the result transaction,
+ * end strictly before `deadline` (unix seconds, like `now`).
+ */
+export function deadlineCheck(o: { now: bigint; deadline: bigint; remainingSteps: number; secondsPerStep: number; marginSeconds: number }): DeadlineDecision {
+  const left = Number(o.deadline - o.now);
+  const need = o.remainingSteps * o.secondsPerStep + o.marginSeconds;
+  if (need < left) return { type: 'fits', slackSeconds: left - need };
+  return {
+    type: 'release',
+    detail: `${o.remainingSteps} steps left at ${o.secondsPerStep.toPrecision(3)} s/step + ${o.marginSeconds} s margin need ${Math.ceil(need)} s; ${Math.max(0, left)} s remain before the deadline`,
+  };
+}
+
+/** What a lease reports, for the bridge's log. */
+export type LeaseEvent =
+  | { type: 'preempted'; schedulerJobId: string; byJobId: string; step: number; steps: number }
+  | { type: 'waiting'; schedulerJobId: string; phase: string; reason: string }
+  | { type: 'resumed'; schedulerJobId: string; step: number; waitedMs: number }
+  | { type: 'abandoned'; schedulerJobId: string; step: number; detail: string };
+
+export interface SchedulerLeaseOptions {
+  client: LeaseClient;
+  /** The scheduler job id (e.g. `network-<chain job id>`). */
+  schedulerJobId: string;
+  spec: JobSpec;
+  /** The on-chain deadline, unix seconds. */
+  deadline: bigint;
+  /** Latest block timestamp: the clock the deadline is measured on. */
+  chainTime: () => Promise<bigint>;
+  /** Seconds per step to assume before the run has measured any (the bridge's predictor). */
+  predictedSecondsPerStep: number;
+  /** Seconds kept free before the deadline. */
+  marginSeconds: number;
+  /** Gives the job back on chain with the reason; called at most once, before the deadline. */
+  release: (reason: ReleaseReason, detail: string) => Promise<void>;
+  /** How often to poll the scheduler while waiting. @default 250 */
+  pollMs?: number;
+  /** @default setTimeout-based */
+  sleep?: (ms: number) => Promise<void>;
+  /** @default ignore */
+  log?: (e: LeaseEvent) => void;
+}
+
+export class SchedulerLease implements RunControl {
+  private preemptedBy = '';
+
+  constructor(private readonly o: SchedulerLeaseOptions) {}
+
+  /** Submits the job to the scheduler (or finds it, after a restart) and waits until it holds capacity. */
+  async acquire(steps: number): Promise<YieldOutcome> {
+    let job: JobView;
+    try {
+      job = await this.o.client.submitJob(this.o.schedulerJobId, this.o.spec);
+    } catch (err) {
+      if ((err as { code?: number }).code !== status.ALREADY_EXISTS) throw err;
+      job = await this.o.client.getJob(this.o.schedulerJobId);
+    }
+    if (job.phase === 'Planned' || job.phase === 'Running') return { type: 'resume' };
+    return this.waitAdmitted({ step: 0, steps, secondsPerStep: 0 });
+  }
+
+  async shouldYield(_progress: RunProgress): Promise<boolean> {
+    const job = await this.o.client.getJob(this.o.schedulerJobId);
+    this.preemptedBy = job.preemption?.byJobId ?? '';
+    return job.preemption !== undefined;
+  }
+
+  async yielded(progress: RunProgress): Promise<YieldOutcome> {
+    await this.o.client.reportJob(this.o.schedulerJobId, 'checkpointed', `checkpoint at step ${progress.step} of ${progress.steps}`);
+    this.o.log?.({ type: 'preempted', schedulerJobId: this.o.schedulerJobId, byJobId: this.preemptedBy, step: progress.step, steps: progress.steps });
+    return this.waitAdmitted(progress);
+  }
+
+  /** The run finished (or failed): the hold goes back to the scheduler. */
+  async finish(outcome: 'complete' | 'failed', message = ''): Promise<void> {
+    const job = await this.o.client.getJob(this.o.schedulerJobId);
+    if (job.phase === 'Planned' || job.phase === 'Running') await this.o.client.reportJob(this.o.schedulerJobId, outcome, message);
+    else if (job.phase === 'Pending') await this.o.client.cancelJob(this.o.schedulerJobId);
+  }
+
+  private async waitAdmitted(progress: RunProgress): Promise<YieldOutcome> {
+    const start = Date.now();
+    const rate = progress.secondsPerStep > 0 ? progress.secondsPerStep : this.o.predictedSecondsPerStep;
+    let lastReason = '';
+    for (;;) {
+      const d = deadlineCheck({ now: await this.o.chainTime(), deadline: this.o.deadline, remainingSteps: progress.steps - progress.step, secondsPerStep: rate, marginSeconds: this.o.marginSeconds });
+      if (d.type === 'release') {
+        const detail = `preempted at step ${progress.step}: ${d.detail}`;
+        this.o.log?.({ type: 'abandoned', schedulerJobId: this.o.schedulerJobId, step: progress.step, detail });
+        await this.o.release(ReleaseReason.DeadlineUnreachable, detail);
+        await this.o.client.cancelJob(this.o.schedulerJobId);
+        return { type: 'abandon', reason: detail };
+      }
+      const job = await this.o.client.getJob(this.o.schedulerJobId);
+      if (job.phase === 'Planned' || job.phase === 'Running') {
+        this.o.log?.({ type: 'resumed', schedulerJobId: this.o.schedulerJobId, step: progress.step, waitedMs: Date.now() - start });
+        return { type: 'resume' };
+      }
+      if (job.phase !== 'Pending') {
+        // Cancelled (or ended) by someone else while waiting: the capacity is gone for good.
+        const detail = `scheduler job ${this.o.schedulerJobId} ended ${job.phase} (${job.reason}) at step ${progress.step}`;
+        this.o.log?.({ type: 'abandoned', schedulerJobId: this.o.schedulerJobId, step: progress.step, detail });
+        await this.o.release(ReleaseReason.CapacityTaken, detail);
+        return { type: 'abandon', reason: detail };
+      }
+      if (job.reason !== lastReason) {
+        lastReason = job.reason;
+        this.o.log?.({ type: 'waiting', schedulerJobId: this.o.schedulerJobId, phase: job.phase, reason: job.reason });
+      }
+      await (this.o.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))))(this.o.pollMs ?? 250);
+    }
+  }
+}
+
+/** A one-layer chain for the scheduler: the job's training memory (model bytes x memoryPerModelByte). */
+export function networkJobSpec(name: string, modelBytes: bigint, memoryPerModelByte: bigint): JobSpec {
+  const params = Number(modelBytes);
+  return {
+    model: {
+      type: 'chain',
+      chain: { name, layers: [{ name: 'model', fwdFlops: params / 2, bwdFlops: params, paramBytes: params, optimizerStateBytes: params * (Number(memoryPerModelByte) - 1), activationBytesOut: 0, stashBytes: 0 }] },
+    },
+    source: 'network',
+    stages: 1,
+    microBatches: 1,
+  };
+}
+
+/** `detail` cut to the contract's limit (MAX_REASON_BYTES, UTF-8). */
+export function clipDetail(detail: string, maxBytes = 256): string {
+  const bytes = new TextEncoder().encode(detail);
+  if (bytes.length <= maxBytes) return detail;
+  return new TextDecoder().decode(bytes.slice(0, maxBytes - 3)).replace(/\uFFFD$/, '') + '...';
+}
