@@ -25,7 +25,8 @@ export type VerificationMode = (typeof VerificationMode)[keyof typeof Verificati
 export const JobSource = { Local: 'local', Network: 'network' } as const;
 export type JobSource = (typeof JobSource)[keyof typeof JobSource];
 
-export const Phase = { Pending: 'Pending', Planned: 'Planned', Running: 'Running', Suspended: 'Suspended', Complete: 'Complete', Failed: 'Failed' } as const;
+/** Pod-like phases: a job whose training completed is Succeeded (its condition is Complete). */
+export const Phase = { Pending: 'Pending', Planned: 'Planned', Running: 'Running', Suspended: 'Suspended', Succeeded: 'Succeeded', Failed: 'Failed' } as const;
 export type Phase = (typeof Phase)[keyof typeof Phase];
 
 export const ConditionType = { Planned: 'Planned', Running: 'Running', Complete: 'Complete', Failed: 'Failed', Suspended: 'Suspended', Degraded: 'Degraded' } as const;

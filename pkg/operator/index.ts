@@ -6,8 +6,13 @@ export { Informer, keyOf } from './informer.js';
 export type { InformerEvent, InformerOptions, KubeObject, ListResult, WatchFn } from './informer.js';
 export {
   ConditionReason, DEFAULT_POD_TEMPLATE, FINALIZER, JOB_LABEL, STAGE_LABEL, TrainingJobReconciler,
-  decideDeletion, decideInvalid, decidePlanned, decideSuspend, replanReason, sameStatus, setCondition, stagePod,
+  decideDeletion, decideFinished, decideInvalid, decidePlanned, decideRun, decideSuspend, replanReason, sameStatus, setCondition, stagePod,
+  stagePodsReady, trainingFinished, withRunProgress,
 } from './trainingjob-reconciler.js';
+export { StopMode, isActive } from './job-runner.js';
+export type { JobRunner, RunProgress, RunRequest, RunView } from './job-runner.js';
+export { DataUnavailableError, DriverJobRunner, RunStoppedError } from './driver-runner.js';
+export type { DriverJobRunnerOptions } from './driver-runner.js';
 export type { Action, EventType, Pacing, PodTemplateConfig, RawJob, ReconcileResult, ReconcilerDeps, Snapshot, Writer } from './trainingjob-reconciler.js';
 export {
   DEFAULT_EFFICIENCY, DEFAULT_MEMORY_RESERVE, InProcessPlanner, NoCapacityError, PlanFailedError, PlannerConfigError, SchedulerUnavailableError,
@@ -16,7 +21,7 @@ export {
 export type { FleetDevice, JobPlan, JobPlanStage, NodeLike, PlanRequest, Planner, PlannerConfig, PlannerFactory } from './planner.js';
 export { GrpcPlanner, keyOfSchedulerJob } from './grpc-planner.js';
 export type { SchedulerApi } from './grpc-planner.js';
-export { ConfigMapModelCoster, ModelUnavailableError, UnsupportedModelSourceError } from './model-source.js';
+export { ConfigMapModelCoster, ModelUnavailableError, UnsupportedModelSourceError, readConfigMapKey } from './model-source.js';
 export type { ModelCoster } from './model-source.js';
 export { ConflictError, KubeWriter, statusCodeOf } from './kube-writer.js';
 export { LeaderElector, LeaderState } from './leader.js';

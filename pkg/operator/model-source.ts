@@ -25,6 +25,19 @@ export class ModelUnavailableError extends Error {
   }
 }
 
+/**
+ * The bytes under a ConfigMap key: binaryData (base64 on the wire), else data, which holds base64
+ * for models and plain text for corpora (`kubectl create configmap --from-file` of a text file).
+ * Undefined when the key is absent; API errors are thrown as they come.
+ */
+export async function readConfigMapKey(core: CoreV1Api, namespace: string, ref: { name: string; key: string }, data: 'base64' | 'utf8'): Promise<{ bytes: Uint8Array; resourceVersion?: string } | undefined> {
+  const cm = await core.readNamespacedConfigMap({ name: ref.name, namespace });
+  const bin = cm.binaryData?.[ref.key];
+  const text = cm.data?.[ref.key];
+  const bytes = bin !== undefined ? Buffer.from(bin, 'base64') : text !== undefined ? Buffer.from(text, data) : undefined;
+  return bytes && { bytes: new Uint8Array(bytes), resourceVersion: cm.metadata?.resourceVersion };
+}
+
 const optimizerOf = (spec: TrainingJobSpec): Optimizer => (spec.optimizer.type === 'adamw' ? 'adamw' : spec.optimizer.momentum > 0 ? 'sgd-momentum' : 'sgd');
 
 /**
@@ -41,20 +54,19 @@ export class ConfigMapModelCoster implements ModelCoster {
     const ref = `configmap ${namespace}/${src.configMap.name} key ${src.configMap.key}`;
     let cm;
     try {
-      cm = await this.core.readNamespacedConfigMap({ name: src.configMap.name, namespace });
+      cm = await readConfigMapKey(this.core, namespace, src.configMap, 'base64');
     } catch (err) {
       throw new ModelUnavailableError(ref, `cannot read (${(err as { code?: number }).code ?? (err as Error).message})`, { cause: err });
     }
-    const b64 = cm.binaryData?.[src.configMap.key] ?? cm.data?.[src.configMap.key];
-    if (b64 === undefined) throw new ModelUnavailableError(ref, 'key not present');
+    if (cm === undefined) throw new ModelUnavailableError(ref, 'key not present');
     const microBatchSize = spec.data.batchSize / spec.data.microBatches;
     const optimizer = optimizerOf(spec);
-    const cacheKey = `${namespace}/${src.configMap.name}/${src.configMap.key}@${cm.metadata?.resourceVersion}:${microBatchSize}:${optimizer}`;
+    const cacheKey = `${namespace}/${src.configMap.name}/${src.configMap.key}@${cm.resourceVersion}:${microBatchSize}:${optimizer}`;
     const hit = this.cache.get(cacheKey);
     if (hit) return hit;
     let chain: ModelChain;
     try {
-      chain = costChain(decodeModel(new Uint8Array(Buffer.from(b64, 'base64'))), { bindings: {}, microBatchSize, optimizer });
+      chain = costChain(decodeModel(cm.bytes), { bindings: {}, microBatchSize, optimizer });
     } catch (err) {
       throw new ModelUnavailableError(ref, `cannot cost the model: ${(err as Error).message}`, { cause: err });
     }

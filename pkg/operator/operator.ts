@@ -9,6 +9,7 @@ import { LeaderElector } from './leader.js';
 import { OperatorMetrics, serveHttp } from './metrics.js';
 import { ConfigMapModelCoster, type ModelCoster } from './model-source.js';
 import { InProcessPlanner, type Planner } from './planner.js';
+import type { JobRunner } from './job-runner.js';
 import { WorkQueue, type WorkQueueOptions } from './queue.js';
 import { DEFAULT_POD_TEMPLATE, JOB_LABEL, TrainingJobReconciler, type PodTemplateConfig, type RawJob, type Writer } from './trainingjob-reconciler.js';
 
@@ -45,6 +46,8 @@ export interface OperatorOptions {
   coster?: ModelCoster;
   /** @default KubeWriter */
   writer?: Writer;
+  /** Runs training once a job's stage pods run (driver-runner.ts). @default none: jobs stop at phase Planned */
+  runner?: JobRunner;
   /** @default readProfiles() (bundled profiles) */
   profiles?: ReadonlyMap<string, DeviceProfile>;
   /** Concurrent reconciles (each key is still serialized). @default 2 */
@@ -105,8 +108,10 @@ export class Operator {
       writer: o.writer ?? new KubeWriter(core, custom),
       profiles: o.profiles ?? readProfiles(),
       template: { ...DEFAULT_POD_TEMPLATE, ...o.template },
+      runner: o.runner,
     });
     this.jobs.on((e) => this.enqueue(keyOf(e.obj)));
+    o.runner?.subscribe((key) => this.enqueue(key));
     this.pods.on((e) => {
       const job = e.obj.metadata?.labels?.[JOB_LABEL];
       if (job) this.enqueue(`${e.obj.metadata?.namespace}/${job}`);
@@ -155,6 +160,7 @@ export class Operator {
   async stop(): Promise<void> {
     await this.elector?.stop();
     this.stopLeading();
+    await this.o.runner?.stopAll();
     await Promise.all(this.workersDone);
     this.jobs.stop();
     this.pods.stop();
@@ -191,6 +197,8 @@ export class Operator {
     this.o.log?.(`${this.o.identity}: stopped leading`);
     this.queue?.shutDown();
     this.queue = undefined;
+    // Runs end with the lease: the next leader resumes them from their last checkpoints.
+    void this.o.runner?.stopAll();
   }
 
   private async work(q: WorkQueue): Promise<void> {
@@ -204,7 +212,7 @@ export class Operator {
         const job = this.jobs.get(key);
         const [ns, name] = key.split('/') as [string, string];
         const pods = this.pods.list().filter((p) => p.metadata?.namespace === ns && p.metadata?.labels?.[JOB_LABEL] === name);
-        const r = await this.reconciler.reconcile(key, { job, pods, nodes: this.nodes.list() });
+        const r = await this.reconciler.reconcile(key, { job, pods, nodes: this.nodes.list(), run: this.o.runner?.view(key) });
         if (r.pacing.type === 'retry') q.addRateLimited(key);
         else q.forget(key);
       } catch (err) {

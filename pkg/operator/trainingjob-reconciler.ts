@@ -1,6 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { API_VERSION, ConditionType, KIND, Phase, TrainingJobSpecError, parseTrainingJob, type Condition, type TrainingJob, type TrainingJobSpec, type TrainingJobStatus } from '../k8s/index.js';
 import type { DeviceProfile } from '../planner/index.js';
+import { isActive, StopMode, type JobRunner, type RunProgress, type RunRequest, type RunView } from './job-runner.js';
 import type { ModelCoster } from './model-source.js';
 import { NoCapacityError, PlanFailedError, SchedulerUnavailableError, fleetFromNodes, type JobPlan, type NodeLike, type Planner } from './planner.js';
 
@@ -27,6 +28,13 @@ export const ConditionReason = {
   PodsPending: 'PodsPending',
   Suspended: 'Suspended',
   Resumed: 'Resumed',
+  Starting: 'Starting',
+  Training: 'Training',
+  TrainingStarted: 'TrainingStarted',
+  Checkpointed: 'Checkpointed',
+  Completed: 'Completed',
+  TrainingFailed: 'TrainingFailed',
+  Stopping: 'Stopping',
 } as const;
 export type ConditionReason = (typeof ConditionReason)[keyof typeof ConditionReason];
 
@@ -48,7 +56,10 @@ export type Action =
   | { type: 'createPod'; pod: V1Pod }
   | { type: 'deletePod'; name: string }
   | { type: 'updateStatus'; status: TrainingJobStatus }
-  | { type: 'event'; eventType: EventType; reason: string; message: string };
+  | { type: 'event'; eventType: EventType; reason: string; message: string }
+  | { type: 'startRun'; request: RunRequest }
+  | { type: 'stopRun'; how: StopMode }
+  | { type: 'forgetRun' };
 
 /** What the runner does with the key afterwards (STYLE 6). */
 export type Pacing = { type: 'done' } | { type: 'retry'; reason: string };
@@ -85,6 +96,8 @@ export interface ReconcilerDeps {
   writer: Writer;
   profiles: ReadonlyMap<string, DeviceProfile>;
   template: PodTemplateConfig;
+  /** Runs training once the stage pods run. @default undefined (jobs stop at phase Planned) */
+  runner?: JobRunner;
   /** @default () => new Date() */
   now?: () => Date;
 }
@@ -94,6 +107,8 @@ export interface Snapshot {
   /** Pods labelled with the job's name, in its namespace. */
   pods: readonly V1Pod[];
   nodes: readonly NodeLike[];
+  /** The runner's view of the job's training run, when a runner is configured. */
+  run?: RunView;
 }
 
 export interface ReconcileResult {
@@ -104,6 +119,15 @@ export interface ReconcileResult {
 const podName = (job: string, i: number): string => `${job}-s${i}`;
 const podNode = (p: V1Pod): string | undefined =>
   p.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms?.[0]?.matchFields?.[0]?.values?.[0];
+
+type PodState = 'missing' | 'deleting' | 'misplaced' | 'pending' | 'running';
+/** Where the pod of a stage planned on `node` stands. */
+function podState(p: V1Pod | undefined, node: string): PodState {
+  if (!p) return 'missing';
+  if (p.metadata?.deletionTimestamp) return 'deleting';
+  if (podNode(p) !== node || p.status?.phase === 'Failed' || p.status?.phase === 'Succeeded') return 'misplaced';
+  return p.status?.phase === 'Running' ? 'running' : 'pending';
+}
 
 /** Sets a condition, keeping lastTransitionTime when the status does not change. */
 export function setCondition(conds: readonly Condition[] | undefined, c: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>, now: Date, generation?: number): Condition[] {
@@ -147,11 +171,20 @@ export function stagePod(job: TrainingJob, index: number, stages: number, node: 
         name: 'stage',
         image: t.image,
         imagePullPolicy: t.imagePullPolicy,
+        // The image's entrypoint is the stage worker (cmd/worker); its flags come from the env below
+        // through Kubernetes' $(VAR) expansion, as a kubelet does it.
+        args: [
+          ...(t.natsUrl ? ['--nats', '$(TESSERA_NATS_URL)'] : []),
+          '--id', '$(TESSERA_WORKER_ID)', '--ns', '$(TESSERA_NAMESPACE)',
+          ...(t.schedulerAddr ? ['--scheduler', '$(TESSERA_SCHEDULER_ADDR)'] : []),
+        ],
         env: [
           { name: 'TESSERA_JOB', value: name },
           { name: 'TESSERA_NAMESPACE', value: namespace ?? 'default' },
           { name: 'TESSERA_STAGE', value: String(index) },
           { name: 'TESSERA_STAGES', value: String(stages) },
+          // The worker's id in its pool: the driver pins stage i to the worker of pod i by this name.
+          { name: 'TESSERA_WORKER_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
           { name: 'TESSERA_NATS_URL', value: t.natsUrl },
           { name: 'TESSERA_SCHEDULER_ADDR', value: t.schedulerAddr },
         ],
@@ -219,15 +252,11 @@ export function decidePlanned(job: TrainingJob, plan: JobPlan | undefined, pods:
   let pending = 0;
   stages.forEach((s, i) => {
     const p = byName.get(podName(job.metadata.name, i));
-    if (!p) {
-      missing++;
-      actions.push({ type: 'createPod', pod: stagePod(job, i, stages.length, s.node, t) });
-    } else if (p.metadata?.deletionTimestamp) {
-      missing++;
-    } else if (podNode(p) !== s.node || p.status?.phase === 'Failed' || p.status?.phase === 'Succeeded') {
-      missing++;
-      actions.push({ type: 'deletePod', name: p.metadata!.name! });
-    } else if (p.status?.phase !== 'Running') pending++;
+    const st = podState(p, s.node);
+    if (st === 'missing') actions.push({ type: 'createPod', pod: stagePod(job, i, stages.length, s.node, t) });
+    if (st === 'misplaced') actions.push({ type: 'deletePod', name: p!.metadata!.name! });
+    if (st === 'missing' || st === 'deleting' || st === 'misplaced') missing++;
+    else if (st === 'pending') pending++;
   });
   const wanted = new Set(stages.map((_, i) => podName(job.metadata.name, i)));
   for (const p of pods) if (!wanted.has(p.metadata?.name ?? '') && !p.metadata?.deletionTimestamp) actions.push({ type: 'deletePod', name: p.metadata!.name! });
@@ -264,6 +293,99 @@ export function decidePlanned(job: TrainingJob, plan: JobPlan | undefined, pods:
   return { actions, pacing: degraded || missing > 0 ? { type: 'retry', reason: 'stage pods not in place yet' } : { type: 'done' } };
 }
 
+/** True when every planned stage's pod runs on its planned node (what a run needs to start). */
+export function stagePodsReady(job: TrainingJob, pods: readonly V1Pod[]): boolean {
+  const stages = job.status?.plan?.stages ?? [];
+  const byName = new Map(pods.map((p) => [p.metadata?.name ?? '', p]));
+  return stages.length > 0 && stages.every((s, i) => podState(byName.get(podName(job.metadata.name, i)), s.node) === 'running');
+}
+
+/** A job whose training ended (Succeeded, or Failed by training for the generation it ran). */
+export function trainingFinished(job: TrainingJob): boolean {
+  const s = job.status;
+  if (s?.phase === Phase.Succeeded) return true;
+  return s?.phase === Phase.Failed && s.observedGeneration === job.metadata.generation && conditionOf(s, ConditionType.Failed)?.reason === ConditionReason.TrainingFailed;
+}
+
+/** Pure: training ended; stage pods go (their workers are idle) and the GPUs are released. */
+export function decideFinished(pods: readonly V1Pod[]): Action[] {
+  return [...pods.filter((p) => !p.metadata?.deletionTimestamp).map((p): Action => ({ type: 'deletePod', name: p.metadata!.name! })), { type: 'release' }];
+}
+
+const formatLoss = (x: number): string => (Math.abs(x) >= 1e-3 || x === 0 ? x.toFixed(4) : x.toExponential(3));
+
+/** The status with the run's progress and trace in it (unchanged when the run reports none). */
+export function withRunProgress(status: TrainingJobStatus, p: RunProgress | undefined): TrainingJobStatus {
+  if (!p) return status;
+  const progress: NonNullable<TrainingJobStatus['progress']> = { ...status.progress, step: p.step };
+  if (p.loss !== undefined) progress.loss = formatLoss(p.loss);
+  if (p.samplesPerSecond !== undefined) progress.samplesPerSecond = Math.round(p.samplesPerSecond * 100) / 100;
+  if (p.lastCheckpointStep !== undefined) progress.lastCheckpointStep = p.lastCheckpointStep;
+  const out: TrainingJobStatus = { ...status, progress };
+  if (p.traceRoot !== undefined) out.trace = { root: p.traceRoot, stepsCovered: p.traceSteps ?? 0 };
+  return out;
+}
+
+/**
+ * Pure: layers the training run over the pod decision `base` (decidePlanned's). Starts a run when
+ * every stage pod runs and none is active (a new run resumes from the job's last checkpoint);
+ * mirrors the run into phase, conditions, progress and trace; emits TrainingStarted, Checkpointed,
+ * Completed and TrainingFailed events on transitions. A lost stage ends the run as `stopped`: the
+ * pod path recreates the pod and the next run resumes.
+ */
+export function decideRun(job: TrainingJob, base: ReconcileResult, run: RunView | undefined, podsReady: boolean, now: Date): ReconcileResult {
+  const prev = job.status;
+  const g = job.metadata.generation;
+  const i = base.actions.findIndex((a) => a.type === 'updateStatus');
+  const planned = i >= 0 ? (base.actions[i] as Extract<Action, { type: 'updateStatus' }>).status : { ...prev };
+  const actions: Action[] = base.actions.filter((a) => a.type !== 'updateStatus');
+  const stages = planned.plan?.stages ?? [];
+  let phase = prev?.phase === Phase.Running ? Phase.Running : (planned.phase ?? Phase.Planned);
+  let conds = planned.conditions;
+  let pacing = base.pacing;
+  const events: Action[] = [];
+  const progress = run?.progress;
+  switch (run?.type) {
+    case undefined:
+    case 'stopped':
+      if (podsReady) {
+        actions.push({ type: 'startRun', request: { job, workers: stages.map((_, k) => podName(job.metadata.name, k)) } });
+        conds = setCondition(conds, { type: ConditionType.Running, status: 'False', reason: ConditionReason.Starting, message: `${stages.length} stage pod(s) running; starting training${progress?.lastCheckpointStep ? ` from the checkpoint of step ${progress.lastCheckpointStep}` : ''}` }, now, g);
+      }
+      break;
+    case 'starting':
+      conds = setCondition(conds, { type: ConditionType.Running, status: 'False', reason: ConditionReason.Starting, message: 'starting training on the stage workers' }, now, g);
+      break;
+    case 'running':
+      phase = Phase.Running;
+      conds = setCondition(conds, { type: ConditionType.Running, status: 'True', reason: ConditionReason.Training, message: `training on ${run.workers.length} stage worker(s)` }, now, g);
+      break;
+    case 'stopping':
+      conds = setCondition(conds, { type: ConditionType.Running, status: 'False', reason: ConditionReason.Stopping, message: 'stopping training' }, now, g);
+      break;
+    case 'succeeded':
+      phase = Phase.Succeeded;
+      conds = setCondition(conds, { type: ConditionType.Complete, status: 'True', reason: ConditionReason.Completed, message: `${run.progress.step} steps, final loss ${run.progress.loss === undefined ? '?' : formatLoss(run.progress.loss)}` }, now, g);
+      conds = setCondition(conds, { type: ConditionType.Running, status: 'False', reason: ConditionReason.Completed, message: 'training complete' }, now, g);
+      pacing = { type: 'done' };
+      break;
+    case 'failed':
+      phase = Phase.Failed;
+      conds = setCondition(conds, { type: ConditionType.Failed, status: 'True', reason: ConditionReason.TrainingFailed, message: `${run.reason}: ${run.message}` }, now, g);
+      conds = setCondition(conds, { type: ConditionType.Running, status: 'False', reason: ConditionReason.TrainingFailed, message: 'training failed' }, now, g);
+      pacing = { type: 'done' };
+      break;
+  }
+  const status = withRunProgress({ ...planned, phase, conditions: conds }, progress);
+  if (phase === Phase.Running && prev?.phase !== Phase.Running) events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.TrainingStarted, message: `training from step ${progress?.step ?? 0} on ${stages.length} stage worker(s)` });
+  const ck = status.progress?.lastCheckpointStep;
+  if (ck !== undefined && ck !== prev?.progress?.lastCheckpointStep) events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.Checkpointed, message: `checkpoint of step ${ck}${progress?.lastCheckpoint ? ` at ${progress.lastCheckpoint}` : ''}` });
+  if (phase === Phase.Succeeded && prev?.phase !== Phase.Succeeded) events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.Completed, message: `${status.progress?.step ?? 0} steps, final loss ${status.progress?.loss ?? '?'}, trace root ${status.trace?.root ?? '-'}` });
+  if (phase === Phase.Failed && prev?.phase !== Phase.Failed && run?.type === 'failed') events.push({ type: 'event', eventType: 'Warning', reason: ConditionReason.TrainingFailed, message: `${run.reason}: ${run.message}` });
+  if (!sameStatus(status, prev)) actions.unshift({ type: 'updateStatus', status });
+  return { actions: [...actions, ...events], pacing };
+}
+
 const matchesSelector = (n: NodeLike, sel: Record<string, string>): boolean => Object.entries(sel).every(([k, v]) => n.metadata?.labels?.[k] === v);
 
 export class TrainingJobReconciler {
@@ -280,8 +402,10 @@ export class TrainingJobReconciler {
   async decide(key: string, snap: Snapshot): Promise<ReconcileResult> {
     const now = this.now();
     const raw = snap.job;
-    if (!raw) return { actions: [{ type: 'release' }], pacing: { type: 'done' } };
-    if (raw.metadata.deletionTimestamp) return { actions: decideDeletion(raw, snap.pods), pacing: { type: 'done' } };
+    const run = this.deps.runner ? snap.run : undefined;
+    const stopNow: Action[] = isActive(run) ? [{ type: 'stopRun', how: StopMode.Abort }] : [];
+    if (!raw) return { actions: [...stopNow, ...(run ? [{ type: 'forgetRun' } as const] : []), { type: 'release' }], pacing: { type: 'done' } };
+    if (raw.metadata.deletionTimestamp) return { actions: [...stopNow, ...decideDeletion(raw, snap.pods)], pacing: { type: 'done' } };
     if (!raw.metadata.finalizers?.includes(FINALIZER)) return { actions: [{ type: 'addFinalizer' }], pacing: { type: 'done' } };
     let job: TrainingJob;
     try {
@@ -290,10 +414,25 @@ export class TrainingJobReconciler {
       if (err instanceof TrainingJobSpecError) return { actions: decideInvalid(raw, err, now), pacing: { type: 'done' } };
       throw err;
     }
-    if (job.spec.suspend) return { actions: decideSuspend(job, snap.pods, now), pacing: { type: 'done' } };
+    if (job.spec.suspend) {
+      // A running job checkpoints and stops before its pods go (the runner requeues when it has).
+      if (isActive(run)) {
+        const status = withRunProgress({ ...job.status }, run!.progress);
+        const stop: Action[] = run!.type === 'stopping' ? [] : [{ type: 'stopRun', how: StopMode.Checkpoint }];
+        return { actions: [...(sameStatus(status, job.status) ? [] : [{ type: 'updateStatus', status } as const]), ...stop], pacing: { type: 'done' } };
+      }
+      const actions = decideSuspend(this.deps.runner ? { ...job, status: withRunProgress({ ...job.status }, run?.progress) } : job, snap.pods, now);
+      return { actions, pacing: { type: 'done' } };
+    }
+    if (this.deps.runner && trainingFinished(job)) return { actions: decideFinished(snap.pods), pacing: { type: 'done' } };
+    const withRun = (r: ReconcileResult, j: TrainingJob): ReconcileResult => {
+      if (!this.deps.runner) return r;
+      const st = r.actions.find((a): a is Extract<Action, { type: 'updateStatus' }> => a.type === 'updateStatus')?.status ?? j.status;
+      return decideRun(j, r, run, stagePodsReady({ ...j, status: st }, snap.pods), now);
+    };
     let why = replanReason(job, snap.nodes);
     if (!why) {
-      if (await this.deps.planner.hold(key, job.status!.plan!.stages!.map((s) => s.node))) return decidePlanned(job, undefined, snap.pods, this.deps.template, now, undefined);
+      if (await this.deps.planner.hold(key, job.status!.plan!.stages!.map((s) => s.node))) return withRun(decidePlanned(job, undefined, snap.pods, this.deps.template, now, undefined), job);
       why = { reason: 'HoldLost', message: 'the planner no longer holds the plan\'s capacity' };
     }
     let plan: JobPlan;
@@ -309,7 +448,7 @@ export class TrainingJobReconciler {
       const actions: Action[] = sameStatus(status, job.status) ? [] : [{ type: 'updateStatus', status }, { type: 'event', eventType: 'Warning', reason, message: err.message }];
       return { actions, pacing: { type: 'retry', reason } };
     }
-    return decidePlanned(job, plan, snap.pods, this.deps.template, now, why);
+    return withRun(decidePlanned(job, plan, snap.pods, this.deps.template, now, why), job);
   }
 
   private async planFor(key: string, job: TrainingJob, nodes: readonly NodeLike[]): Promise<JobPlan> {
@@ -329,6 +468,9 @@ export class TrainingJobReconciler {
     const result = await this.decide(key, snap);
     for (const a of result.actions) {
       if (a.type === 'release') await this.deps.planner.release(key);
+      else if (a.type === 'startRun') this.deps.runner?.start(key, a.request);
+      else if (a.type === 'stopRun') this.deps.runner?.stop(key, a.how);
+      else if (a.type === 'forgetRun') this.deps.runner?.forget(key);
       else if (snap.job) await this.deps.writer.apply(snap.job, a);
     }
     return result;

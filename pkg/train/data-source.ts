@@ -59,13 +59,17 @@ function lmSource(ids: Uint8Array | Int32Array, lm: { batch: number; context: nu
  * for a language model).
  */
 export async function openDataSource(path: string, inputs: readonly Input[], opts: DataSourceOptions = {}): Promise<DataSource> {
-  const bytes = new Uint8Array(await readFile(path));
+  return dataSourceFromBytes(new Uint8Array(await readFile(path)), `"${path}"`, inputs, opts);
+}
+
+/** openDataSource over bytes already in memory (e.g. a ConfigMap's); `what` names them in errors. */
+export function dataSourceFromBytes(bytes: Uint8Array, what: string, inputs: readonly Input[], opts: DataSourceOptions = {}): DataSource {
   const seed = opts.seed ?? 0;
   const lm = lmInputs(inputs);
   const isTensorFile = bytes.length >= TENSOR_FILE_MAGIC.length && TENSOR_FILE_MAGIC.every((b, i) => bytes[i] === b);
   if (!isTensorFile) {
     if (!lm) {
-      throw new DataShapeError(inputs.map((i) => i.name).join(', '), `"${path}" is not a Tessera tensor file, and text data needs a language model with int64 inputs "tokens" and "targets" [batch, context]`);
+      throw new DataShapeError(inputs.map((i) => i.name).join(', '), `${what} is not a Tessera tensor file, and text data needs a language model with int64 inputs "tokens" and "targets" [batch, context]`);
     }
     if (opts.vocab !== undefined && opts.vocab < 256) throw new DataShapeError('tokens', `text is read as bytes (ids 0..255) but the model's vocabulary has only ${opts.vocab} entries`);
     const ids = new ByteTokenizer().encode(new TextDecoder().decode(bytes));

@@ -309,6 +309,14 @@ export class Driver {
     await this.close();
   }
 
+  /**
+   * Ends the job now with `error` (a step in progress rejects with it) and tells every stage to
+   * abort, so the workers go back to their pools; e.g. when whoever hosts the driver stops.
+   */
+  abort(error: Error): void {
+    this.fail(error);
+  }
+
   /** Releases the driver's subscriptions, senders and timer (not the bus). */
   async close(): Promise<void> {
     clearInterval(this.timer);

@@ -1,0 +1,191 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { CoreV1Api, CustomObjectsApi, type CoreV1Event, type V1Pod } from '@kubernetes/client-node';
+import { GROUP, PLURAL, VERSION, type TrainingJobStatus } from '../k8s/index.js';
+import { buildGpt } from '../models/index.js';
+import { encodeModel } from '../onnx/index.js';
+import { NatsServer } from '../worker/index.js';
+import { helm } from '../../test/chart/helm.js';
+import { startCluster, type Cluster } from '../../test/k8s/cluster.js';
+import { KubeletRunner } from '../../test/k8s/kubelet-runner.js';
+import { DriverJobRunner } from './driver-runner.js';
+import { Operator } from './operator.js';
+import { JOB_LABEL } from './trainingjob-reconciler.js';
+
+// Slow: a real kube-apiserver, kube-scheduler, garbage collector and kwok GPU nodes (test/k8s), a
+// real nats-server with JetStream, and one stage worker process (dist/cmd/worker) per stage pod,
+// started by the test-only kubelet runner. Needs `npx tsc -p tsconfig.json` first (dist/).
+
+const NS = 'tj-train';
+const root = join(dirname(new URL(import.meta.url).pathname), '..', '..');
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+interface Job {
+  metadata: { name: string; uid: string };
+  status?: TrainingJobStatus;
+}
+
+const CORPUS = Array.from({ length: 40 }, (_, i) => `the quick brown fox ${i % 7} jumps over the lazy dog; pack my box with five dozen liquor jugs. `).join('');
+
+const jobBody = (name: string, steps: number, everySteps: number) => ({
+  apiVersion: `${GROUP}/${VERSION}`,
+  kind: 'TrainingJob',
+  metadata: { name, namespace: NS },
+  spec: {
+    model: { source: { configMap: { name: 'tiny-gpt', key: 'model.onnx' } }, lossOutput: 'loss' },
+    data: { source: { configMap: { name: 'corpus', key: 'corpus.txt' } }, batchSize: 8, microBatches: 2 },
+    optimizer: { type: 'adamw', learningRate: 0.01, weightDecay: 0.0, gradClipNorm: 1.0 },
+    steps,
+    pipeline: { stages: 2, schedule: '1f1b' },
+    placement: { maxStages: 2 },
+    checkpoint: { everySteps },
+  },
+});
+
+describe('training through the operator: apply to Succeeded on stage worker processes (slow)', () => {
+  let cluster: Cluster;
+  let nats: NatsServer;
+  let core: CoreV1Api;
+  let custom: CustomObjectsApi;
+  let kubelet: KubeletRunner;
+  let op: Operator;
+  const log = (l: string): void => { if (process.env.TESSERA_TEST_LOG) process.stderr.write(`${l}\n`); };
+  const kubectlPath = existsSync('/usr/bin/kubectl') ? '/usr/bin/kubectl' : join(dirname(helm()), 'kubectl');
+  const kubectl = (args: string[]): string => {
+    const r = spawnSync(kubectlPath, [...args, '--kubeconfig', cluster.kubeconfigPath], { cwd: root, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const getJob = async (name: string): Promise<Job> => (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name })) as Job;
+  const podsOf = async (name: string): Promise<V1Pod[]> => (await core.listNamespacedPod({ namespace: NS, labelSelector: `${JOB_LABEL}=${name}` })).items;
+  const eventsOf = async (name: string): Promise<CoreV1Event[]> => (await core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=${name}` })).items;
+  const patchSuspend = (name: string, suspend: boolean) => custom.patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name, body: [{ op: 'replace', path: '/spec/suspend', value: suspend }] });
+  /** Polls the job, keeping every distinct (phase, step, loss) it showed. */
+  const watchJob = (name: string) => {
+    const seen: Array<{ phase?: string; step?: number; loss?: string }> = [];
+    const poll = async (): Promise<Job> => {
+      const j = await getJob(name);
+      const s = { phase: j.status?.phase, step: j.status?.progress?.step, loss: j.status?.progress?.loss };
+      const prev = seen.at(-1);
+      if (!prev || prev.phase !== s.phase || prev.step !== s.step || prev.loss !== s.loss) seen.push(s);
+      return j;
+    };
+    return { seen, poll };
+  };
+
+  beforeAll(async () => {
+    cluster = await startCluster({ nodes: [{ name: 'gpu-0' }, { name: 'gpu-1' }] });
+    nats = await NatsServer.start({ jetstream: true });
+    core = cluster.kubeConfig().makeApiClient(CoreV1Api);
+    custom = cluster.kubeConfig().makeApiClient(CustomObjectsApi);
+    kubectl(['apply', '-f', 'manifests/crd/tessera.dev_trainingjobs.yaml']);
+    kubectl(['wait', '--for=condition=Established', 'crd/trainingjobs.tessera.dev', '--timeout=60s']);
+    kubectl(['create', 'namespace', NS]);
+    kubectl(['create', 'priorityclass', 'tessera-local', '--value=1000']);
+    kubectl(['create', 'priorityclass', 'tessera-network', '--value=100']);
+    const gpt = buildGpt({ vocab: 256, layers: 2, dModel: 32, heads: 2, context: 16, seed: 1 });
+    await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'tiny-gpt' }, binaryData: { 'model.onnx': Buffer.from(encodeModel(gpt)).toString('base64') } } });
+    await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'corpus' }, data: { 'corpus.txt': CORPUS } } });
+    kubelet = new KubeletRunner({ kubeConfig: cluster.kubeConfig(), namespace: NS, log });
+    await kubelet.start();
+    const runner = new DriverJobRunner({ core, natsUrl: nats.url, checkpointStore: 'jetstream', checkpointRoot: 'e2e', log });
+    op = new Operator({ kubeConfig: cluster.kubeConfig(), namespace: NS, identity: 'op-train', leaderElection: false, watchNamespace: NS, template: { natsUrl: nats.url }, runner, log });
+    await op.start();
+  }, 45 * 60_000);
+
+  afterAll(async () => {
+    await op?.stop();
+    await kubelet?.stop();
+    await nats?.stop();
+    await cluster?.stop();
+  }, 60_000);
+
+  it('a TrainingJob goes Planned -> Running -> Succeeded, the loss falls in its status, kubectl shows step and loss', async () => {
+    await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, body: jobBody('tiny', 60, 20) });
+    const w = watchJob('tiny');
+    const done = await until('tiny Succeeded', async () => {
+      const j = await w.poll();
+      if (j.status?.phase === 'Failed') throw new Error(`failed: ${JSON.stringify(j.status.conditions)}`);
+      return j.status?.phase === 'Succeeded' ? j : undefined;
+    }, 240_000).catch((e: unknown) => {
+      process.stderr.write(`seen ${JSON.stringify(w.seen)}\n`);
+      throw e;
+    });
+    const phases = w.seen.map((s) => s.phase).filter((p, i, a) => p !== a[i - 1]);
+    expect(phases.indexOf('Running')).toBeGreaterThanOrEqual(0);
+    expect(phases.indexOf('Running')).toBeLessThan(phases.indexOf('Succeeded'));
+    expect(kubelet.started).toEqual(expect.arrayContaining([`${NS}/tiny-s0`, `${NS}/tiny-s1`]));
+    const losses = w.seen.filter((s) => s.loss !== undefined).map((s) => Number(s.loss));
+    expect(losses.length).toBeGreaterThanOrEqual(2);
+    expect(losses.at(-1)!).toBeLessThan(losses[0]!);
+    const s = done.status!;
+    expect(s.progress).toMatchObject({ step: 60, lastCheckpointStep: 60 });
+    expect(s.progress!.samplesPerSecond).toBeGreaterThan(0);
+    expect(s.trace).toMatchObject({ stepsCovered: 60, root: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(s.conditions?.find((c) => c.type === 'Complete')).toMatchObject({ status: 'True', reason: 'Completed' });
+
+    const reasons = (await eventsOf('tiny')).map((e) => e.reason);
+    expect(reasons).toEqual(expect.arrayContaining(['Planned', 'TrainingStarted', 'Checkpointed', 'Completed']));
+
+    const [head, row] = kubectl(['get', 'tj', 'tiny', '-n', NS]).trim().split('\n').map((l) => l.trim().split(/\s+/));
+    expect(head!.slice(0, 5)).toEqual(['NAME', 'PHASE', 'STAGES', 'STEP', 'LOSS']);
+    expect(row!.slice(0, 5)).toEqual(['tiny', 'Succeeded', '2', '60', s.progress!.loss]);
+
+    // The workers are idle once training ended: their pods go, and the kubelet stops their processes.
+    await until('stage pods gone', async () => (await podsOf('tiny')).length === 0 && kubelet.running.length === 0);
+  }, 300_000);
+
+  it('suspend while Running checkpoints and removes the pods; resume continues from that checkpoint to the end', async () => {
+    await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, body: jobBody('pausable', 400, 1000) });
+    const w = watchJob('pausable');
+    await until('pausable Running at step >= 5', async () => {
+      const j = await w.poll();
+      if (j.status?.phase === 'Succeeded') throw new Error('finished before the test could suspend it');
+      return j.status?.phase === 'Running' && (j.status.progress?.step ?? 0) >= 5;
+    }, 240_000, 100);
+    await patchSuspend('pausable', true);
+    const suspended = await until('Suspended without pods', async () => {
+      const j = await w.poll();
+      return j.status?.phase === 'Suspended' && (await podsOf('pausable')).length === 0 ? j : undefined;
+    }, 120_000);
+    const at = suspended.status!.progress!;
+    // everySteps 1000: the only checkpoint is the one the suspend took, at the step training stopped.
+    expect(at.step).toBeGreaterThanOrEqual(5);
+    expect(at.step).toBeLessThan(400);
+    expect(at.lastCheckpointStep).toBe(at.step);
+    await until('processes gone', async () => kubelet.running.length === 0);
+
+    await patchSuspend('pausable', false);
+    const done = await until('pausable Succeeded', async () => {
+      const j = await w.poll();
+      if (j.status?.phase === 'Failed') throw new Error(`failed: ${JSON.stringify(j.status.conditions)}`);
+      return j.status?.phase === 'Succeeded' ? j : undefined;
+    }, 240_000);
+    // After the resume, no step below the checkpoint's was ever reported: training did not restart from 0.
+    const after = w.seen.slice(w.seen.findIndex((s) => s.phase === 'Suspended') + 1).filter((s) => s.step !== undefined);
+    expect(after.every((s) => s.step! >= at.step!)).toBe(true);
+    // TrainingStarted names the step the run began at (the view's step when the reconcile read it).
+    const from = (await eventsOf('pausable')).filter((e) => e.reason === 'TrainingStarted').map((e) => Number(/from step (\d+)/.exec(e.message ?? '')?.[1]));
+    expect(from).toHaveLength(2);
+    expect(from[0]).toBeLessThan(at.step!);
+    expect(from[1]).toBeGreaterThanOrEqual(at.step!);
+    expect(done.status!.progress).toMatchObject({ step: 400, lastCheckpointStep: 400 });
+    // The trace continues the suspended run's (its step roots come back from the checkpoint).
+    expect(done.status!.trace!.stepsCovered).toBe(400);
+  }, 480_000);
+});
