@@ -10,7 +10,9 @@ const USAGE = `usage: tessera-scheduler [flags]
   --host <addr>                 bind address (env TESSERA_SCHEDULER_HOST; default 0.0.0.0)
   --port <n>                    gRPC port, 0 = any free port (env TESSERA_SCHEDULER_PORT; default 7070)
   --heartbeat-timeout-ms <n>    declare a silent worker lost after this long (default 10000)
-  --tick-ms <n>                 how often to check heartbeats (default 1000)
+  --tick-ms <n>                 how often to check heartbeats and preemption grace periods (default 1000)
+  --preemption-grace-ms <n>     how long a preempted job has to confirm its checkpoint before its
+                                capacity is released anyway (default 30000)
 `;
 
 interface Config {
@@ -18,6 +20,7 @@ interface Config {
   port: number;
   heartbeatTimeoutMs: number;
   tickIntervalMs: number;
+  preemptionGraceMs: number;
 }
 
 class UsageError extends Error {
@@ -37,7 +40,7 @@ function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'help' {
     values = parseArgs({
       args: argv,
       strict: true,
-      options: { host: { type: 'string' }, port: { type: 'string' }, 'heartbeat-timeout-ms': { type: 'string' }, 'tick-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { host: { type: 'string' }, port: { type: 'string' }, 'heartbeat-timeout-ms': { type: 'string' }, 'tick-ms': { type: 'string' }, 'preemption-grace-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     }).values;
   } catch (err) {
     throw new UsageError((err as Error).message);
@@ -49,6 +52,7 @@ function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'help' {
     port: intValue(str('port') ?? env.TESSERA_SCHEDULER_PORT, '--port', 7070, 0),
     heartbeatTimeoutMs: intValue(str('heartbeat-timeout-ms'), '--heartbeat-timeout-ms', 10_000, 1),
     tickIntervalMs: intValue(str('tick-ms'), '--tick-ms', 1000, 1),
+    preemptionGraceMs: intValue(str('preemption-grace-ms'), '--preemption-grace-ms', 30_000, 0),
   };
 }
 

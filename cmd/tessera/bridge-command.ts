@@ -9,6 +9,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { formatEther, getAddress, parseEther } from 'ethers';
 import { JobMarketClient, RetryingJsonRpcProvider, SupplierRegistryClient, type JobState } from '../../pkg/chain/index.js';
 import { parseFleet, readProfiles } from '../../pkg/planner/index.js';
+import { SchedulerClient } from '../../pkg/scheduler/index.js';
 import { Bridge, FileStateStore, FleetCapacitySource, KubeJobRunner, LocalTrainRunner, StaticCapacitySource, StaticLoadSource, loadSupplierWallet, readBridgeStatus, type BridgeEvent } from '../../pkg/bridge/index.js';
 import type { Command } from './commands.js';
 import { UsageError, formatError } from './errors.js';
@@ -59,6 +60,9 @@ run (register or update capacity, then watch JobPosted, accept, train, submit, f
   --kubeconfig FILE         hand accepted jobs to Kubernetes as TrainingJobs (source network) instead of
                             training in this process (default: env TESSERA_KUBECONFIG; unset = standalone)
   --namespace NS            namespace for network TrainingJobs and their input ConfigMaps (default tessera-network)
+  --scheduler HOST:PORT     standalone training holds its capacity as a network job in this tessera scheduler,
+                            so local jobs preempt it (checkpoint, wait, resume, or release before the deadline);
+                            not with --kubeconfig (there the TrainingJob's priority class does it)
 `;
 
 const big = (values: Record<string, unknown>, name: string, fallback?: bigint): bigint => {
@@ -102,7 +106,7 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         flops: { type: 'string' }, memory: { type: 'string' }, 'max-model-bytes': { type: 'string' }, 'seconds-per-step': { type: 'string' },
         batch: { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'from-block': { type: 'string' }, 'poll-ms': { type: 'string' },
         once: { type: 'boolean' }, fleet: { type: 'string' }, 'max-block-range': { type: 'string' }, help: { type: 'boolean', short: 'h' },
-        'rpc-attempts': { type: 'string' }, kubeconfig: { type: 'string' }, namespace: { type: 'string' },
+        'rpc-attempts': { type: 'string' }, kubeconfig: { type: 'string' }, namespace: { type: 'string' }, scheduler: { type: 'string' },
       });
       if (values.help) { io.out(help); return 0; }
       const json = values.json === true;
@@ -114,6 +118,7 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         path: strFlag(values, 'keystore'), passwordFile: values['password-file'] as string | undefined,
         passwordEnv: values['password-env'] as string | undefined, env: io.env,
       }, provider);
+      let scheduler: SchedulerClient | undefined;
       try {
         if (sub === 'status') {
           const supplier = values.supplier !== undefined ? addr(values, 'supplier') : (await keystore()).address;
@@ -129,6 +134,8 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         const wallet = await keystore();
         const statePath = resolve(strFlag(values, 'state'));
         const kubeconfig = (values.kubeconfig as string | undefined) ?? (io.env ?? process.env).TESSERA_KUBECONFIG;
+        if (values.scheduler !== undefined && kubeconfig !== undefined) throw new UsageError('--scheduler works with standalone training only, not with --kubeconfig');
+        scheduler = values.scheduler !== undefined ? new SchedulerClient(strFlag(values, 'scheduler')) : undefined;
         const print = (e: BridgeEvent) => io.out(json ? jsonLine(e) : `${e.type} ${jsonLine({ ...e, type: undefined }).trim()}\n`);
         const bridge = new Bridge({
           signer: wallet, provider,
@@ -142,6 +149,7 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
             ? new KubeJobRunner({ kubeConfig: loadKubeConfig(kubeconfig), namespace: strFlag(values, 'namespace', 'tessera-network'), market: marketAddr, batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10), fetch: { cacheDir: `${statePath}.inputs` } })
             : new LocalTrainRunner({ outDir: resolve(strFlag(values, 'out-dir', `${statePath}.out`)), batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10) }),
           predictor: { stepSeconds: () => numFlag(values, 'seconds-per-step', 1, 0)! },
+          scheduler,
           log: print,
         }, {
           stake: parseEther(strFlag(values, 'stake', '1')),
@@ -167,6 +175,7 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
           if (signal.aborted) return 0;
         }
       } finally {
+        scheduler?.close();
         provider.destroy();
       }
     },
