@@ -3,6 +3,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { fakeNodeObject } from '../../test/k8s/cluster.js';
 import { readProfiles, type ModelChain } from '../planner/index.js';
+import type { JobRunner, RunProgress, RunView } from './job-runner.js';
 import type { ModelCoster } from './model-source.js';
 import { InProcessPlanner, type NodeLike } from './planner.js';
 import { DEFAULT_POD_TEMPLATE, FINALIZER, TrainingJobReconciler, type Action, type RawJob, type Snapshot } from './trainingjob-reconciler.js';
@@ -148,5 +149,99 @@ describe('TrainingJobReconciler.decide', () => {
 
     const del = await r.decide(KEY, { ...snap, job: { ...snap.job!, metadata: { ...snap.job!.metadata, deletionTimestamp: NOW.toISOString() } } });
     expect(types(del.actions)).toEqual([...snap.pods.map(() => 'deletePod'), 'release', 'removeFinalizer']);
+  });
+});
+
+describe('TrainingJobReconciler.decide with a JobRunner (training run phase)', () => {
+  /** The runner is the reconciler's injected capability; decide only reads its view (from the snapshot). */
+  const runner: JobRunner = { view: () => undefined, start: () => {}, stop: () => {}, forget: () => {}, subscribe: () => {}, stopAll: async () => {} };
+  const statusOf = (actions: readonly Action[]) => (actions.find((a) => a.type === 'updateStatus') as Extract<Action, { type: 'updateStatus' }> | undefined)?.status;
+  const events = (actions: readonly Action[]) => actions.flatMap((a) => (a.type === 'event' ? [a.reason] : []));
+  const workers = ['gpt-small-s0', 'gpt-small-s1'];
+  const progress = (step: number, extra: Partial<RunProgress> = {}): RunProgress => ({ step, loss: 5 - step / 10, samplesPerSecond: 12.345, traceRoot: 'ab'.repeat(32), traceSteps: step, ...extra });
+
+  /** A planned job whose stage pods all run (uncostable model: an even split over both nodes). */
+  async function planned() {
+    const r = new TrainingJobReconciler({ planner: new InProcessPlanner(), coster: uncostable, writer: { apply: async () => {} }, profiles: readProfiles(), template: DEFAULT_POD_TEMPLATE, runner, now: () => NOW });
+    let snap: Snapshot = { job: job(), pods: [], nodes: nodes('a', 'b') };
+    snap = applied(snap, (await r.decide(KEY, snap)).actions);
+    return { r, snap };
+  }
+
+  it('starts a run once every stage pod runs, stage i on the worker of pod i; no run before', async () => {
+    const r = new TrainingJobReconciler({ planner: new InProcessPlanner(), coster: uncostable, writer: { apply: async () => {} }, profiles: readProfiles(), template: DEFAULT_POD_TEMPLATE, runner, now: () => NOW });
+    const first = await r.decide(KEY, { job: job(), pods: [], nodes: nodes('a', 'b') });
+    expect(types(first.actions)).not.toContain('startRun');
+    const { snap } = await planned();
+    const res = await r.decide(KEY, snap);
+    const start = res.actions.find((a) => a.type === 'startRun') as Extract<Action, { type: 'startRun' }>;
+    expect(start.request.workers).toEqual(workers);
+    expect(statusOf(res.actions)).toMatchObject({ phase: 'Planned' });
+    expect(statusOf(res.actions)!.conditions!.find((c) => c.type === 'Running')).toMatchObject({ status: 'False', reason: 'Starting' });
+    // Pod args take their values from the env, the worker id from the pod name (downward API).
+    const pod = (first.actions.find((a) => a.type === 'createPod') as Extract<Action, { type: 'createPod' }>).pod;
+    expect(pod.spec!.containers[0]!.args).toEqual(['--id', '$(TESSERA_WORKER_ID)', '--ns', '$(TESSERA_NAMESPACE)']);
+    expect(pod.spec!.containers[0]!.env).toContainEqual({ name: 'TESSERA_WORKER_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
+  });
+
+  it.each([
+    ['starting', { type: 'starting', workers } as RunView, 'Planned', [], 'Starting'],
+    ['running', { type: 'running', workers, progress: progress(3) } as RunView, 'Running', ['TrainingStarted'], 'Training'],
+    ['running after a checkpoint', { type: 'running', workers, progress: progress(10, { lastCheckpointStep: 10, lastCheckpoint: 'e2e/x/step-10' }) } as RunView, 'Running', ['TrainingStarted', 'Checkpointed'], 'Training'],
+    ['succeeded', { type: 'succeeded', progress: progress(20, { lastCheckpointStep: 20 }) } as RunView, 'Succeeded', ['Checkpointed', 'Completed'], 'Completed'],
+    ['failed', { type: 'failed', reason: 'DataUnavailableError', message: 'configmap ns/x: key not present' } as RunView, 'Failed', ['TrainingFailed'], 'TrainingFailed'],
+  ])('run %s: phase, Running condition and events mirror the view, then quiet', async (_name, view, phase, evs, runningReason) => {
+    const { r, snap } = await planned();
+    const s = { ...snap, run: view };
+    const res = await r.decide(KEY, s);
+    const st = statusOf(res.actions)!;
+    expect(st.phase).toBe(phase);
+    expect(events(res.actions)).toEqual(evs);
+    expect(types(res.actions)).not.toContain('startRun');
+    expect(st.conditions!.find((c) => c.type === 'Running')!.reason).toBe(runningReason);
+    if (view.progress) {
+      expect(st.progress).toMatchObject({ step: view.progress.step, loss: view.progress.loss!.toFixed(4), samplesPerSecond: 12.35 });
+      expect(st.trace).toEqual({ root: 'ab'.repeat(32), stepsCovered: view.progress.step });
+    }
+    if (phase === 'Failed') expect(st.conditions!.find((c) => c.type === 'Failed')).toMatchObject({ status: 'True', reason: 'TrainingFailed', message: 'DataUnavailableError: configmap ns/x: key not present' });
+    if (phase === 'Succeeded') expect(st.conditions!.find((c) => c.type === 'Complete')).toMatchObject({ status: 'True', reason: 'Completed' });
+    const next = applied(s, res.actions);
+    const again = await r.decide(KEY, next);
+    // A finished job's pods go and its GPUs are released; anything else is quiet.
+    expect(again.actions).toEqual(phase === 'Succeeded' || phase === 'Failed' ? [...workers.map((name) => ({ type: 'deletePod', name })), { type: 'release' }] : []);
+  });
+
+  it('a run stopped by a lost stage restarts only once the stage pods are back', async () => {
+    const { r, snap } = await planned();
+    const stopped: RunView = { type: 'stopped', reason: 'StageLostError', progress: progress(7, { lastCheckpointStep: 5 }) };
+    const running = { ...snap, job: { ...snap.job!, status: { ...snap.job!.status, phase: 'Running' as const } }, run: stopped };
+    const gone = await r.decide(KEY, { ...running, pods: running.pods.filter((p) => p.metadata?.name !== 'gpt-small-s1') });
+    expect(types(gone.actions)).toContain('createPod');
+    expect(types(gone.actions)).not.toContain('startRun');
+    expect(statusOf(gone.actions)).toMatchObject({ phase: 'Running' });
+    const back = await r.decide(KEY, running);
+    expect(back.actions.find((a) => a.type === 'startRun')).toMatchObject({ request: { workers } });
+  });
+
+  it('suspend while running: stop after a checkpoint first, pods stay until the run stopped, then go', async () => {
+    const { r, snap } = await planned();
+    const suspended = { ...snap, job: { ...snap.job!, spec: { ...(snap.job!.spec as object), suspend: true } } };
+    const a = await r.decide(KEY, { ...suspended, run: { type: 'running', workers, progress: progress(4) } });
+    expect(types(a.actions)).toEqual(['updateStatus', 'stopRun']);
+    expect(a.actions[1]).toEqual({ type: 'stopRun', how: 'checkpoint' });
+    const b = await r.decide(KEY, { ...suspended, job: { ...suspended.job, status: statusOf(a.actions) }, run: { type: 'stopping', workers, progress: progress(4) } });
+    expect(b.actions).toEqual([]);
+    const c = await r.decide(KEY, { ...suspended, run: { type: 'stopped', reason: 'Stopped', progress: progress(5, { lastCheckpointStep: 5 }) } });
+    expect(types(c.actions).filter((t) => t === 'deletePod')).toHaveLength(2);
+    expect(statusOf(c.actions)).toMatchObject({ phase: 'Suspended', progress: { step: 5, lastCheckpointStep: 5 } });
+  });
+
+  it('deleting or losing the job stops its run at once', async () => {
+    const { r, snap } = await planned();
+    const run: RunView = { type: 'running', workers, progress: progress(2) };
+    const del = await r.decide(KEY, { ...snap, run, job: { ...snap.job!, metadata: { ...snap.job!.metadata, deletionTimestamp: NOW.toISOString() } } });
+    expect(del.actions[0]).toEqual({ type: 'stopRun', how: 'abort' });
+    const gone = await r.decide(KEY, { job: undefined, pods: [], nodes: [], run });
+    expect(gone.actions).toEqual([{ type: 'stopRun', how: 'abort' }, { type: 'forgetRun' }, { type: 'release' }]);
   });
 });
