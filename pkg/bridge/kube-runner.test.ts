@@ -2,8 +2,9 @@
  * Kubernetes hand-off against a real kube-apiserver (test/k8s) and a real local chain: JobPosted ->
  * accept -> TrainingJob (source network) + input ConfigMap with the right spec; a restarted bridge
  * creates no second TrainingJob; trace roots and the final root are read back from the
- * TrainingJob's status and committed on chain. The operator's run phase is another component:
- * here the test writes the status subresource as the operator would. Slow (control plane start).
+ * TrainingJob's status and committed on chain. The test writes the status subresource as the
+ * operator's run phase does (pkg/operator/driver-runner.ts; roots as bare hex), so no stage workers
+ * are needed. Slow (control plane start).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
@@ -141,7 +142,7 @@ test('JobPosted -> accepted -> TrainingJob (network) with inputs in a ConfigMap;
   // the operator's run phase reports progress: the bridge commits each root it reads
   const rootA = hexlify(sha256(new TextEncoder().encode('steps 1-2')));
   const rootB = hexlify(sha256(new TextEncoder().encode('steps 1-4')));
-  await writeStatus(name, { phase: 'Running', progress: { step: 2 }, trace: { root: rootA, stepsCovered: 2 } });
+  await writeStatus(name, { phase: 'Running', progress: { step: 2 }, trace: { root: rootA.slice(2), stepsCovered: 2 } }); // bare hex, as the operator writes it
   await until('root 0 on chain', async () => (await market.getJob(jobId)).checkpointCount === 1);
   expect(await market.traceRoot(jobId, 0n)).toBe(rootA);
   const resultDigest = hexlify(sha256(new TextEncoder().encode('trained model')));

@@ -6,7 +6,8 @@
  * ConfigMap (binaryData `model.onnx` and `data`; the operator reads both from there), created
  * before the TrainingJob and owned by it afterwards, so deleting the job removes them.
  *
- * Progress comes back from the TrainingJob's status: each new `status.trace.root` that reaches the
+ * Progress comes back from the TrainingJob's status (written by the operator's run phase,
+ * pkg/operator/driver-runner.ts): each new `status.trace.root` that reaches the
  * next checkpoint boundary (`stepsCovered`) is committed on chain at the next dense index; when the
  * phase is Succeeded (or Complete) the final root is `status.trace.root`. The result digest (SHA-256
  * of the trained model) is not in the TrainingJob status the operator writes; it is read from the
@@ -63,6 +64,14 @@ export interface KubeJobRunnerOptions {
   pollMs?: number;
   /** Gives up on a TrainingJob that has not finished after this long, ms (the job is then released). @default 24 h */
   timeoutMs?: number;
+}
+
+/** The operator writes roots as bare hex (pkg/verify toHex); the chain takes 0x-prefixed bytes32. */
+function bytes32(jobId: bigint, name: string, root: string | undefined): string | undefined {
+  if (root === undefined || root === '') return undefined;
+  const m = /^(0x)?([0-9a-fA-F]{64})$/.exec(root);
+  if (m === null) throw new HandOffError(jobId, `TrainingJob ${name}: status.trace.root ${root.slice(0, 80)} is not a 32-byte hex root`);
+  return `0x${m[2]!.toLowerCase()}`;
 }
 
 const statusOf = (err: unknown): number | undefined => (err as { code?: number } | null)?.code;
@@ -185,7 +194,7 @@ export class KubeJobRunner implements JobRunner {
       if (this.#closed) throw new RunnerClosedError(job.jobId);
       const live = await this.read(job.jobId, name);
       const st: TrainingJobStatus = live.status ?? {};
-      const root = st.trace?.root;
+      const root = bytes32(job.jobId, name, st.trace?.root);
       const covered = st.trace?.stepsCovered ?? 0;
       const done = (st.phase as string) === 'Succeeded' || (st.phase as string) === 'Complete';
       // a checkpoint root at each boundary the status reaches (status may skip steps: the root then covers more)
