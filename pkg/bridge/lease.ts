@@ -48,7 +48,10 @@ export type LeaseEvent =
 
 export interface SchedulerLeaseOptions {
   client: LeaseClient;
-  /** The scheduler job id (e.g. `network-<chain job id>`). */
+  /**
+   * The scheduler job id (e.g. `network-<chain job id>`). If a finished job already has it (a
+   * restart after the scheduler saw the run end), `<id>.2`, `<id>.3`... are used instead.
+   */
   schedulerJobId: string;
   spec: JobSpec;
   /** The on-chain deadline, unix seconds. */
@@ -69,41 +72,56 @@ export interface SchedulerLeaseOptions {
   log?: (e: LeaseEvent) => void;
 }
 
+const ENDED = new Set(['Complete', 'Failed', 'Cancelled']);
+
 export class SchedulerLease implements RunControl {
   private preemptedBy = '';
+  #id: string;
 
-  constructor(private readonly o: SchedulerLeaseOptions) {}
+  constructor(private readonly o: SchedulerLeaseOptions) {
+    this.#id = o.schedulerJobId;
+  }
+
+  /** The scheduler job this lease holds (final after acquire). */
+  get id(): string {
+    return this.#id;
+  }
 
   /** Submits the job to the scheduler (or finds it, after a restart) and waits until it holds capacity. */
   async acquire(steps: number): Promise<YieldOutcome> {
-    let job: JobView;
-    try {
-      job = await this.o.client.submitJob(this.o.schedulerJobId, this.o.spec);
-    } catch (err) {
-      if ((err as { code?: number }).code !== status.ALREADY_EXISTS) throw err;
-      job = await this.o.client.getJob(this.o.schedulerJobId);
+    let job: JobView | undefined;
+    for (let n = 1; !job; n++) {
+      const id = n === 1 ? this.o.schedulerJobId : `${this.o.schedulerJobId}.${n}`;
+      try {
+        job = await this.o.client.submitJob(id, this.o.spec);
+      } catch (err) {
+        if ((err as { code?: number }).code !== status.ALREADY_EXISTS || n >= 100) throw err;
+        const existing = await this.o.client.getJob(id);
+        if (!ENDED.has(existing.phase)) job = existing; // ours from before a restart: hold on to it
+      }
+      this.#id = id;
     }
     if (job.phase === 'Planned' || job.phase === 'Running') return { type: 'resume' };
     return this.waitAdmitted({ step: 0, steps, secondsPerStep: 0 });
   }
 
   async shouldYield(_progress: RunProgress): Promise<boolean> {
-    const job = await this.o.client.getJob(this.o.schedulerJobId);
+    const job = await this.o.client.getJob(this.id);
     this.preemptedBy = job.preemption?.byJobId ?? '';
     return job.preemption !== undefined;
   }
 
   async yielded(progress: RunProgress): Promise<YieldOutcome> {
-    await this.o.client.reportJob(this.o.schedulerJobId, 'checkpointed', `checkpoint at step ${progress.step} of ${progress.steps}`);
-    this.o.log?.({ type: 'preempted', schedulerJobId: this.o.schedulerJobId, byJobId: this.preemptedBy, step: progress.step, steps: progress.steps });
+    await this.o.client.reportJob(this.id, 'checkpointed', `checkpoint at step ${progress.step} of ${progress.steps}`);
+    this.o.log?.({ type: 'preempted', schedulerJobId: this.id, byJobId: this.preemptedBy, step: progress.step, steps: progress.steps });
     return this.waitAdmitted(progress);
   }
 
   /** The run finished (or failed): the hold goes back to the scheduler. */
   async finish(outcome: 'complete' | 'failed', message = ''): Promise<void> {
-    const job = await this.o.client.getJob(this.o.schedulerJobId);
-    if (job.phase === 'Planned' || job.phase === 'Running') await this.o.client.reportJob(this.o.schedulerJobId, outcome, message);
-    else if (job.phase === 'Pending') await this.o.client.cancelJob(this.o.schedulerJobId);
+    const job = await this.o.client.getJob(this.id);
+    if (job.phase === 'Planned' || job.phase === 'Running') await this.o.client.reportJob(this.id, outcome, message);
+    else if (job.phase === 'Pending') await this.o.client.cancelJob(this.id);
   }
 
   private async waitAdmitted(progress: RunProgress): Promise<YieldOutcome> {
@@ -114,26 +132,26 @@ export class SchedulerLease implements RunControl {
       const d = deadlineCheck({ now: await this.o.chainTime(), deadline: this.o.deadline, remainingSteps: progress.steps - progress.step, secondsPerStep: rate, marginSeconds: this.o.marginSeconds });
       if (d.type === 'release') {
         const detail = `preempted at step ${progress.step}: ${d.detail}`;
-        this.o.log?.({ type: 'abandoned', schedulerJobId: this.o.schedulerJobId, step: progress.step, detail });
+        this.o.log?.({ type: 'abandoned', schedulerJobId: this.id, step: progress.step, detail });
         await this.o.release(ReleaseReason.DeadlineUnreachable, detail);
-        await this.o.client.cancelJob(this.o.schedulerJobId);
+        await this.o.client.cancelJob(this.id);
         return { type: 'abandon', reason: detail };
       }
-      const job = await this.o.client.getJob(this.o.schedulerJobId);
+      const job = await this.o.client.getJob(this.id);
       if (job.phase === 'Planned' || job.phase === 'Running') {
-        this.o.log?.({ type: 'resumed', schedulerJobId: this.o.schedulerJobId, step: progress.step, waitedMs: Date.now() - start });
+        this.o.log?.({ type: 'resumed', schedulerJobId: this.id, step: progress.step, waitedMs: Date.now() - start });
         return { type: 'resume' };
       }
       if (job.phase !== 'Pending') {
         // Cancelled (or ended) by someone else while waiting: the capacity is gone for good.
-        const detail = `scheduler job ${this.o.schedulerJobId} ended ${job.phase} (${job.reason}) at step ${progress.step}`;
-        this.o.log?.({ type: 'abandoned', schedulerJobId: this.o.schedulerJobId, step: progress.step, detail });
+        const detail = `scheduler job ${this.id} ended ${job.phase} (${job.reason}) at step ${progress.step}`;
+        this.o.log?.({ type: 'abandoned', schedulerJobId: this.id, step: progress.step, detail });
         await this.o.release(ReleaseReason.CapacityTaken, detail);
         return { type: 'abandon', reason: detail };
       }
       if (job.reason !== lastReason) {
         lastReason = job.reason;
-        this.o.log?.({ type: 'waiting', schedulerJobId: this.o.schedulerJobId, phase: job.phase, reason: job.reason });
+        this.o.log?.({ type: 'waiting', schedulerJobId: this.id, phase: job.phase, reason: job.reason });
       }
       await (this.o.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))))(this.o.pollMs ?? 250);
     }
