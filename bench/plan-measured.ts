@@ -1,21 +1,30 @@
 // Planner benchmark, measured and not only predicted (see bench/README.md). One host plays a
-// heterogeneous fleet: three stage worker processes with --slowdown 1, 2 and 4 (BENCH_SLOWDOWNS) (runtime
-// SessionOptions.slowdown: after every ORT run the worker waits (k - 1) x the run's duration, so a
-// k-times slower device costs no extra CPU). The script
+// heterogeneous fleet: three stage worker processes with --slowdown 1, 2 and 4 (BENCH_SLOWDOWNS; e.g.
+// 4,8,16 is the same 1:2:4 fleet with the host's cores mostly idle). Runtime SessionOptions.slowdown:
+// after every ORT run the worker waits (k - 1) x the run's duration, so a k-times slower device costs
+// no extra CPU. The script
 //   1. builds a GPT and costs its chain (costChain, one segment per block);
 //   2. starts nats-server and the three workers (pkg/worker startLocalCluster);
-//   3. measures the fleet: FLOP/s per worker = measureMatMulFlops with that worker's slowdown (a
-//      1024^3 MatMul, in this process, same ORT settings); link latency and bandwidth from a NATS
-//      round trip with 64 B and with 4 MiB; plans 3 stages (planPipeline, capability-matched) and
-//      the even split over the same devices in the same order (evenSplitPlan);
-//   4. calibrates: times every segment's forward and fused backward on this host (inline, k = 1)
-//      and plans again with those times as the cost (work in host-ns, device rate 1e9 / k);
-//   5. runs each plan with the distributed driver (1F1B, 8 micro-batches), interleaved rounds:
-//      per round and plan a fresh job, WARM untimed steps, then STEPS timed; medians over rounds.
+//   3. FLOP model: FLOP/s per worker = measureMatMulFlops with that worker's slowdown (a 1024^3
+//      MatMul, in this process, same ORT settings); link latency and bandwidth from a NATS round trip
+//      with 64 B and with 4 MiB;
+//   4. calibrated model: every segment's forward and fused backward timed inline on this host (k = 1)
+//      as the chain's work (1 unit = 1 host-ns), device rate 1e9 / k;
+//   5. measured profiles: every worker runs the whole model as a 1-stage job (2 micro-batches, the
+//      second step timed by the worker itself, Driver.timings): its rate on this work (the calibrated
+//      chain's total over its mean F + BW action time, so the hop to its compute thread, digests and
+//      gradient sums are in it) and its optimizer-update bandwidth (weights + optimizer state bytes of
+//      the chain over its update time) -> Device.flops, Device.updateBandwidth;
+//   6. plans 3 stages (planPipeline) under each model, plus the even split over the FLOP-model plan's
+//      devices in its order (evenSplitPlan); every plan is costed under every model (costAssignment);
+//   7. runs each distinct plan with the distributed driver (1F1B, 8 micro-batches), interleaved
+//      rounds: per round and plan a fresh job, WARM untimed steps, then STEPS timed; medians. Each
+//      job's last step is also predicted by the same cost model fed with the rates the workers'
+//      own timings show for that step (inJobPrediction): the model's structure, apart from load drift.
 // Stage boundaries: a job spec has no cut list (workers split with cuts 'auto'), so each plan's
 // model file carries exactly its boundaries in metadata "tessera.cuts", which 'auto' then takes.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { costChain } from '../pkg/costmodel/index.js';
 import { Rng } from '../pkg/data/rng.js';
@@ -23,10 +32,10 @@ import { buildGpt } from '../pkg/models/index.js';
 import { DataType, encodeModel, type Model, type Tensor } from '../pkg/onnx/index.js';
 import { parseOptimizerConfig } from '../pkg/optim/index.js';
 import { splitStages } from '../pkg/pipeline/index.js';
-import { evenSplitPlan, planPipeline, type Device, type ModelChain, type Plan } from '../pkg/planner/index.js';
+import { costAssignment, evenSplitPlan, planPipeline, type Device, type ModelChain, type Plan } from '../pkg/planner/index.js';
 import { measureMatMulFlops } from '../pkg/runtime/index.js';
 import { NatsBus } from '../pkg/transport/index.js';
-import { Driver, StageCompute, stagePlan, startLocalCluster } from '../pkg/worker/index.js';
+import { Driver, StageCompute, stagePlan, startLocalCluster, type StageStepTimings } from '../pkg/worker/index.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const WARM = Number(process.env.BENCH_WARM ?? 1);
@@ -123,18 +132,43 @@ async function segmentTimes(model: Model, cuts: string[]): Promise<{ seg: { fwdM
   return { seg: out, probe, close: () => k.c.close() };
 }
 
-/** The planner's formula (pkg/planner/cost.ts) for a given plan's assignment under another chain and fleet. */
-function predictUnder(chain: ModelChain, fleet: Device[], plan: Plan): number {
-  const dev = (id: string) => fleet.find((d) => d.id === id)!;
-  const work = (a: number, b: number) => chain.layers.slice(a, b).reduce((s, l) => s + l.fwdFlops + l.bwdFlops, 0);
-  const link = (x: Device, y: Device, cut: number) => (chain.layers[cut - 1]!.activationBytesOut / Math.min(x.linkBandwidth, y.linkBandwidth) + Math.max(x.linkLatency, y.linkLatency)) * 1000;
-  const st = plan.stages;
-  const stageMs = st.map((s, i) => Math.max(
-    (work(s.layers[0], s.layers[1]) / dev(s.deviceId).flops) * 1000,
-    i + 1 < st.length ? link(dev(s.deviceId), dev(st[i + 1]!.deviceId), s.layers[1]) : 0,
-    i > 0 ? link(dev(st[i - 1]!.deviceId), dev(s.deviceId), s.layers[0]) : 0,
-  ));
-  return (M + st.length - 1) * Math.max(...stageMs);
+/**
+ * A worker's measured profile on this model: it runs the whole model as a 1-stage job (2 micro-batches
+ * of MB, one warm-up step, then the step its own timings describe).
+ */
+async function workerProfile(bus: NatsBus, id: string, file: string, batch: Record<string, Tensor>): Promise<{ actionMs: number; updateMs: number }> {
+  const driver = await Driver.start(bus, { ns: 'bench', job: `profile-${id}`, stages: 1, microBatches: 2, schedule: '1f1b', model: { path: file }, bindings: { batch: MB }, optimizer, workers: [id] });
+  try {
+    const two = Object.fromEntries(Object.entries(batch).map(([k, t]) => [k, { ...t, dims: [2 * MB, ...t.dims.slice(1)], data: t.data.slice(0, 2 * MB * CTX) } as Tensor]));
+    await driver.trainStep(two);
+    await driver.trainStep(two);
+    const t = driver.timings[0]!;
+    const per = (op: string) => t.actions.filter((a) => a.op === op).reduce((x, a) => x + a.computeMs + a.sendMs, 0) / 2;
+    return { actionMs: per('F') + per('BW'), updateMs: t.updateMs };
+  } finally {
+    await driver.stop();
+  }
+}
+
+/**
+ * The planner's cost model (costAssignment) fed with each worker's rates as its own timings of the
+ * job's last step show them: device rate = its stage's calibrated work per micro-batch over its mean
+ * F + BW action time (compute + send); update bandwidth = its stage's weight + optimizer-state bytes
+ * over its update time. Tests the model's structure ((m + p - 1) x bottleneck, update spread over m,
+ * links) against the same run, apart from how fast each device was.
+ */
+function inJobPrediction(calChain: ModelChain, fleet: readonly Device[], plan: Plan, timings: readonly (StageStepTimings | undefined)[]): number {
+  const jobFleet = fleet.map((d) => {
+    const s = plan.stages.findIndex((st) => st.deviceId === d.id);
+    const t = timings[s];
+    if (s < 0 || !t) return d;
+    const [a, b] = plan.stages[s]!.layers;
+    const work = calChain.layers.slice(a, b).reduce((x, l) => x + l.fwdFlops + l.bwdFlops, 0);
+    const bytes = calChain.layers.slice(a, b).reduce((x, l) => x + l.paramBytes + l.optimizerStateBytes, 0);
+    const actionMs = t.actions.reduce((x, y) => x + y.computeMs + y.sendMs, 0) / M;
+    return { ...d, flops: work / (actionMs / 1000), updateBandwidth: bytes / (t.updateMs / 1000) };
+  });
+  return costAssignment(calChain, jobFleet, plan.stages, planOpts).predictedStepMs;
 }
 
 const describe = (p: Plan) => p.stages.map((s) => `${s.deviceId}[${s.layers[0]},${s.layers[1]})`).join(' ');
@@ -174,16 +208,34 @@ async function main(): Promise<void> {
     console.log(`segment fwd+bwd ms (k=1): ${seg.map((s) => (s.fwdMs + s.bwdMs).toFixed(1)).join(' ')}`);
     console.log(`FLOP-model compute ms (k=1): ${chain.layers.map((l) => (((l.fwdFlops + l.bwdFlops) / flops[0]!) * 1000).toFixed(1)).join(' ')}`);
 
+    // 5. Measured profiles: each worker on the whole model.
+    const rng = new Rng(1);
+    const batch = { tokens: tokens(rng, MB * M), targets: tokens(rng, MB * M) };
+    const wholeFile = join(dir, 'whole.onnx');
+    await writeFile(wholeFile, encodeModel(model));
+    const isoTotal = seg.reduce((a, x) => a + x.fwdMs + x.bwdMs, 0);
+    const fixedBytes = chain.layers.reduce((a, l) => a + l.paramBytes + l.optimizerStateBytes, 0);
+    const profiles: { actionMs: number; updateMs: number }[] = [];
+    for (const id of ids) profiles.push(await workerProfile(bus, id, wholeFile, batch));
+    const measFleet: Device[] = fleet.map((d, i) => ({ ...d, flops: (1e9 * isoTotal) / profiles[i]!.actionMs, updateBandwidth: fixedBytes / (profiles[i]!.updateMs / 1000) }));
+    console.log(`measured profiles (whole model, F + BW ms per micro-batch / update ms per step): ${profiles.map((x, i) => `${ids[i]} ${x.actionMs.toFixed(0)} / ${x.updateMs.toFixed(0)}`).join(', ')}; inline k=1 F + BW ${isoTotal.toFixed(0)} ms`);
+
+    // 6. Plans under each model, each costed under every model.
+    const models = { flop: { chain, fleet }, cal: { chain: calChain, fleet: calFleet }, meas: { chain: calChain, fleet: measFleet } };
     const matched = planPipeline(chain, fleet, planOpts);
     const order = matched.stages.map((s) => fleet.find((d) => d.id === s.deviceId)!);
-    const even = evenSplitPlan(chain, order, planOpts);
-    const calMatched = planPipeline(calChain, calFleet, planOpts);
-    const runs: { name: string; plan: Plan; flopPred: number; calPred: number; file?: string; times: number[]; load: number[] }[] = [
-      { name: 'matched (FLOP model)', plan: matched, flopPred: matched.predictedStepMs, calPred: predictUnder(calChain, calFleet, matched), times: [], load: [] },
-      { name: 'even split', plan: even, flopPred: even.predictedStepMs, calPred: predictUnder(calChain, calFleet, even), times: [], load: [] },
+    const candidates: { name: string; plan: Plan }[] = [
+      { name: 'matched (FLOP model)', plan: matched },
+      { name: 'even split', plan: evenSplitPlan(chain, order, planOpts) },
+      { name: 'matched (calibrated)', plan: planPipeline(calChain, calFleet, planOpts) },
+      { name: 'matched (measured profiles)', plan: planPipeline(calChain, measFleet, planOpts) },
     ];
-    if (describe(calMatched) !== describe(matched)) {
-      runs.push({ name: 'matched (calibrated)', plan: calMatched, flopPred: predictUnder(chain, fleet, calMatched), calPred: calMatched.predictedStepMs, times: [], load: [] });
+    const runs: { name: string; plan: Plan; pred: Record<keyof typeof models, number>; file?: string; times: number[]; load: number[]; inJob: number[] }[] = [];
+    for (const c of candidates) {
+      const same = runs.find((r) => describe(r.plan) === describe(c.plan));
+      if (same) { same.name += ` = ${c.name}`; continue; }
+      const pred = Object.fromEntries(Object.entries(models).map(([k, m]) => [k, costAssignment(m.chain, m.fleet, c.plan.stages, planOpts).predictedStepMs])) as Record<keyof typeof models, number>;
+      runs.push({ name: c.name, plan: c.plan, pred, times: [], load: [], inJob: [] });
     }
     for (const r of runs) {
       const bounds = r.plan.stages.slice(0, -1).map((s) => chain.layers[s.layers[1] - 1]!.name!);
@@ -192,9 +244,7 @@ async function main(): Promise<void> {
       console.log(`${r.name}: ${describe(r.plan)}`);
     }
 
-    // 5. Interleaved rounds: every plan once per round, a fresh job each time.
-    const rng = new Rng(1);
-    const batch = { tokens: tokens(rng, MB * M), targets: tokens(rng, MB * M) };
+    // 7. Interleaved rounds: every plan once per round, a fresh job each time.
     for (let round = 0; round < ROUNDS; round++) {
       for (const r of runs) {
         const driver = await Driver.start(bus, {
@@ -209,6 +259,7 @@ async function main(): Promise<void> {
           const t0 = performance.now();
           for (let i = 0; i < STEPS; i++) await driver.trainStep(batch);
           r.times.push((performance.now() - t0) / STEPS);
+          r.inJob.push(inJobPrediction(calChain, measFleet, r.plan, driver.timings));
         } finally {
           await driver.stop();
         }
@@ -217,26 +268,17 @@ async function main(): Promise<void> {
       }
     }
 
-    console.log('\nplan | stages | predicted ms (FLOP model) | predicted ms (calibrated) | measured ms (median) | measured ms (best round)');
-    for (const r of runs) console.log(`${r.name} | ${describe(r.plan)} | ${r.flopPred.toFixed(0)} | ${r.calPred.toFixed(0)} | ${median(r.times).toFixed(0)} | ${Math.min(...r.times).toFixed(0)}`);
-    const mEven = median(runs[1]!.times);
-    const mMatched = median(runs[0]!.times);
-    console.log(`measured even / matched (FLOP model): ${(mEven / mMatched).toFixed(2)}x (medians), ${(Math.min(...runs[1]!.times) / Math.min(...runs[0]!.times)).toFixed(2)}x (best rounds)`);
-    console.log(`per-round even / matched: ${runs[1]!.times.map((t, i) => (t / runs[0]!.times[i]!).toFixed(2)).join(' ')}`);
-    console.log(`measured / predicted, matched (FLOP model): ${(mMatched / runs[0]!.flopPred).toFixed(2)} (FLOP model), ${(mMatched / runs[0]!.calPred).toFixed(2)} (calibrated), best round / calibrated ${(Math.min(...runs[0]!.times) / runs[0]!.calPred).toFixed(2)}`);
-    console.log(`measured / predicted, even split: ${(mEven / runs[1]!.flopPred).toFixed(2)} (FLOP model), ${(mEven / runs[1]!.calPred).toFixed(2)} (calibrated)`);
-    const loadAdj = (r: (typeof runs)[number]) => median(r.times.map((t, i) => t / (r.calPred * r.load[i]!)));
-    console.log(`measured / (calibrated x load factor), per-round median: matched ${loadAdj(runs[0]!).toFixed(2)}, even ${loadAdj(runs[1]!).toFixed(2)}`);
-    // One scalar fitted on the even split's run (what the cost model misses on this host: messaging,
-    // digests, contention), then used to predict the matched plan: a cross-check, not a fit to it.
-    const scale = mEven / runs[1]!.calPred;
-    console.log(`matched measured / (calibrated x ${scale.toFixed(2)} fitted on the even split): ${(mMatched / (runs[0]!.calPred * scale)).toFixed(2)}`);
-    const cal = runs[2];
-    if (cal) {
-      const mCal = median(cal.times);
-      console.log(`measured even / matched (calibrated): ${(mEven / mCal).toFixed(2)}x; measured / predicted (calibrated): ${(mCal / cal.calPred).toFixed(2)}`);
-    } else {
-      console.log('the calibrated plan equals the FLOP-model plan');
+    console.log(`\nslowdowns ${SLOWDOWNS.join(':')}, ${ROUNDS} rounds x ${STEPS} steps, load average now ${loadavg()[0]!.toFixed(1)}`);
+    console.log('plan | stages | predicted ms: FLOP model / calibrated / measured profiles | measured ms (median) [rounds] | measured / predicted: measured profiles / in-job rates (median [rounds]) | load factor (median)');
+    for (const r of runs) {
+      const m = median(r.times);
+      const inJob = r.times.map((t, i) => t / r.inJob[i]!);
+      console.log(`${r.name} | ${describe(r.plan)} | ${r.pred.flop.toFixed(0)} / ${r.pred.cal.toFixed(0)} / ${r.pred.meas.toFixed(0)} | ${m.toFixed(0)} [${r.times.map((t) => t.toFixed(0)).join(' ')}] | ${(m / r.pred.meas).toFixed(2)} / ${median(inJob).toFixed(2)} [${inJob.map((x) => x.toFixed(2)).join(' ')}] | ${median(r.load).toFixed(2)}`);
+    }
+    const even = runs.find((r) => r.name.includes('even split'))!;
+    for (const r of runs) {
+      if (r === even) continue;
+      console.log(`measured even / ${r.name}: ${(median(even.times) / median(r.times)).toFixed(2)}x (medians); per round ${even.times.map((t, i) => (t / r.times[i]!).toFixed(2)).join(' ')}; predicted (measured profiles) ${(even.pred.meas / r.pred.meas).toFixed(2)}x`);
     }
     await calib.close();
   } finally {

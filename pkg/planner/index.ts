@@ -1,4 +1,4 @@
-export { planPipeline, evenSplitPlan, pipelineLowerBoundMs } from './plan.js';
+export { planPipeline, evenSplitPlan, costAssignment, pipelineLowerBoundMs } from './plan.js';
 export { Schedule, PlanMethod } from './types.js';
 export type { Device, LayerCost, ModelChain, Plan, PlanOptions, StagePlan } from './types.js';
 export { InfeasibleReason, PlanInfeasibleError, PlanInputError } from './errors.js';

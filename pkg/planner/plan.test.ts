@@ -1,5 +1,5 @@
 import { ChainCosts, evaluate, resolveOptions } from './cost.js';
-import { InfeasibleReason, PlanInfeasibleError, PlanInputError, evenSplitPlan, pipelineLowerBoundMs, planPipeline, type Device, type LayerCost, type ModelChain, type Plan } from './index.js';
+import { InfeasibleReason, PlanInfeasibleError, PlanInputError, costAssignment, evenSplitPlan, pipelineLowerBoundMs, planPipeline, type Device, type LayerCost, type ModelChain, type Plan } from './index.js';
 import { bruteForcePlan, orderExhaustiveBottlenecks, randomInstance } from './testing.js';
 
 const relEq = (a: number, b: number): boolean => Math.abs(a - b) <= 1e-9 * Math.max(Math.abs(a), Math.abs(b));
@@ -150,6 +150,27 @@ describe('with optimizer update and action overhead in the cost (Device updateBa
     expect(() => planPipeline(model, [dev('a', { updateBandwidth: 0 })])).toThrow(/fleet\[0\]\.updateBandwidth.*must be a number > 0/);
     expect(() => planPipeline(model, [dev('a', { actionOverhead: -1 })])).toThrow(/fleet\[0\]\.actionOverhead.*must be a finite number >= 0/);
     expect(planPipeline(model, [dev('a', { updateBandwidth: Infinity })]).stages[0]!.computeMs).toBeCloseTo(3, 9);
+  });
+});
+
+describe('costAssignment', () => {
+  test('re-costing a plan\'s own stages gives the plan; another fleet model gives its numbers', () => {
+    const { model, fleet } = randomInstance(31, 4, 8, { stepCosts: true });
+    const plan = planPipeline(model, fleet, { microBatches: 4 });
+    const again = costAssignment(model, fleet, plan.stages, { microBatches: 4 });
+    expect(again.stages).toEqual(plan.stages);
+    expect(again.predictedStepMs).toBe(plan.predictedStepMs);
+    const slower = fleet.map((d) => ({ ...d, flops: d.flops / 2 }));
+    expect(costAssignment(model, slower, plan.stages, { microBatches: 4 }).predictedStepMs).toBeGreaterThan(plan.predictedStepMs);
+  });
+
+  test('rejects gaps, overlaps, unknown and repeated devices', () => {
+    const { model, fleet } = randomInstance(32, 3, 6);
+    const st = (deviceId: string, a: number, b: number) => ({ deviceId, layers: [a, b] as const });
+    expect(() => costAssignment(model, fleet, [st('d0', 0, 3), st('d1', 4, 6)])).toThrow('stages[1].layers: must be [3, k) with 3 < k <= 6, got [4, 6)');
+    expect(() => costAssignment(model, fleet, [st('d0', 0, 3), st('d1', 3, 5)])).toThrow('stages: the stages end at layer 5, the chain has 6');
+    expect(() => costAssignment(model, fleet, [st('d0', 0, 3), st('x', 3, 6)])).toThrow('stages[1].deviceId: unknown device "x"');
+    expect(() => costAssignment(model, fleet, [st('d0', 0, 3), st('d0', 3, 6)])).toThrow('stages[1].deviceId: device "d0" is used twice');
   });
 });
 

@@ -1,5 +1,5 @@
 import { type Assignment, ChainCosts, type ResolvedOptions, evaluate, inFlight, pipelineBoundMs, resolveOptions, validateInputs } from './cost.js';
-import { InfeasibleReason, PlanInfeasibleError } from './errors.js';
+import { InfeasibleReason, PlanInfeasibleError, PlanInputError } from './errors.js';
 import { exactPlan } from './exact.js';
 import { heuristicPlan } from './heuristic.js';
 import type { Device, ModelChain, Plan, PlanOptions } from './types.js';
@@ -48,6 +48,39 @@ export function evenSplitPlan(model: ModelChain, devicesInOrder: readonly Device
   const overflow = firstOverflow(costs, assignments, opts);
   if (overflow) throw overflow;
   return evaluate(costs, devicesInOrder, assignments, opts, 'even-split');
+}
+
+/**
+ * Costs a given assignment (per stage, in order: a device id and its layer range) like any plan,
+ * e.g. a plan made under one cost model re-costed under another. Method 'even-split' is not
+ * claimed: the result's method is the given one. Memory is costed, not enforced.
+ * @throws PlanInputError when the stages do not cover the chain contiguously or name unknown or repeated devices.
+ */
+export function costAssignment(
+  model: ModelChain,
+  fleet: readonly Device[],
+  stages: readonly { deviceId: string; layers: readonly [number, number] }[],
+  options?: PlanOptions,
+  method: Plan['method'] = 'exact',
+): Plan {
+  validateInputs(model, fleet);
+  const opts = resolveOptions(options);
+  const costs = new ChainCosts(model, opts.microBatches);
+  const byId = new Map(fleet.map((d) => [d.id, d]));
+  const seen = new Set<string>();
+  let next = 0;
+  const assignments = stages.map((st, s) => {
+    const device = byId.get(st.deviceId);
+    if (!device) throw new PlanInputError(`unknown device "${st.deviceId}"`, `stages[${s}].deviceId`);
+    if (seen.has(st.deviceId)) throw new PlanInputError(`device "${st.deviceId}" is used twice`, `stages[${s}].deviceId`);
+    seen.add(st.deviceId);
+    const [start, end] = st.layers;
+    if (start !== next || !(end > start) || end > costs.L) throw new PlanInputError(`must be [${next}, k) with ${next} < k <= ${costs.L}, got [${start}, ${end})`, `stages[${s}].layers`);
+    next = end;
+    return { device, start, end };
+  });
+  if (next !== costs.L) throw new PlanInputError(`the stages end at layer ${next}, the chain has ${costs.L}`, 'stages');
+  return evaluate(costs, fleet, assignments, opts, method);
 }
 
 function evenAssignments(L: number, devices: readonly Device[]): Assignment[] {
