@@ -41,9 +41,10 @@ export interface FitCheck {
 
 export interface PreemptionOptions {
   /**
-   * Up to this many candidates the search is exact (fewest victims, all subsets by size);
-   * above it, greedy removal in candidate order then fill-back (Kueue's minimalPreemptions).
-   * @default 10
+   * Up to this many candidates the search is exact (fewest victims, all subsets by size: up to
+   * 2^n - 1 planner calls); above it, greedy removal in candidate order then fill-back (Kueue's
+   * minimalPreemptions: at most 2n calls, minimal but not always smallest).
+   * @default 6
    */
   exactMaxCandidates?: number;
 }
@@ -87,7 +88,7 @@ export function preemptionTargets(
   if (fit.fits(free)) return [];
   const ordered = orderCandidates(preemptor, candidates);
   if (ordered.length === 0 || !fit.fits(freeWithout(free, ordered))) return undefined;
-  const exactMax = options.exactMaxCandidates ?? 10;
+  const exactMax = options.exactMaxCandidates ?? 6;
   const chosen = ordered.length <= exactMax ? smallestSet(ordered, free, fit) : greedyFillBack(ordered, free, fit);
   return chosen.map((c) => c.jobId);
 }
