@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { DataType, type Tensor } from '../onnx/index.js';
 import { Rng } from '../data/rng.js';
 import {
-  BadMagicError, ChunkChecksumError, CreditError, CreditReceiver, CreditSender, FRAME_VERSION, FrameMismatchError, Reassembler, ReassemblyOverflowError,
+  BadMagicError, ChunkChecksumError, CreditError, CreditReceiver, CreditSender, FRAME_VERSION, ForeignFrameError, FrameMismatchError, IncompleteTensorError, Reassembler,
+  ReassemblyOverflowError,
   ResendTracker, TensorDigestError, TruncatedFrameError, crc32, decodeFrame, decodeGrant, encodeGrant, encodeTensorFrames, fromHalf, splitFrame, toHalf,
   type EncodedFrame, type FrameMeta, type ReassemblyEvent,
 } from './index.js';
@@ -156,6 +157,31 @@ describe('tensor frames', () => {
       const b = encodeTensorFrames(meta, { ...f32(300), dims: [10, 30] }, { maxPayload: 600 });
       const ev = collect([a[0]!, b[1]!]);
       expect((ev[0] as { error: Error }).error).toBeInstanceOf(FrameMismatchError);
+    });
+
+    test('expire(): a transfer whose chunks stopped coming fails with IncompleteTensorError naming the missing chunks', () => {
+      const ev: ReassemblyEvent[] = [];
+      const r = new Reassembler((e) => ev.push(e));
+      r.push(frames[0]!.header, frames[0]!.body.slice(), 100);
+      r.push(frames[2]!.header, frames[2]!.body.slice(), 200);
+      r.expire(150); // the last chunk came at 200: not yet
+      expect(ev).toEqual([]);
+      r.expire(201);
+      expect(ev).toHaveLength(1);
+      const e = ev[0] as unknown as { error: IncompleteTensorError; meta: FrameMeta };
+      expect(e.error).toBeInstanceOf(IncompleteTensorError);
+      expect(e.error.missingChunks).toEqual([1]);
+      expect(e.meta).toEqual(meta);
+      expect(e.error.message).toBe('step 7, micro-batch 3, tensor "h.12": chunk(s) 1 of 3 never arrived; the tensor was dropped');
+      expect(r.pendingCount).toBe(0);
+    });
+
+    test('a reassembler for one job rejects frames of another (ForeignFrameError), assembles nothing of theirs', () => {
+      const ev = collect(frames, { job: 'other/job' });
+      expect(ev.map((e) => e.type)).toEqual(['error', 'error', 'error']);
+      for (const e of ev) expect((e as { error: Error }).error).toBeInstanceOf(ForeignFrameError);
+      expect((ev[0] as { error: Error }).error.message).toMatch(/^step 7, micro-batch 3, tensor "h\.12", chunk 0 of 3: a frame of job "ns\/job" arrived where only job "other\/job" belongs/);
+      expect(collect(frames, { job: 'ns/job' }).map((e) => e.type)).toEqual(['tensor']);
     });
 
     test('bounded memory: the oldest incomplete transfer is dropped with an error', () => {
