@@ -1,9 +1,9 @@
 import { readFile, writeFile, rename } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { decodeModel, encodeModel, type Model } from '../../pkg/onnx/index.js';
 import { parseOptimizerConfig, type OptimizerConfig } from '../../pkg/optim/index.js';
 import { NatsBus } from '../../pkg/transport/index.js';
-import { Driver, readPipelineCheckpoint, runPipelineWithRecovery, startLocalCluster } from '../../pkg/worker/index.js';
+import { Driver, openCheckpointStore, runPipelineWithRecovery, startLocalCluster } from '../../pkg/worker/index.js';
 import { UsageError, formatError } from './errors.js';
 import { planOnScheduler } from './scheduled-train.js';
 import { Trainer, runTraining, openDataSource, embeddingVocab, bindBatchDims, decodeCheckpoint, encodeCheckpoint, fingerprintOf, type Progress } from '../../pkg/train/index.js';
@@ -15,6 +15,27 @@ async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
   await rename(`${path}.tmp`, path);
 }
 
+/** The batch bindings divided into m micro-batches (what stage graphs and an accumulating Trainer are built for). */
+function microBindings(bindings: Record<string, number>, m: number): Record<string, number> {
+  if (m > 1 && Object.keys(bindings).length === 0) throw new UsageError('--micro-batches needs a model with a symbolic batch dim (this one has a fixed batch)');
+  const micro: Record<string, number> = {};
+  for (const [dim, v] of Object.entries(bindings)) {
+    if (v % m !== 0) throw new UsageError(`the batch (${dim} = ${v}) does not split into ${m} equal micro-batches; pass --batch divisible by --micro-batches`);
+    micro[dim] = v / m;
+  }
+  return micro;
+}
+
+/** --checkpoint-store / --checkpoint-bucket of a --stages run, checked at the boundary. */
+function checkpointStoreFlags(values: Record<string, string | boolean | undefined>): { kind: 'file' | 'jetstream'; bucket: string | undefined } {
+  const kind = choiceFlag(values, 'checkpoint-store', ['file', 'jetstream'] as const, 'file');
+  if (values['checkpoint-bucket'] === undefined) return { kind, bucket: undefined };
+  if (kind !== 'jetstream') throw new UsageError('--checkpoint-bucket needs --checkpoint-store jetstream');
+  const bucket = strFlag(values, 'checkpoint-bucket');
+  if (!/^[A-Za-z0-9_-]+$/.test(bucket)) throw new UsageError(`--checkpoint-bucket must be a JetStream bucket name (letters, digits, "-", "_"), got "${bucket}"`);
+  return { kind, bucket };
+}
+
 /**
  * `train --stages K`: the job runs on K stage workers over NATS (pkg/worker). The driver lives in
  * this process; workers come from a running `tessera up` (--nats) or are spawned here for the run.
@@ -24,6 +45,7 @@ async function trainPipeline(a: {
   optimizer: OptimizerConfig; seed: number; steps: number; out: string; ckptPath: string; json: boolean; print: (p: Progress) => void;
 }): Promise<number> {
   const { values } = a;
+  const store = checkpointStoreFlags(values);
   const kind = choiceFlag(values, 'schedule', ['1f1b', 'gpipe'] as const, '1f1b');
   const job = strFlag(values, 'job', `train-${process.pid}`);
   const planned = values.scheduler === undefined ? undefined : await planOnScheduler({
@@ -32,30 +54,32 @@ async function trainPipeline(a: {
   });
   const stages = planned ? planned.job.placement.stages : intFlag(values, 'stages', undefined);
   const m = planned ? planned.microBatches : intFlag(values, 'micro-batches', stages);
-  const micro: Record<string, number> = {};
-  for (const [dim, v] of Object.entries(a.bindings)) {
-    if (v % m !== 0) throw new UsageError(`the batch (${dim} = ${v}) does not split into ${m} equal micro-batches; pass --batch divisible by --micro-batches`);
-    micro[dim] = v / m;
-  }
+  const micro = microBindings(a.bindings, m);
   const inputs = a.model.graph.inputs.map((v) => ({ name: v.name, type: { dtype: v.type.dtype, shape: v.type.shape.map((d) => (typeof d === 'string' ? a.bindings[d]! : d)) } }));
   const data = await openDataSource(strFlag(values, 'data'), inputs, { seed: a.seed });
   const fingerprint = fingerprintOf(a.modelBytes, { optimizer: a.optimizer, stages, microBatches: m, schedule: kind }, a.bindings, a.seed);
-  const resume = values.resume === undefined ? undefined : resolve(String(values.resume));
-  if (resume) data.restore((await readPipelineCheckpoint(resume, fingerprint)).dataState);
+  // 'file': directories; 'jetstream': object-name prefixes in the bucket (default: the --out file's name + .ckpt).
+  const local = (p: string) => (store.kind === 'file' ? resolve(p) : p);
+  const resume = values.resume === undefined ? undefined : local(String(values.resume));
+  const checkpointDir = store.kind === 'file' || values.checkpoint !== undefined ? local(a.ckptPath) : basename(a.ckptPath);
   const nats = values.nats === undefined ? undefined : strFlag(values, 'nats');
   const ns = strFlag(values, 'ns', 'default');
-  const cluster = nats ? undefined : await startLocalCluster({ workers: stages, ns });
+  const cluster = nats ? undefined : await startLocalCluster({ workers: stages, ns, jetstream: store.kind === 'jetstream' });
   const bus = await NatsBus.connect({ servers: nats ?? cluster!.url, name: 'tessera-train' });
+  const ckStore = openCheckpointStore(store.kind, { bus, bucket: store.bucket });
   let spare = 0;
   let ok = false;
   try {
+    if (resume) await ckStore.readManifest(resume, fingerprint); // refuses a checkpoint of another model/optimizer/batch
     const result = await runPipelineWithRecovery(data, { steps: a.steps, logEvery: intFlag(values, 'log-every', 10), checkpointEvery: intFlag(values, 'checkpoint-every', 0, 0) }, {
-      checkpointDir: resolve(a.ckptPath),
+      checkpointDir,
+      store: ckStore,
       resume,
       maxRestarts: intFlag(values, 'restarts', 0, 0),
       start: (attempt, from) => Driver.start(bus, {
         ns, job: attempt === 0 ? job : `${job}-r${attempt}`, stages, microBatches: m, schedule: kind, model: { path: resolve(a.modelPath) },
         bindings: micro, loss: values.loss as string | undefined, optimizer: a.optimizer, intraOpThreads: intFlag(values, 'threads', 1), resume: from, fingerprint,
+        checkpointStore: store.kind, checkpointBucket: store.bucket,
         ...(planned ? { workers: planned.job.placement.workers, cuts: planned.job.placement.cuts, schedulerJob: planned.job.id } : {}),
       }, a.model),
       beforeRestart: async (err, _attempt, from) => {
@@ -66,7 +90,7 @@ async function trainPipeline(a: {
     }, { onProgress: a.print });
     const last = result.checkpoint;
     if (!last) throw new UsageError(`nothing to do: the checkpoint is already at or past --steps ${a.steps}`);
-    const ck = await readPipelineCheckpoint(last, fingerprint);
+    const ck = await ckStore.read(last, fingerprint);
     const initializers = new Map(a.model.graph.initializers);
     for (const [name, t] of Object.entries(ck.params)) initializers.set(name, t);
     await writeAtomic(a.out, encodeModel({ ...a.model, graph: { ...a.model.graph, initializers } }));
@@ -98,6 +122,10 @@ const help = `usage: tessera train --model FILE --data FILE [flags]
   --out FILE              trained model (default: <model>.trained.onnx)
   --checkpoint FILE       checkpoint written at the end and every --checkpoint-every steps (default: <out>.ckpt)
   --checkpoint-every N    (default 0: only at the end)
+  --micro-batches M       split each batch into M micro-batches: without --stages, gradient accumulation
+                          in this process (one optimizer step per batch, the pipeline's arithmetic, so an
+                          untied model trains to the same bits as --stages K --micro-batches M); with
+                          --stages the pipeline's micro-batches (default K); --batch must divide by M
   --resume FILE           continue from a checkpoint (same model, optimizer, batch and data)
   --log-every N           progress every N steps (default 10)
   --threads N             ORT intra-op threads (default 1)
@@ -106,7 +134,6 @@ const help = `usage: tessera train --model FILE --data FILE [flags]
 pipeline-parallel (stage workers over NATS, see pkg/worker):
   --stages K|auto         split the model into K stages, each trained by one stage worker; auto (with
                           --scheduler): the planner picks the number
-  --micro-batches M       micro-batches per batch (default K); --batch must divide by M
   --schedule 1f1b|gpipe   (default 1f1b)
   --nats URL              use the workers of a running "tessera up"; without it, train starts its own
                           nats-server and K worker processes and stops them at the end
@@ -119,8 +146,14 @@ pipeline-parallel (stage workers over NATS, see pkg/worker):
   --restarts N            after a lost or failed stage, restart the job up to N times, resuming every
                           stage from the last complete checkpoint (or the start); spawned workers are
                           replaced, with --nats the pool needs a spare idle worker (default 0)
-  With --stages, --checkpoint and --resume name DIRECTORIES (<dir>/step-<N>/stage-<i>.ckpt + manifest.json;
-  --resume takes a step-<N> directory); workers and train must share the filesystem.
+  --checkpoint-store file|jetstream
+                          where stage checkpoints go (default file). file: --checkpoint and --resume name
+                          DIRECTORIES (<dir>/step-<N>/stage-<i>.ckpt + manifest.json; --resume takes a
+                          step-<N> directory), shared by workers and train. jetstream: the JetStream
+                          object store of the cluster's NATS (--nats, or the nats-server train starts);
+                          --checkpoint is an object-name prefix (default: <out file name>.ckpt), --resume
+                          takes the <prefix>/step-<N> that a run printed
+  --checkpoint-bucket B   JetStream bucket (default tessera-checkpoints)
 `;
 
 export const trainCommand: Command = {
@@ -134,6 +167,7 @@ export const trainCommand: Command = {
       checkpoint: { type: 'string' }, 'checkpoint-every': { type: 'string' }, resume: { type: 'string' },
       'log-every': { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       stages: { type: 'string' }, 'micro-batches': { type: 'string' }, schedule: { type: 'string' }, nats: { type: 'string' },
+      'checkpoint-store': { type: 'string' }, 'checkpoint-bucket': { type: 'string' },
       ns: { type: 'string' }, job: { type: 'string' }, restarts: { type: 'string' }, scheduler: { type: 'string' },
     });
     if (values.help) { process.stdout.write(help); return 0; }
@@ -166,10 +200,18 @@ export const trainCommand: Command = {
         values, model, modelPath, modelBytes, bindings, optimizer, seed, steps, out, ckptPath, json, print,
       });
     }
-    const trainer = await Trainer.create(model, { bindings, optimizer, loss: values.loss as string | undefined, intraOpThreads: intFlag(values, 'threads', 1) });
+    if (values['checkpoint-store'] !== undefined || values['checkpoint-bucket'] !== undefined) {
+      throw new UsageError('--checkpoint-store and --checkpoint-bucket apply to --stages runs; a single-process run writes its checkpoint to the --checkpoint file');
+    }
+    const m = values['micro-batches'] === undefined ? undefined : intFlag(values, 'micro-batches', undefined);
+    const trainer = await Trainer.create(model, {
+      bindings: m === undefined ? bindings : microBindings(bindings, m), microBatches: m, optimizer, loss: values.loss as string | undefined, intraOpThreads: intFlag(values, 'threads', 1),
+    });
     try {
-      const data = await openDataSource(dataPath, trainer.training.dataInputs, { seed, vocab: embeddingVocab(model) });
-      const fingerprint = fingerprintOf(modelBytes, optimizer, bindings, seed);
+      // With micro-batches the graph's inputs are one micro-batch; the data source yields whole batches.
+      const inputs = trainer.training.dataInputs.map((d) => ({ ...d, type: { ...d.type, shape: d.type.shape.map((x, i) => (i === 0 ? x * (m ?? 1) : x)) } }));
+      const data = await openDataSource(dataPath, inputs, { seed, vocab: embeddingVocab(model) });
+      const fingerprint = fingerprintOf(modelBytes, m === undefined ? optimizer : { optimizer, microBatches: m }, bindings, seed);
       if (values.resume !== undefined) {
         const ckpt = decodeCheckpoint(new Uint8Array(await readFile(String(values.resume))), fingerprint);
         trainer.restore(ckpt);

@@ -28,6 +28,8 @@ export interface CheckpointStore {
 /** What a store may need from its process: the job's bus (a NatsBus for 'jetstream'). */
 export interface CheckpointStoreContext {
   bus?: MessageBus;
+  /** Bucket of the 'jetstream' store. @default "tessera-checkpoints" */
+  bucket?: string;
 }
 
 export type CheckpointStoreFactory = (ctx: CheckpointStoreContext) => CheckpointStore;

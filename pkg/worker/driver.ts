@@ -107,10 +107,10 @@ export class Driver {
     const spec: JobSpec = {
       ns: opts.ns, job: opts.job, stages: opts.stages, microBatches: opts.microBatches, schedule: opts.schedule, model: opts.model,
       bindings: opts.bindings, loss: opts.loss, optimizer: optimizer as JobSpec['optimizer'], intraOpThreads: opts.intraOpThreads,
-      resume: opts.resume, fingerprint: opts.fingerprint, heartbeatMs: opts.heartbeatMs, checkpointStore: opts.checkpointStore,
+      resume: opts.resume, fingerprint: opts.fingerprint, heartbeatMs: opts.heartbeatMs, checkpointStore: opts.checkpointStore, checkpointBucket: opts.checkpointBucket,
       cuts: opts.cuts, schedulerJob: opts.schedulerJob,
     };
-    const store = openCheckpointStore(spec.checkpointStore ?? 'file', { bus });
+    const store = openCheckpointStore(spec.checkpointStore ?? 'file', { bus, bucket: spec.checkpointBucket });
     // A resumed job continues the trace of the run it resumes (the manifest holds its step roots).
     const resumedRoots = spec.resume ? (await store.readManifest(spec.resume, spec.fingerprint)).stepRoots ?? [] : [];
     const driverSubject = subjects.driver(spec.ns, spec.job);

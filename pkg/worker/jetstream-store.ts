@@ -104,7 +104,7 @@ export class JetStreamCheckpointStore implements CheckpointStore {
   }
 }
 
-registerCheckpointStore('jetstream', ({ bus }) => {
+registerCheckpointStore('jetstream', ({ bus, bucket }) => {
   if (!(bus instanceof NatsBus)) throw new StageCheckpointError('the jetstream checkpoint store needs a NATS bus (NatsBus), not an in-memory one');
-  return new JetStreamCheckpointStore(bus.connection);
+  return new JetStreamCheckpointStore(bus.connection, { bucket });
 });

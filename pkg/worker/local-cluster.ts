@@ -25,6 +25,8 @@ export interface LocalClusterOptions {
   nats?: string;
   /** Port of the started nats-server. @default a free one */
   port?: number;
+  /** Enable JetStream on the started nats-server (the 'jetstream' checkpoint store needs it). @default false */
+  jetstream?: boolean;
   /** Worker pool namespace (`--ns`). @default "default" */
   ns?: string;
   /** Arguments given to every worker, before its own `args`. @default [] */
@@ -54,7 +56,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   for (const s of specs) {
     if (s.slowdown !== undefined && !(Number.isFinite(s.slowdown) && s.slowdown >= 1)) throw new RangeError(`worker slowdown must be a number >= 1, got ${s.slowdown}`);
   }
-  const server = opts.nats ? undefined : await NatsServer.start({ port: opts.port });
+  const server = opts.nats ? undefined : await NatsServer.start({ port: opts.port, jetstream: opts.jetstream });
   const url = opts.nats ?? server!.url;
   const main = opts.workerMain ?? defaultWorkerMain;
   const workers: LocalCluster['workers'] = [];

@@ -65,6 +65,8 @@ export interface JobSpec {
    * @default "file"
    */
   checkpointStore?: string;
+  /** Bucket of the 'jetstream' checkpoint store. @default "tessera-checkpoints" */
+  checkpointBucket?: string;
   /** Digest of what the run depends on, stored in checkpoints (pkg/train fingerprintOf). @default "" */
   fingerprint?: string;
   /** Worker heartbeat period in ms; 0 turns heartbeats off (in-process tests). @default 500 */

@@ -93,7 +93,7 @@ export class StageWorker {
 
     let params = StageCompute.initialParams(split, plan);
     let step = 0;
-    const store = openCheckpointStore(spec.checkpointStore ?? 'file', { bus });
+    const store = openCheckpointStore(spec.checkpointStore ?? 'file', { bus, bucket: spec.checkpointBucket });
     let restoreOwn: StageSnapshot | undefined;
     if (spec.resume) {
       const ck = await store.read(spec.resume, spec.fingerprint);
