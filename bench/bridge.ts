@@ -92,7 +92,7 @@ try {
     if ('jobId' in e) times.set(`${e.type}:${e.jobId}`, performance.now());
     if (e.type === 'claimed') times.set(`claimed:${times.size}`, performance.now());
   };
-  const runner = new KubeJobRunner({ kubeConfig: cluster.kubeConfig(), namespace: NS, market: market.address, batch: 2, checkpointEvery: EVERY, pollMs: 20 });
+  const runner = new KubeJobRunner({ kubeConfig: cluster.kubeConfig(), namespace: NS, market: market.address, batch: 2, checkpointEvery: EVERY });
   const bridge = new Bridge({
     signer, provider, registry: new SupplierRegistryClient(registry.address, provider), market: new JobMarketClient(market.address, provider),
     store: new FileStateStore(join(dir, 'state.json')),
@@ -184,7 +184,6 @@ try {
   stop = true;
   await daemon;
   watch?.abort();
-  runner.close();
   provider.destroy();
   server.close();
 

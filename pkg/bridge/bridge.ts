@@ -12,7 +12,7 @@ import { JobState, PriceUnit, ReleaseReason, type Capacity, type JobMarketClient
 import { DEFAULT_MEMORY_PER_MODEL_BYTE, idleCapacity, type CapacitySource, type ClusterCapacity, type LoadSource } from './capacity.js';
 import { ActivePhase, advance, initialState, markHandled, unhandled, type ActiveJob, type BridgeState, type StateStore } from './cursor.js';
 import { evaluateJob, SkipReason, type PricePolicy } from './evaluate.js';
-import { JobAbandonedError, JobInputError, JobSpecError } from './errors.js';
+import { JobAbandonedError, JobInputError, JobSpecError, RunPendingError } from './errors.js';
 import { parseJobSpec, type JobIntake } from './intake.js';
 import { SchedulerLease, clipDetail, networkJobSpec, type LeaseClient } from './lease.js';
 import type { JobRunner, RunnableJob } from './runner.js';
@@ -241,6 +241,7 @@ export class Bridge {
             lease,
           );
         } catch (err) {
+          if (err instanceof RunPendingError) continue; // runs elsewhere (Kubernetes): look again next tick
           if (err instanceof JobAbandonedError) {
             await this.dropActive(a.jobId); // released on chain by the lease, with its reason
             continue;

@@ -76,3 +76,15 @@ export class JobAbandonedError extends BridgeError {
     super(`job ${jobId}: abandoned at step ${step}: ${reason}`);
   }
 }
+
+/**
+ * Not an error but a pacing signal (STYLE 6): the runner's work goes on elsewhere (a TrainingJob in
+ * Kubernetes) and has not finished; the bridge moves on and asks again next tick.
+ */
+export class RunPendingError extends BridgeError {
+  override name = 'RunPendingError';
+  override readonly code = 'RUN_PENDING';
+  constructor(readonly jobId: bigint, readonly detail: string) {
+    super(`job ${jobId}: ${detail}`);
+  }
+}

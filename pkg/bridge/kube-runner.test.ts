@@ -23,7 +23,7 @@ import { Bridge, type BridgeEvent } from './bridge.js';
 import { StaticCapacitySource, StaticLoadSource } from './capacity.js';
 import { FileStateStore } from './cursor.js';
 import { JobInputError } from './errors.js';
-import { KubeJobRunner, NETWORK_JOB_LABEL, RESULT_DIGEST_ANNOTATION, RunnerClosedError, networkJobName } from './kube-runner.js';
+import { KubeJobRunner, NETWORK_JOB_LABEL, RESULT_DIGEST_ANNOTATION, networkJobName } from './kube-runner.js';
 
 const NS = 'tessera-network';
 const root = join(dirname(new URL(import.meta.url).pathname), '..', '..');
@@ -37,16 +37,6 @@ let custom: CustomObjectsApi;
 let dir: string;
 let model: Uint8Array;
 let modelDigest: string, dataDigest: string;
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 beforeAll(async () => {
   chain = await startLocalChain();
@@ -81,7 +71,7 @@ function bridgeWith(runner: KubeJobRunner, statePath: string, events: BridgeEven
 }
 
 const runnerFor = (o: { maxConfigMapBytes?: number } = {}): KubeJobRunner =>
-  new KubeJobRunner({ kubeConfig: cluster.kubeConfig(), namespace: NS, market: market.address, batch: 2, checkpointEvery: 2, pollMs: 100, ...o });
+  new KubeJobRunner({ kubeConfig: cluster.kubeConfig(), namespace: NS, market: market.address, batch: 2, checkpointEvery: 2, ...o });
 
 const networkJobs = async (): Promise<TrainingJob[]> =>
   ((await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, labelSelector: NETWORK_JOB_LABEL })) as { items: TrainingJob[] }).items;
@@ -97,20 +87,21 @@ async function writeStatus(name: string, status: TrainingJob['status'], annotati
   await custom.replaceNamespacedCustomObjectStatus({ ...args, body: { ...cur, status } });
 }
 
-test('JobPosted -> accepted -> TrainingJob (network) with inputs in a ConfigMap; restart creates no duplicate; roots and result come back from status', async () => {
+test('JobPosted -> accepted -> TrainingJob (network) with inputs in a ConfigMap; restart creates no duplicate; roots and result come back from status; the bridge keeps taking jobs meanwhile', async () => {
   const statePath = join(dir, 'state.json');
   const events: BridgeEvent[] = [];
-  const r1 = runnerFor();
-  const b1 = bridgeWith(r1, statePath, events);
+  const b1 = bridgeWith(runnerFor(), statePath, events);
   await b1.register();
-  const now = await chain.latestTimestamp();
-  const { jobId } = await market.connect(chain.wallet(2)).postJob({ modelDigest, modelURI: `data:application/octet-stream;base64,${Buffer.from(model).toString('base64')}`, dataDigest, dataURI: corpus, steps: 4n, deadline: now + 3600n, challengeWindow: 600n }, parseEther('1'));
-  expect(await b1.poll()).toEqual([jobId]);
+  const post = async (): Promise<bigint> => {
+    const now = await chain.latestTimestamp();
+    return (await market.connect(chain.wallet(2)).postJob({ modelDigest, modelURI: `data:application/octet-stream;base64,${Buffer.from(model).toString('base64')}`, dataDigest, dataURI: corpus, steps: 4n, deadline: now + 3600n, challengeWindow: 600n }, parseEther('1'))).jobId;
+  };
+  const jobId = await post();
+  await b1.tick(); // accept, then hand off; training goes on in the cluster, so work() returns
   expect((await market.getJob(jobId)).state).toBe(JobState.Accepted);
-
-  const w1 = b1.work();
   const name = networkJobName(market.address, jobId);
-  const [created] = await until('TrainingJob created', async () => { const l = await networkJobs(); return l.length > 0 && l; });
+  const [created, ...others] = await networkJobs();
+  expect(others).toEqual([]);
   expect(created!.metadata.name).toBe(name);
   const spec = parseTrainingJob(created).spec; // what the apiserver stored, through the CRD's own parser
   expect(spec).toMatchObject({
@@ -120,39 +111,46 @@ test('JobPosted -> accepted -> TrainingJob (network) with inputs in a ConfigMap;
     optimizer: { type: 'adamw' },
   });
   expect(created!.metadata.labels).toMatchObject({ [NETWORK_JOB_LABEL]: jobId.toString() });
-  const cm = await until('ConfigMap owned by the TrainingJob', async () => {
-    const c = await core.readNamespacedConfigMap({ name: `${name}-inputs`, namespace: NS });
-    return c.metadata?.ownerReferences?.[0]?.uid === created!.metadata.uid && c;
-  });
+  const cm = await core.readNamespacedConfigMap({ name: `${name}-inputs`, namespace: NS });
+  expect(cm.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'TrainingJob', name, uid: created!.metadata.uid });
   expect(hexlify(sha256(new Uint8Array(Buffer.from(cm.binaryData!['model.onnx']!, 'base64'))))).toBe(modelDigest);
   expect(hexlify(sha256(new Uint8Array(Buffer.from(cm.binaryData!.data!, 'base64'))))).toBe(dataDigest);
 
-  // the bridge stops while the job runs; a new instance with the same state file finds the same TrainingJob
-  r1.close();
-  await expect(w1).rejects.toBeInstanceOf(RunnerClosedError);
-  const r2 = runnerFor();
-  const b2 = bridgeWith(r2, statePath, events);
-  expect(await b2.poll()).toEqual([]);
-  const w2 = b2.work();
-  await new Promise((r) => setTimeout(r, 1000)); // let it hand off (again) and start reading status
-  const jobs = await networkJobs();
-  expect(jobs.map((j) => [j.metadata.name, j.metadata.uid])).toEqual([[name, created!.metadata.uid]]);
+  // a new bridge instance (restart) with the same state file adopts the same TrainingJob
+  const b2 = bridgeWith(runnerFor(), statePath, events);
+  await b2.tick();
+  expect((await networkJobs()).map((j) => [j.metadata.name, j.metadata.uid])).toEqual([[name, created!.metadata.uid]]);
   expect((await core.listNamespacedConfigMap({ namespace: NS, labelSelector: NETWORK_JOB_LABEL })).items).toHaveLength(1);
 
   // the operator's run phase reports progress: the bridge commits each root it reads
   const rootA = hexlify(sha256(new TextEncoder().encode('steps 1-2')));
   const rootB = hexlify(sha256(new TextEncoder().encode('steps 1-4')));
   await writeStatus(name, { phase: 'Running', progress: { step: 2 }, trace: { root: rootA.slice(2), stepsCovered: 2 } }); // bare hex, as the operator writes it
-  await until('root 0 on chain', async () => (await market.getJob(jobId)).checkpointCount === 1);
+  await b2.tick();
+  expect((await market.getJob(jobId)).checkpointCount).toBe(1);
   expect(await market.traceRoot(jobId, 0n)).toBe(rootA);
+
+  // while that one runs, the bridge takes the next job
+  const second = await post();
+  await b2.tick();
+  expect((await market.getJob(second)).state).toBe(JobState.Accepted);
+  expect((await networkJobs()).map((j) => j.metadata.name).sort()).toEqual([name, networkJobName(market.address, second)].sort());
+
   const resultDigest = hexlify(sha256(new TextEncoder().encode('trained model')));
   await writeStatus(name, { phase: 'Succeeded', progress: { step: 4 }, trace: { root: rootB, stepsCovered: 4 } }, { [RESULT_DIGEST_ANNOTATION]: resultDigest });
-  await w2;
+  await b2.tick();
   const j = await market.getJob(jobId);
   expect(j).toMatchObject({ state: JobState.Submitted, checkpointCount: 2, finalTraceRoot: rootB, resultDigest });
   expect(await market.traceRoot(jobId, 1n)).toBe(rootB);
-  expect(events.filter((e) => e.type === 'accepted')).toHaveLength(1);
-  expect(events.filter((e) => e.type === 'root-committed').map((e) => (e as { index: number }).index)).toEqual([0, 1]);
+  expect(events.filter((e) => e.type === 'accepted').map((e) => (e as { jobId: bigint }).jobId)).toEqual([jobId, second]);
+  expect(events.filter((e) => e.type === 'root-committed').map((e) => [(e as { jobId: bigint }).jobId, (e as { index: number }).index])).toEqual([[jobId, 0], [jobId, 1]]);
+
+  // a TrainingJob that fails is released on chain, free, with the reason
+  await writeStatus(networkJobName(market.address, second), { phase: 'Failed', conditions: [{ type: 'Failed', status: 'True', reason: 'TrainingFailed', message: 'stage 1 lost', lastTransitionTime: new Date().toISOString() }] });
+  await b2.tick();
+  expect((await market.getJob(second)).state).toBe(JobState.Released);
+  const released = events.find((e) => e.type === 'released') as { reason: string } | undefined;
+  expect(released?.reason).toMatch(/failed: TrainingFailed stage 1 lost/);
 }, 180_000);
 
 test('a job whose inputs do not fit the ConfigMap hand-off is refused at inspect, before any accept', async () => {

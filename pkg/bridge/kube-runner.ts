@@ -6,8 +6,11 @@
  * ConfigMap (binaryData `model.onnx` and `data`; the operator reads both from there), created
  * before the TrainingJob and owned by it afterwards, so deleting the job removes them.
  *
- * Progress comes back from the TrainingJob's status (written by the operator's run phase,
- * pkg/operator/driver-runner.ts): each new `status.trace.root` that reaches the
+ * run() does not wait for training: each call hands off (once per process), reads the status once,
+ * commits what is new and, unless the job has finished, throws RunPendingError, the bridge's signal
+ * to move on and call again next tick; so one bridge keeps taking and finalizing jobs while
+ * TrainingJobs run. Progress comes back from the TrainingJob's status (written by the operator's run
+ * phase, pkg/operator/driver-runner.ts): each new `status.trace.root` that reaches the
  * next checkpoint boundary (`stepsCovered`) is committed on chain at the next dense index; when the
  * phase is Succeeded (or Complete) the final root is `status.trace.root`. The result digest (SHA-256
  * of the trained model) is not in the TrainingJob status the operator writes; it is read from the
@@ -19,7 +22,7 @@
 import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, JobSource, KIND, PLURAL, VERSION, parseTrainingJob, type TrainingJob, type TrainingJobStatus } from '../k8s/index.js';
 import { decodeModel } from '../onnx/index.js';
-import { BridgeError, JobInputError } from './errors.js';
+import { JobInputError, RunPendingError } from './errors.js';
 import { fetchInput, type FetchOptions } from './fetch.js';
 import type { JobResult, JobRunner, RunnableJob } from './runner.js';
 
@@ -37,15 +40,6 @@ export class HandOffError extends JobInputError {
   override readonly code: string = 'HAND_OFF';
 }
 
-/** The runner was closed while a run waited on the TrainingJob (the bridge is stopping). */
-export class RunnerClosedError extends BridgeError {
-  override name = 'RunnerClosedError';
-  override readonly code = 'RUNNER_CLOSED';
-  constructor(readonly jobId: bigint) {
-    super(`job ${jobId}: runner closed while waiting for its TrainingJob`);
-  }
-}
-
 export interface KubeJobRunnerOptions {
   kubeConfig: KubeConfig;
   /** Namespace for network TrainingJobs and their input ConfigMaps. */
@@ -60,10 +54,6 @@ export interface KubeJobRunnerOptions {
   fetch?: FetchOptions;
   /** @default DEFAULT_MAX_CONFIGMAP_BYTES */
   maxConfigMapBytes?: number;
-  /** Pause between status reads, ms. @default 2000 */
-  pollMs?: number;
-  /** Gives up on a TrainingJob that has not finished after this long, ms (the job is then released). @default 24 h */
-  timeoutMs?: number;
 }
 
 /** The operator writes roots as bare hex (pkg/verify toHex); the chain takes 0x-prefixed bytes32. */
@@ -85,8 +75,8 @@ export class KubeJobRunner implements JobRunner {
   private readonly core: CoreV1Api;
   private readonly custom: CustomObjectsApi;
   private readonly fetchOpts: FetchOptions;
-  #closed = false;
-  readonly #wakers = new Set<() => void>();
+  /** Per job handed off by this process: the next checkpoint index and the last root committed. */
+  readonly #runs = new Map<bigint, { index: number; lastRoot?: string }>();
 
   constructor(private readonly opts: KubeJobRunnerOptions) {
     this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
@@ -183,50 +173,38 @@ export class KubeJobRunner implements JobRunner {
   }
 
   async run(job: RunnableJob, commit: (index: number, root: string) => Promise<void>): Promise<JobResult> {
-    const tj = await this.handOff(job);
-    const name = tj.metadata.name;
+    const name = networkJobName(this.opts.market, job.jobId);
+    let run = this.#runs.get(job.jobId);
+    if (run === undefined) {
+      await this.handOff(job); // idempotent, so a restarted bridge adopts the job it created
+      run = { index: 0 };
+      this.#runs.set(job.jobId, run);
+    }
     const steps = Number(job.steps);
     const every = this.opts.checkpointEvery ?? 10;
-    const deadline = Date.now() + (this.opts.timeoutMs ?? 24 * 3600_000);
-    let index = 0;
-    let lastRoot: string | undefined;
-    for (;;) {
-      if (this.#closed) throw new RunnerClosedError(job.jobId);
-      const live = await this.read(job.jobId, name);
-      const st: TrainingJobStatus = live.status ?? {};
-      const root = bytes32(job.jobId, name, st.trace?.root);
-      const covered = st.trace?.stepsCovered ?? 0;
-      const done = (st.phase as string) === 'Succeeded' || (st.phase as string) === 'Complete';
-      // a checkpoint root at each boundary the status reaches (status may skip steps: the root then covers more)
-      if (root !== undefined && root !== lastRoot && (covered >= (index + 1) * every || covered >= steps || done)) {
-        await commit(index++, root);
-        lastRoot = root;
-      }
-      if (done) {
-        if (root === undefined || covered < steps) throw new HandOffError(job.jobId, `TrainingJob ${name} finished with a trace covering ${covered} of ${steps} steps`);
-        const resultDigest = live.metadata.annotations !== undefined ? (live.metadata.annotations as Record<string, string>)[RESULT_DIGEST_ANNOTATION] : undefined;
-        if (resultDigest === undefined || !/^0x[0-9a-fA-F]{64}$/.test(resultDigest)) {
-          throw new HandOffError(job.jobId, `TrainingJob ${name} finished without a result digest (annotation ${RESULT_DIGEST_ANNOTATION})`);
-        }
-        return { finalTraceRoot: root, resultDigest: resultDigest.toLowerCase(), resultPath: `${this.opts.namespace}/${name}` };
-      }
-      if (st.phase === 'Failed') {
-        const why = st.conditions?.find((c) => c.type === 'Failed');
-        throw new HandOffError(job.jobId, `TrainingJob ${name} failed: ${why?.reason ?? '?'} ${why?.message ?? ''}`.trim());
-      }
-      if (Date.now() > deadline) throw new HandOffError(job.jobId, `TrainingJob ${name} did not finish within ${this.opts.timeoutMs ?? 24 * 3600_000} ms`);
-      await new Promise<void>((r) => {
-        const t = setTimeout(() => { this.#wakers.delete(wake); r(); }, this.opts.pollMs ?? 2000);
-        const wake = (): void => { clearTimeout(t); r(); };
-        this.#wakers.add(wake);
-      });
+    const live = await this.read(job.jobId, name);
+    const st: TrainingJobStatus = live.status ?? {};
+    const root = bytes32(job.jobId, name, st.trace?.root);
+    const covered = st.trace?.stepsCovered ?? 0;
+    const done = (st.phase as string) === 'Succeeded' || (st.phase as string) === 'Complete';
+    // a checkpoint root at each boundary the status reaches (status may skip steps: the root then covers more)
+    if (root !== undefined && root !== run.lastRoot && (covered >= (run.index + 1) * every || covered >= steps || done)) {
+      await commit(run.index, root);
+      run.index++;
+      run.lastRoot = root;
     }
-  }
-
-  /** Stops waiting: a run in progress ends with RunnerClosedError (the TrainingJob keeps running). */
-  close(): void {
-    this.#closed = true;
-    for (const w of this.#wakers) w();
-    this.#wakers.clear();
+    if (st.phase === 'Failed') {
+      this.#runs.delete(job.jobId);
+      const why = st.conditions?.find((c) => c.type === 'Failed');
+      throw new HandOffError(job.jobId, `TrainingJob ${name} failed: ${why?.reason ?? '?'} ${why?.message ?? ''}`.trim());
+    }
+    if (!done) throw new RunPendingError(job.jobId, `TrainingJob ${this.opts.namespace}/${name} ${st.phase ?? 'Pending'}, trace covers ${covered} of ${steps} steps`);
+    this.#runs.delete(job.jobId);
+    if (root === undefined || covered < steps) throw new HandOffError(job.jobId, `TrainingJob ${name} finished with a trace covering ${covered} of ${steps} steps`);
+    const resultDigest = live.metadata.annotations !== undefined ? (live.metadata.annotations as Record<string, string>)[RESULT_DIGEST_ANNOTATION] : undefined;
+    if (resultDigest === undefined || !/^0x[0-9a-fA-F]{64}$/.test(resultDigest)) {
+      throw new HandOffError(job.jobId, `TrainingJob ${name} finished without a result digest (annotation ${RESULT_DIGEST_ANNOTATION})`);
+    }
+    return { finalTraceRoot: root, resultDigest: resultDigest.toLowerCase(), resultPath: `${this.opts.namespace}/${name}` };
   }
 }
