@@ -82,6 +82,18 @@ describe('GrpcPlanner against a real scheduler', () => {
     expect((await client.listJobs(JobPhase.Pending)).filter((j) => keyOfSchedulerJob(j.id) === 'ns/big')).toEqual([]);
   });
 
+  it('a re-plan that fails keeps the old plan\'s GPUs out of other jobs\' fleets', async () => {
+    await planner.plan(req('ns/re', { chain: chain(2, 1) }, { placement: {} }));
+    const old = [...planner.heldBy('ns/re')];
+    await expect(planner.plan(req('ns/re', { chain: chain(1, 100) }, { placement: {} }))).rejects.toThrow(PlanFailedError);
+    expect(planner.heldBy('ns/re')).toEqual(old);
+    // ns/one holds 2 of the 3 GPUs and ns/re (still) the third.
+    expect(old).toHaveLength(1);
+    await expect(planner.plan(req('ns/other', { chain: chain(2, 1) }, { placement: {} }))).rejects.toThrow('ns/other: 0 free GPU(s) match the placement, 1 needed');
+    await planner.release('ns/re');
+    expect(planner.heldBy('ns/re')).toEqual([]);
+  });
+
   it('an uncostable model: an even split the scheduler records on the chosen devices', async () => {
     const plan = await planner.plan(req('ns/even', { error: 'configmap missing' }, { placement: { maxStages: 1 } }));
     expect(plan.method).toBe('even-split');

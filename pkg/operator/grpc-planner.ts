@@ -91,6 +91,17 @@ export class GrpcPlanner implements Planner {
       await this.cancel(old.jobId); // a new plan replaces the job's hold
       this.held.delete(req.key);
     }
+    try {
+      return await this.submit(req);
+    } catch (err) {
+      // The old plan's pods still run until a new plan replaces them: their GPUs stay out of other
+      // jobs' fleets (the scheduler no longer counts them; the next plan or release settles it).
+      if (old) this.held.set(req.key, old);
+      throw err;
+    }
+  }
+
+  private async submit(req: PlanRequest): Promise<JobPlan> {
     const used = new Set([...this.held.values()].flatMap((h) => h.deviceIds));
     const { gpuProducts, maxStages } = req.spec.placement;
     const free = req.fleet.filter((d) => !used.has(d.device.id) && (gpuProducts.length === 0 || gpuProducts.includes(d.profile) || gpuProducts.includes(d.device.name)));
