@@ -92,7 +92,7 @@ try {
     if ('jobId' in e) times.set(`${e.type}:${e.jobId}`, performance.now());
     if (e.type === 'claimed') times.set(`claimed:${times.size}`, performance.now());
   };
-  const runner = new KubeJobRunner({ kubeConfig: cluster.kubeConfig(), namespace: NS, market: market.address, batch: 2, checkpointEvery: EVERY });
+  const runner = new KubeJobRunner({ kubeConfig: cluster.kubeConfig(), namespace: NS, market: market.address, batch: 2, checkpointEvery: EVERY, fetch: { cacheDir: join(dir, 'inputs') } }); // as the CLI: <state>.inputs
   const bridge = new Bridge({
     signer, provider, registry: new SupplierRegistryClient(registry.address, provider), market: new JobMarketClient(market.address, provider),
     store: new FileStateStore(join(dir, 'state.json')),
