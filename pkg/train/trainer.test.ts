@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { DataType, type Model, type Tensor } from '../onnx/index.js';
 import { buildGpt, buildMlp } from '../models/index.js';
 import { encodeTensorFile } from '../data/index.js';
-import { Trainer, runTraining, openDataSource, encodeCheckpoint, decodeCheckpoint, checkpointOf, CheckpointError, DataShapeError, type DataSource } from './index.js';
+import {
+  Trainer, runTraining, openDataSource, encodeCheckpoint, decodeCheckpoint, checkpointOf, CheckpointError, DataShapeError, GradientAccumulationError, type DataSource,
+} from './index.js';
 import { writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,4 +95,41 @@ describe('Trainer', () => {
     await t.close();
     void readFileSync;
   }, 60_000);
+
+  describe('gradient accumulation (microBatches)', () => {
+    test('one micro-batch is the whole batch: the same gradient, loss and norm as without accumulation (clip in JS instead of the graph)', async () => {
+      // No clipping here: with it the norm is summed in float64 in JS, in float32 in the optimizer graph.
+      const sgd = { kind: 'sgd' as const, lr: 0.1, momentum: 0, nesterov: false, weightDecay: 0 };
+      const plain = await Trainer.create(tinyGpt(), { bindings: { batch: 4 }, optimizer: sgd });
+      const acc = await Trainer.create(tinyGpt(), { bindings: { batch: 4 }, microBatches: 1, optimizer: sgd });
+      const data = [await lm(), await lm()];
+      for (let s = 0; s < 3; s++) {
+        const [a, b] = [await plain.trainStep(data[0]!.next()), await acc.trainStep(data[1]!.next())];
+        expect(b.loss).toBe(a.loss);
+        expect(Math.abs(b.gradNorm - a.gradNorm) / a.gradNorm).toBeLessThan(1e-6);
+      }
+      expect(sameBits(acc.snapshot().params, plain.snapshot().params)).toBe(true);
+      await plain.close();
+      await acc.close();
+    }, 60_000);
+
+    test('the batch is split in order into micro-batches: evaluate is the mean of their losses', async () => {
+      const acc = await Trainer.create(tinyGpt(), { bindings: { batch: 2 }, microBatches: 2, optimizer: adamw });
+      const one = await Trainer.create(tinyGpt(), { bindings: { batch: 2 }, optimizer: adamw });
+      const batch = (await lm()).next();
+      const half = (k: number) => Object.fromEntries(Object.entries(batch).map(([n, t]) => [n, { ...t, dims: [2, ...t.dims.slice(1)], data: t.data.slice(k * 32, (k + 1) * 32) }]));
+      expect(await acc.evaluate(batch)).toBe(((await one.evaluate(half(0))) + (await one.evaluate(half(1)))) / 2);
+      await acc.close();
+      await one.close();
+    }, 60_000);
+
+    test('bad settings and batches are refused with errors naming the problem', async () => {
+      await expect(Trainer.create(tinyGpt(), { bindings: { batch: 2 }, microBatches: 0, optimizer: adamw })).rejects.toThrow(new GradientAccumulationError('microBatches must be a positive integer, got 0'));
+      await expect(Trainer.create(tinyGpt(), { bindings: { batch: 2 }, pipeline: { stages: 2 }, optimizer: adamw })).rejects.toThrow(GradientAccumulationError);
+      const acc = await Trainer.create(tinyGpt(), { bindings: { batch: 2 }, microBatches: 2, optimizer: adamw });
+      const wrong = { tokens: { dtype: DataType.INT64, dims: [2, 16], data: new BigInt64Array(32) }, targets: { dtype: DataType.INT64, dims: [2, 16], data: new BigInt64Array(32) } };
+      await expect(acc.trainStep(wrong)).rejects.toThrow('input "tokens": shape [2,16] does not match the model\'s [4,16] (2 micro-batches of [2,16])');
+      await acc.close();
+    }, 60_000);
+  });
 });
