@@ -10,7 +10,7 @@ import { formatEther, getAddress, parseEther } from 'ethers';
 import { JobMarketClient, RetryingJsonRpcProvider, SupplierRegistryClient, type JobState } from '../../pkg/chain/index.js';
 import { parseFleet, readProfiles } from '../../pkg/planner/index.js';
 import { SchedulerClient } from '../../pkg/scheduler/index.js';
-import { Bridge, FileStateStore, FleetCapacitySource, KubeJobRunner, LocalTrainRunner, StaticCapacitySource, StaticLoadSource, loadSupplierWallet, readBridgeStatus, type BridgeEvent } from '../../pkg/bridge/index.js';
+import { Bridge, FileStateStore, FleetCapacitySource, SchedulerLoadSource, KubeJobRunner, LocalTrainRunner, StaticCapacitySource, StaticLoadSource, loadSupplierWallet, readBridgeStatus, type BridgeEvent } from '../../pkg/bridge/index.js';
 import type { Command } from './commands.js';
 import { UsageError, formatError } from './errors.js';
 import { intFlag, numFlag, parseFlags, strFlag } from './flags.js';
@@ -62,6 +62,7 @@ run (register or update capacity, then watch JobPosted, accept, train, submit, f
   --namespace NS            namespace for network TrainingJobs and their input ConfigMaps (default tessera-network)
   --scheduler HOST:PORT     standalone training holds its capacity as a network job in this tessera scheduler,
                             so local jobs preempt it (checkpoint, wait, resume, or release before the deadline);
+                            what the scheduler's jobs reserve counts as load when jobs are evaluated;
                             not with --kubeconfig (there the TrainingJob's priority class does it)
 `;
 
@@ -144,7 +145,7 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
           capacity: values.fleet !== undefined
             ? new FleetCapacitySource(() => fleet)
             : new StaticCapacitySource({ flopsPerSecond: big(values, 'flops'), memoryBytes: big(values, 'memory'), maxModelBytes: big(values, 'max-model-bytes') }),
-          load: new StaticLoadSource(),
+          load: scheduler ? new SchedulerLoadSource(scheduler) : new StaticLoadSource(),
           runner: kubeconfig !== undefined
             ? new KubeJobRunner({ kubeConfig: loadKubeConfig(kubeconfig), namespace: strFlag(values, 'namespace', 'tessera-network'), market: marketAddr, batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10), fetch: { cacheDir: `${statePath}.inputs` } })
             : new LocalTrainRunner({ outDir: resolve(strFlag(values, 'out-dir', `${statePath}.out`)), batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10) }),

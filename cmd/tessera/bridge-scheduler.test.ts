@@ -62,6 +62,35 @@ test('run --once --scheduler: the network job is submitted to the scheduler, hol
   }
 }, 90_000);
 
+test('run --once --scheduler: memory the scheduler\'s jobs reserve counts as load, so a job that no longer fits is skipped', async () => {
+  const client = new SchedulerClient(address);
+  const worker = client.connectWorker('gpu-1', profile(1)); // 1e9 bytes
+  try {
+    await worker.next((m) => m.type === 'ack');
+    const hog = { name: 'hog', fwdFlops: 1, bwdFlops: 1, paramBytes: 1e9 - 1000, optimizerStateBytes: 0, activationBytesOut: 0, stashBytes: 0 };
+    expect((await client.submitJob('local-hog', { model: { type: 'chain', chain: { name: 'hog', layers: [hog] } }, source: 'local' })).phase).toBe('Planned');
+    const model = encodeModel(buildGpt({ vocab: 256, layers: 1, dModel: 16, heads: 2, context: 8, seed: 5 }));
+    await writeFile(join(dir, 'm2.onnx'), model);
+    const { jobId } = await d.market.connect(chain.wallet(2)).postJob({
+      modelDigest: hexlify(sha256(model)), modelURI: join(dir, 'm2.onnx'), dataDigest: hexlify(sha256(new Uint8Array(await readFile(corpus)))), dataURI: corpus,
+      steps: 3n, deadline: (await chain.latestTimestamp()) + 3600n, challengeWindow: 600n,
+    }, parseEther('0.5'));
+    let out = '';
+    const code = await makeBridgeCommand({ out: (t) => (out += t), err: () => {}, env: { TESSERA_KEYSTORE_PASSWORD: 'pw-sched' } }).run([
+      'run', '--rpc', chain.url, '--registry', d.registry.address, '--market', d.market.address, '--keystore', join(dir, 'key.json'),
+      '--state', join(dir, 'state3.json'), '--from-block', String(await chain.provider.getBlockNumber()),
+      '--flops', '1e14', '--memory', '1000000000', '--max-model-bytes', String(2 ** 30), '--once', '--json', '--scheduler', address,
+    ]);
+    expect(code).toBe(0);
+    const events = out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; jobId?: string; reason?: string });
+    expect(events.filter((e) => e.type === 'skipped')).toEqual([expect.objectContaining({ jobId: jobId.toString(), reason: 'capacity' })]);
+    await client.cancelJob('local-hog');
+  } finally {
+    worker.cancel();
+    client.close();
+  }
+}, 90_000);
+
 test('--scheduler with --kubeconfig is a usage error', async () => {
   const run = makeBridgeCommand({ out: () => {}, err: () => {}, env: { TESSERA_KEYSTORE_PASSWORD: 'pw-sched' } }).run([
     'run', '--rpc', chain.url, '--registry', d.registry.address, '--market', d.market.address, '--keystore', join(dir, 'key.json'),

@@ -73,9 +73,11 @@ export class FleetCapacitySource implements CapacitySource {
   }
 }
 
-/** What LoadSource needs of pkg/scheduler's SchedulerCore (its listFleet()). */
+type FleetEntry = { profile: { flops: number }; reservedBytes: number; jobIds: readonly string[] };
+
+/** What LoadSource needs of pkg/scheduler: SchedulerCore's listFleet() or SchedulerClient's (gRPC). */
 export interface FleetView {
-  listFleet(): readonly { profile: { flops: number }; reservedBytes: number; jobIds: readonly string[] }[];
+  listFleet(): readonly FleetEntry[] | Promise<readonly FleetEntry[]>;
 }
 
 /**
@@ -84,13 +86,13 @@ export interface FleetView {
  */
 export class SchedulerLoadSource implements LoadSource {
   constructor(private readonly scheduler: FleetView) {}
-  held(): Promise<HeldResources> {
+  async held(): Promise<HeldResources> {
     let flops = 0n;
     let memory = 0n;
-    for (const w of this.scheduler.listFleet()) {
+    for (const w of await this.scheduler.listFleet()) {
       memory += BigInt(Math.floor(w.reservedBytes));
       if (w.jobIds.length > 0) flops += BigInt(Math.floor(w.profile.flops));
     }
-    return Promise.resolve({ flopsPerSecond: flops, memoryBytes: memory });
+    return { flopsPerSecond: flops, memoryBytes: memory };
   }
 }
