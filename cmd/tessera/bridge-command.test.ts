@@ -70,6 +70,11 @@ test('a wrong password fails with KeystoreDecryptError that does not echo it; mi
   await expect(cli({}, 'status', '--rpc', chain.url, '--registry', d.registry.address)).rejects.toBeInstanceOf(UsageError);
   await expect(cli({}, 'status', ...common.slice(0, 4), '--market', 'nope')).rejects.toThrow(/--market is not an address/);
   await expect(cli({}, 'fly')).rejects.toBeInstanceOf(UsageError);
+  // Kubernetes hand-off: a kubeconfig that does not load is a usage error, from the flag or the env var
+  const runArgs = ['run', ...common, '--password-file', join(dir, 'pw'), '--state', join(dir, 'kube.json'), '--flops', '1e14', '--memory', '1', '--max-model-bytes', '1', '--once'];
+  await expect(cli({}, ...runArgs, '--kubeconfig', join(dir, 'no-kubeconfig'))).rejects.toThrow(/--kubeconfig .*no-kubeconfig/);
+  await expect(cli({ TESSERA_KUBECONFIG: join(dir, 'no-kubeconfig') }, ...runArgs)).rejects.toBeInstanceOf(UsageError);
+  await expect(cli({}, ...runArgs, '--rpc-attempts', '0')).rejects.toThrow(/--rpc-attempts/);
 }, 30_000);
 
 test('run --fleet registers the fleet\'s summed capacity', async () => {
