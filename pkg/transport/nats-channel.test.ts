@@ -144,7 +144,8 @@ describe('tensor channel over a real nats-server (8 MiB max_payload)', () => {
 
   test('a missing chunk: IncompleteTensorError after the assembly timeout names the chunk, stage, step, micro-batch; a resent micro-batch then arrives', async () => {
     const a = address();
-    const rx = new TensorReceiver(rxBus, a, { assemblyTimeoutMs: 300 });
+    // Long enough that the resent tensor's two frames never time out between them on a loaded host.
+    const rx = new TensorReceiver(rxBus, a, { assemblyTimeoutMs: 3000 });
     await rx.ready();
     const meta: FrameMeta = { job: a.job, step: 2, microBatch: 5, name: 'h.1', kind: 'activation' };
     const t = pattern(3 * MiB, 11);

@@ -1,6 +1,6 @@
 import { DataType, type Tensor } from '../onnx/index.js';
 import {
-  ChannelClosedError, ChunkChecksumError, CreditTimeoutError, InvalidSubjectError, MemoryBus, MemoryHub, TensorReceiver, TensorSender, UnknownBusError,
+  ChannelClosedError, ChunkChecksumError, CreditTimeoutError, FrameError, InvalidSubjectError, MemoryBus, MemoryHub, TensorReceiver, TensorSender, UnknownBusError,
   channelSubjects, createBus, encodeTensorFrames, float32ToHalfArray, halfToFloat32Array, type ChannelAddress, type ChannelEvent,
 } from './index.js';
 
@@ -83,6 +83,20 @@ describe('tensor channel over the memory bus', () => {
     const tx = new TensorSender(new MemoryBus(hub), addr, { maxPayload: 1500 });
     await Promise.all([tx.send({ job: 'gpt', step: 1, microBatch: 0, name: 'x' }, f32(300)), take(rx).then((ev) => expect(ev.type).toBe('tensor'))]);
     expect(rx.stats.tensorsDelivered).toBe(1);
+  });
+
+  test('a message without a frame header is an error event naming the channel, not dropped', async () => {
+    const hub = new MemoryHub();
+    const bus = new MemoryBus(hub);
+    const rx = new TensorReceiver(bus, addr);
+    bus.publish(channelSubjects(addr).data, new Uint8Array(100));
+    const e = await take(rx);
+    expect(e.type).toBe('error');
+    if (e.type === 'error') {
+      expect(e.error).toBeInstanceOf(FrameError);
+      expect(e.error.message).toBe('job gpt, stage 2 fwd: a 100-byte message without a frame header');
+    }
+    expect(rx.stats.bytesReleased).toBe(100);
   });
 
   test('fp16 encoding delivers float32 rounded through binary16, at half the bytes', async () => {
