@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
-import { KubeConfig } from '@kubernetes/client-node';
-import { Operator, createPlanner } from '../../pkg/operator/index.js';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { DriverJobRunner, Operator, createPlanner } from '../../pkg/operator/index.js';
 import { USAGE, UsageError, parseOperatorFlags } from './config.js';
 
 /**
@@ -25,6 +25,13 @@ const planner = createPlanner(flags.planner, flags.plannerConfig);
 const kc = new KubeConfig();
 kc.loadFromDefault();
 
+// With NATS the operator runs training itself (one pipeline Driver per running job, see
+// docs/ARCHITECTURE.md); without it, jobs are planned and placed but stop at phase Planned.
+const log = (l: string): void => console.error(l);
+const runner = env.TESSERA_NATS_URL
+  ? new DriverJobRunner({ core: kc.makeApiClient(CoreV1Api), natsUrl: env.TESSERA_NATS_URL, checkpointStore: env.TESSERA_CHECKPOINT_STORE ?? 'jetstream', checkpointRoot: env.TESSERA_CHECKPOINT_ROOT, log })
+  : undefined;
+
 const operator = new Operator({
   kubeConfig: kc,
   namespace: env.TESSERA_NAMESPACE ?? 'tessera-system',
@@ -39,7 +46,8 @@ const operator = new Operator({
     priorityClass: { local: env.TESSERA_PRIORITY_CLASS_LOCAL ?? 'tessera-local', network: env.TESSERA_PRIORITY_CLASS_NETWORK ?? 'tessera-network' },
   },
   planner,
-  log: (l) => console.error(l),
+  runner,
+  log,
 });
 
 await operator.start();

@@ -201,8 +201,9 @@ export class DriverJobRunner implements JobRunner {
       this.log(`${key}: training on ${req.workers.join(', ')} from step ${driver.step}${resume ? ` (${resume})` : ''}`);
       progress = { ...progress, step: driver.step, traceRoot: driver.traceRoot, traceSteps: driver.traceSteps, ...(resume ? { lastCheckpointStep: driver.step, lastCheckpoint: resume } : {}) };
       if (run.stopMode === StopMode.Abort) driver.abort(new RunStoppedError(key, StopMode.Abort));
-      else this.set(key, run, run.stopMode ? { type: 'stopping', ...base, progress } : { type: 'running', ...base, progress }, true);
-      const state = (): RunView => (run.stopMode ? { type: 'stopping', ...base, progress } : { type: 'running', ...base, progress: progress! });
+      const startStep = driver.step;
+      const state = (): RunView => (run.stopMode ? { type: 'stopping', ...base, progress } : { type: 'running', ...base, progress: progress!, startStep });
+      if (run.stopMode !== StopMode.Abort) this.set(key, run, state(), true);
 
       // A stop request takes effect between steps: the stepper refuses the next batch, so the
       // data position before that batch was drawn is the one a checkpoint must record.

@@ -48,7 +48,7 @@ export interface RunProgress {
 /** The run's lifecycle (STYLE 9). `stopped` is resumable; `failed` is not. */
 export type RunView =
   | { type: 'starting'; generation?: number; workers: readonly string[]; progress?: RunProgress }
-  | { type: 'running'; generation?: number; workers: readonly string[]; progress: RunProgress }
+  | { type: 'running'; generation?: number; workers: readonly string[]; progress: RunProgress; /** The step this run began at: 0, or the checkpoint it resumed from. */ startStep: number }
   | { type: 'stopping'; generation?: number; workers: readonly string[]; progress?: RunProgress }
   | { type: 'stopped'; reason: string; progress?: RunProgress }
   | { type: 'succeeded'; progress: RunProgress }

@@ -75,6 +75,13 @@ describe('training through the operator: apply to Succeeded on stage worker proc
   const podsOf = async (name: string): Promise<V1Pod[]> => (await core.listNamespacedPod({ namespace: NS, labelSelector: `${JOB_LABEL}=${name}` })).items;
   const eventsOf = async (name: string): Promise<CoreV1Event[]> => (await core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=${name}` })).items;
   const patchSuspend = (name: string, suspend: boolean) => custom.patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name, body: [{ op: 'replace', path: '/spec/suspend', value: suspend }] });
+  /** An operator replica that runs training (a DriverJobRunner); a lost stage is noticed after 3 s of silence. */
+  const operator = (identity: string): Operator => {
+    const runner = new DriverJobRunner({ core, natsUrl: nats.url, checkpointStore: 'jetstream', checkpointRoot: 'e2e', livenessTimeoutMs: 3000, log });
+    return new Operator({ kubeConfig: cluster.kubeConfig(), namespace: NS, identity, leaderElection: false, watchNamespace: NS, template: { natsUrl: nats.url }, runner, log });
+  };
+  const startedFrom = async (name: string): Promise<number[]> =>
+    (await eventsOf(name)).filter((e) => e.reason === 'TrainingStarted').sort((a, b) => Number(a.metadata?.resourceVersion) - Number(b.metadata?.resourceVersion)).map((e) => Number(/from step (\d+)/.exec(e.message ?? '')?.[1]));
   /** Polls the job, keeping every distinct (phase, step, loss) it showed. */
   const watchJob = (name: string) => {
     const seen: Array<{ phase?: string; step?: number; loss?: string }> = [];
@@ -89,7 +96,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
   };
 
   beforeAll(async () => {
-    cluster = await startCluster({ nodes: [{ name: 'gpu-0' }, { name: 'gpu-1' }] });
+    cluster = await startCluster({ nodes: [{ name: 'gpu-0' }, { name: 'gpu-1' }, { name: 'gpu-2' }] });
     nats = await NatsServer.start({ jetstream: true });
     core = cluster.kubeConfig().makeApiClient(CoreV1Api);
     custom = cluster.kubeConfig().makeApiClient(CustomObjectsApi);
@@ -103,8 +110,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'corpus' }, data: { 'corpus.txt': CORPUS } } });
     kubelet = new KubeletRunner({ kubeConfig: cluster.kubeConfig(), namespace: NS, log });
     await kubelet.start();
-    const runner = new DriverJobRunner({ core, natsUrl: nats.url, checkpointStore: 'jetstream', checkpointRoot: 'e2e', log });
-    op = new Operator({ kubeConfig: cluster.kubeConfig(), namespace: NS, identity: 'op-train', leaderElection: false, watchNamespace: NS, template: { natsUrl: nats.url }, runner, log });
+    op = operator('op-train');
     await op.start();
   }, 45 * 60_000);
 
@@ -179,13 +185,104 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     // After the resume, no step below the checkpoint's was ever reported: training did not restart from 0.
     const after = w.seen.slice(w.seen.findIndex((s) => s.phase === 'Suspended') + 1).filter((s) => s.step !== undefined);
     expect(after.every((s) => s.step! >= at.step!)).toBe(true);
-    // TrainingStarted names the step the run began at (the view's step when the reconcile read it).
-    const from = (await eventsOf('pausable')).filter((e) => e.reason === 'TrainingStarted').map((e) => Number(/from step (\d+)/.exec(e.message ?? '')?.[1]));
-    expect(from).toHaveLength(2);
-    expect(from[0]).toBeLessThan(at.step!);
-    expect(from[1]).toBeGreaterThanOrEqual(at.step!);
+    // TrainingStarted names the step each run began at: 0, then the suspend's checkpoint.
+    expect(await startedFrom('pausable')).toEqual([0, at.step]);
     expect(done.status!.progress).toMatchObject({ step: 400, lastCheckpointStep: 400 });
     // The trace continues the suspended run's (its step roots come back from the checkpoint).
     expect(done.status!.trace!.stepsCovered).toBe(400);
   }, 480_000);
+
+  it('a lost stage pod, then an operator restart: each new run resumes from the last checkpoint, and the job completes', async () => {
+    await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, body: jobBody('resilient', 800, 20) });
+    const w = watchJob('resilient');
+    const notDone = (j: Job): void => {
+      if (j.status?.phase === 'Succeeded' || j.status?.phase === 'Failed') throw new Error(`${j.status.phase} before the test could interrupt it`);
+    };
+    const c1 = await until('a checkpoint', async () => {
+      const j = await w.poll();
+      notDone(j);
+      return j.status?.phase === 'Running' && (j.status.progress?.lastCheckpointStep ?? 0) >= 20 ? j.status.progress!.lastCheckpointStep! : undefined;
+    }, 240_000, 100);
+    // The stage 1 pod goes (its worker process with it): the run loses the stage, the pod comes back.
+    const old = (await podsOf('resilient')).find((p) => p.metadata?.name === 'resilient-s1')!;
+    await core.deleteNamespacedPod({ name: 'resilient-s1', namespace: NS, gracePeriodSeconds: 0 });
+    await until('a second run', async () => {
+      notDone(await w.poll());
+      return (await startedFrom('resilient')).length === 2;
+    }, 120_000);
+    expect((await podsOf('resilient')).find((p) => p.metadata?.name === 'resilient-s1')!.metadata?.uid).not.toBe(old.metadata?.uid);
+    const c2 = (await getJob('resilient')).status!.progress!.lastCheckpointStep!;
+
+    // The operator restarts (its runs are aborted); the new one takes the job over from its status.
+    await op.stop();
+    op = operator('op-train-2');
+    await op.start();
+    const done = await until('resilient Succeeded', async () => {
+      const j = await w.poll();
+      if (j.status?.phase === 'Failed') throw new Error(`failed: ${JSON.stringify(j.status.conditions)}`);
+      return j.status?.phase === 'Succeeded' ? j : undefined;
+    }, 300_000);
+    const from = await startedFrom('resilient');
+    expect(from).toHaveLength(3);
+    expect(from[0]).toBe(0);
+    // Each new run began at a checkpoint (every 20 steps) at or after the last one seen before the interruption.
+    expect(from[1]! % 20).toBe(0);
+    expect(from[1]).toBeGreaterThanOrEqual(c1);
+    expect(from[2]! % 20).toBe(0);
+    expect(from[2]).toBeGreaterThanOrEqual(Math.max(c2, from[1]!));
+    expect(from[2]).toBeGreaterThan(0);
+    expect(done.status!.progress).toMatchObject({ step: 800, lastCheckpointStep: 800 });
+    expect(done.status!.trace!.stepsCovered).toBe(800);
+  }, 600_000);
+
+  /** Runs `name` until its first checkpoint, interrupts it with `interrupt`, and expects it to finish from a checkpoint. */
+  async function interruptedRun(name: string, interrupt: (j: Job) => Promise<void>): Promise<Job> {
+    await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, body: jobBody(name, 400, 20) });
+    const w = watchJob(name);
+    const running = await until(`${name} checkpointed`, async () => {
+      const j = await w.poll();
+      if (j.status?.phase === 'Succeeded' || j.status?.phase === 'Failed') throw new Error(`${j.status.phase} before the test could interrupt it`);
+      return j.status?.phase === 'Running' && (j.status.progress?.lastCheckpointStep ?? 0) >= 20 ? j : undefined;
+    }, 240_000, 100);
+    const c = running.status!.progress!.lastCheckpointStep!;
+    await interrupt(running);
+    const done = await until(`${name} Succeeded`, async () => {
+      const j = await w.poll();
+      if (j.status?.phase === 'Failed') throw new Error(`failed: ${JSON.stringify(j.status.conditions)}`);
+      return j.status?.phase === 'Succeeded' ? j : undefined;
+    }, 300_000);
+    const from = await startedFrom(name);
+    expect(from).toHaveLength(2);
+    expect(from[0]).toBe(0);
+    expect(from[1]! % 20).toBe(0);
+    expect(from[1]).toBeGreaterThanOrEqual(c);
+    expect(done.status!.progress).toMatchObject({ step: 400, lastCheckpointStep: 400 });
+    expect(done.status!.trace!.stepsCovered).toBe(400);
+    return done;
+  }
+
+  it('a worker process that dies: its pod is marked Failed (as a kubelet would), replaced, and training resumes from the last checkpoint', async () => {
+    let old: V1Pod | undefined;
+    await interruptedRun('crashy', async () => {
+      old = (await podsOf('crashy')).find((p) => p.metadata?.name === 'crashy-s0')!;
+      process.kill(kubelet.pid(`${NS}/crashy-s0`)!, 'SIGKILL');
+      // The pod's status says what became of its container (the operator deletes the Failed pod soon after).
+      const failed = await until('crashy-s0 Failed', async () => {
+        const p = await core.readNamespacedPod({ name: 'crashy-s0', namespace: NS });
+        return p.metadata?.uid === old!.metadata?.uid && p.status?.phase === 'Failed' ? p : undefined;
+      }, 30_000, 50);
+      expect(failed.status!.containerStatuses![0]!.state!.terminated).toMatchObject({ exitCode: 137, reason: 'Error', message: 'killed by SIGKILL' });
+      await until('crashy-s0 replaced', async () => (await podsOf('crashy')).some((p) => p.metadata?.name === 'crashy-s0' && p.metadata?.uid !== old!.metadata?.uid));
+    });
+  }, 600_000);
+
+  it('a lost node: the job is re-planned onto the nodes left and resumes from the last checkpoint', async () => {
+    let lost = '';
+    const done = await interruptedRun('nodeloss', async (j) => {
+      lost = j.status!.plan!.stages![1]!.node;
+      await core.deleteNode({ name: lost });
+    });
+    expect(done.status!.plan!.stages!.map((s) => s.node)).not.toContain(lost);
+    expect(done.status!.conditions!.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'False', reason: 'Recovered' });
+  }, 600_000);
 });

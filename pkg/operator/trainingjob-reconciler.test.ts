@@ -186,8 +186,8 @@ describe('TrainingJobReconciler.decide with a JobRunner (training run phase)', (
 
   it.each([
     ['starting', { type: 'starting', workers } as RunView, 'Planned', [], 'Starting'],
-    ['running', { type: 'running', workers, progress: progress(3) } as RunView, 'Running', ['TrainingStarted'], 'Training'],
-    ['running after a checkpoint', { type: 'running', workers, progress: progress(10, { lastCheckpointStep: 10, lastCheckpoint: 'e2e/x/step-10' }) } as RunView, 'Running', ['TrainingStarted', 'Checkpointed'], 'Training'],
+    ['running', { type: 'running', workers, progress: progress(3), startStep: 0 } as RunView, 'Running', ['TrainingStarted'], 'Training'],
+    ['running after a checkpoint', { type: 'running', workers, progress: progress(10, { lastCheckpointStep: 10, lastCheckpoint: 'e2e/x/step-10' }), startStep: 0 } as RunView, 'Running', ['TrainingStarted', 'Checkpointed'], 'Training'],
     ['succeeded', { type: 'succeeded', progress: progress(20, { lastCheckpointStep: 20 }) } as RunView, 'Succeeded', ['Checkpointed', 'Completed'], 'Completed'],
     ['failed', { type: 'failed', reason: 'DataUnavailableError', message: 'configmap ns/x: key not present' } as RunView, 'Failed', ['TrainingFailed'], 'TrainingFailed'],
   ])('run %s: phase, Running condition and events mirror the view, then quiet', async (_name, view, phase, evs, runningReason) => {
@@ -221,12 +221,15 @@ describe('TrainingJobReconciler.decide with a JobRunner (training run phase)', (
     expect(statusOf(gone.actions)).toMatchObject({ phase: 'Running' });
     const back = await r.decide(KEY, running);
     expect(back.actions.find((a) => a.type === 'startRun')).toMatchObject({ request: { workers } });
+    // The new run trains: a TrainingStarted event names the checkpoint step it resumed from.
+    const resumed = await r.decide(KEY, { ...applied(running, back.actions), run: { type: 'running', workers, progress: progress(5, { lastCheckpointStep: 5 }), startStep: 5 } });
+    expect(resumed.actions.filter((a) => a.type === 'event')).toEqual([{ type: 'event', eventType: 'Normal', reason: 'TrainingStarted', message: 'training from step 5 (resumed from its checkpoint) on 2 stage worker(s)' }]);
   });
 
   it('suspend while running: stop after a checkpoint first, pods stay until the run stopped, then go', async () => {
     const { r, snap } = await planned();
     const suspended = { ...snap, job: { ...snap.job!, spec: { ...(snap.job!.spec as object), suspend: true } } };
-    const a = await r.decide(KEY, { ...suspended, run: { type: 'running', workers, progress: progress(4) } });
+    const a = await r.decide(KEY, { ...suspended, run: { type: 'running', workers, progress: progress(4), startStep: 0 } });
     expect(types(a.actions)).toEqual(['updateStatus', 'stopRun']);
     expect(a.actions[1]).toEqual({ type: 'stopRun', how: 'checkpoint' });
     const b = await r.decide(KEY, { ...suspended, job: { ...suspended.job, status: statusOf(a.actions) }, run: { type: 'stopping', workers, progress: progress(4) } });
@@ -238,7 +241,7 @@ describe('TrainingJobReconciler.decide with a JobRunner (training run phase)', (
 
   it('deleting or losing the job stops its run at once', async () => {
     const { r, snap } = await planned();
-    const run: RunView = { type: 'running', workers, progress: progress(2) };
+    const run: RunView = { type: 'running', workers, progress: progress(2), startStep: 0 };
     const del = await r.decide(KEY, { ...snap, run, job: { ...snap.job!, metadata: { ...snap.job!.metadata, deletionTimestamp: NOW.toISOString() } } });
     expect(del.actions[0]).toEqual({ type: 'stopRun', how: 'abort' });
     const gone = await r.decide(KEY, { job: undefined, pods: [], nodes: [], run });

@@ -377,7 +377,12 @@ export function decideRun(job: TrainingJob, base: ReconcileResult, run: RunView 
       break;
   }
   const status = withRunProgress({ ...planned, phase, conditions: conds }, progress);
-  if (phase === Phase.Running && prev?.phase !== Phase.Running) events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.TrainingStarted, message: `training from step ${progress?.step ?? 0} on ${stages.length} stage worker(s)` });
+  // Every run (first, after a lost stage, after a resume or an operator restart) passes through
+  // Running False before it trains, so a Running condition turning True is a new run.
+  const prevRunning = conditionOf(prev, ConditionType.Running);
+  if (run?.type === 'running' && !(prevRunning?.status === 'True' && prevRunning.reason === ConditionReason.Training)) {
+    events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.TrainingStarted, message: `training from step ${run.startStep}${run.startStep > 0 ? ' (resumed from its checkpoint)' : ''} on ${run.workers.length} stage worker(s)` });
+  }
   const ck = status.progress?.lastCheckpointStep;
   if (ck !== undefined && ck !== prev?.progress?.lastCheckpointStep) events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.Checkpointed, message: `checkpoint of step ${ck}${progress?.lastCheckpoint ? ` at ${progress.lastCheckpoint}` : ''}` });
   if (phase === Phase.Succeeded && prev?.phase !== Phase.Succeeded) events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.Completed, message: `${status.progress?.step ?? 0} steps, final loss ${status.progress?.loss ?? '?'}, trace root ${status.trace?.root ?? '-'}` });

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, type KubeConfig, type V1Container, type V1Node, type V1Pod } from '@kubernetes/client-node';
@@ -12,9 +13,10 @@ import { Informer, keyOf } from '../../pkg/operator/informer.js';
  * (plain values and downward-API fieldRefs), as a kubelet would set it. A deleted pod (or one
  * marked for deletion) has its process killed (SIGTERM, SIGKILL after graceMs).
  *
- * KWOK keeps doing what it does for these pods (binding, Running status, deletion): this runner
- * never writes to the apiserver, so the two never race on a pod's status. A process that exits by
- * itself is only logged; the pod stays Running as kwok reports it (restartPolicy Never, no restarts).
+ * KWOK keeps doing what it does for these pods (Pending -> Running, deletion). The runner writes a
+ * pod's status only when its process exits by itself: phase Succeeded (exit 0) or Failed, with the
+ * container terminated, as a kubelet does for restartPolicy Never; the process is not restarted.
+ * kwok's pod-ready stage only selects Pending pods, so it leaves that status alone.
  */
 
 export interface KubeletRunnerOptions {
@@ -85,18 +87,24 @@ interface Running {
   uid: string;
   proc: ChildProcess;
   exited: Promise<void>;
+  /** Set when the runner killed it (the pod went): no status to report then. */
+  killed: boolean;
 }
 
 export class KubeletRunner {
   private readonly pods: Informer<V1Pod>;
   private readonly nodes: Informer<V1Node>;
   private readonly procs = new Map<string, Running>();
+  /** Pod uids whose process ended by itself: never started again (restartPolicy Never). */
+  private readonly ended = new Set<string>();
+  private readonly core: CoreV1Api;
   private stopped = false;
   /** Pods (namespace/name) whose process ran, in start order; restarts counted. */
   readonly started: string[] = [];
 
   constructor(private readonly o: KubeletRunnerOptions) {
     const core = o.kubeConfig.makeApiClient(CoreV1Api);
+    this.core = core;
     const selector = o.labelSelector ?? 'tessera.dev/stage';
     const rv = (r: { metadata?: { resourceVersion?: string } }): string => r.metadata?.resourceVersion ?? '';
     this.pods = new Informer<V1Pod>(o.kubeConfig, {
@@ -133,6 +141,11 @@ export class KubeletRunner {
     await Promise.all([...this.procs.keys()].map((k) => this.kill(k)));
   }
 
+  /** PID of the pod's process (namespace/name), if one runs. */
+  pid(key: string): number | undefined {
+    return this.procs.get(key)?.proc.pid;
+  }
+
   /** Pods (namespace/name) with a live process now. */
   get running(): string[] {
     return [...this.procs.keys()];
@@ -148,7 +161,7 @@ export class KubeletRunner {
     const kwokNodes = new Set(this.nodes.list().filter((n) => n.metadata?.annotations?.[KWOK_ANNOTATION] === 'fake').map((n) => n.metadata?.name));
     const want = new Map<string, V1Pod>();
     for (const p of this.pods.list()) {
-      if (p.metadata?.deletionTimestamp || !p.spec?.nodeName || !kwokNodes.has(p.spec.nodeName)) continue;
+      if (p.metadata?.deletionTimestamp || !p.spec?.nodeName || !kwokNodes.has(p.spec.nodeName) || this.ended.has(p.metadata?.uid ?? '')) continue;
       want.set(keyOf(p), p);
     }
     for (const [k, r] of this.procs) if (want.get(k)?.metadata?.uid !== r.uid) void this.kill(k);
@@ -172,20 +185,59 @@ export class KubeletRunner {
     const lines = (prefix: string) => (b: Buffer) => { for (const l of b.toString().split('\n')) if (l) this.log(`${prefix}${l}`); };
     proc.stdout?.on('data', lines(`${key}: `));
     proc.stderr?.on('data', lines(`${key}! `));
-    const exited = new Promise<void>((resolve) => proc.once('exit', (code, sig) => {
+    const uid = pod.metadata?.uid ?? '';
+    const startedAt = new Date();
+    const record = { uid, proc, exited: Promise.resolve(), killed: false };
+    record.exited = new Promise<void>((resolve) => proc.once('exit', (code, sig) => {
       this.log(`${key}: process ${proc.pid} exited (${sig ?? code})`);
       if (this.procs.get(key)?.proc === proc) this.procs.delete(key);
+      if (!record.killed && !this.stopped) {
+        this.ended.add(uid);
+        void this.reportExit(pod, c!.name, code, sig, startedAt);
+      }
       resolve();
     }));
     proc.once('error', (err) => this.log(`${key}: cannot start: ${err.message}`));
-    this.procs.set(key, { uid: pod.metadata?.uid ?? '', proc, exited });
+    this.procs.set(key, record);
     this.started.push(key);
     this.log(`${key}: started pid ${proc.pid} on ${pod.spec?.nodeName}: ${[entry[0], ...args].join(' ')}`);
+  }
+
+  /** The kubelet's status write for a container that ended (restartPolicy Never): the pod is done. */
+  private async reportExit(pod: V1Pod, container: string, code: number | null, signal: NodeJS.Signals | null, startedAt: Date): Promise<void> {
+    const name = pod.metadata!.name!;
+    const namespace = pod.metadata!.namespace!;
+    // As a container runtime reports it: 128 + the signal's number for a killed process.
+    const exitCode = code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const cur = await this.core.readNamespacedPodStatus({ name, namespace });
+        if (cur.metadata?.uid !== pod.metadata?.uid) return;
+        const terminated = { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', message: signal ? `killed by ${signal}` : undefined, startedAt, finishedAt: new Date() };
+        const status = {
+          ...cur.status,
+          phase: exitCode === 0 ? 'Succeeded' : 'Failed',
+          conditions: (cur.status?.conditions ?? []).map((x) => (x.type === 'Ready' || x.type === 'ContainersReady' ? { ...x, status: 'False', reason: 'PodCompleted', lastTransitionTime: new Date() } : x)),
+          containerStatuses: [{ ...(cur.status?.containerStatuses?.[0] ?? { image: '', imageID: '', restartCount: 0 }), name: container, ready: false, started: false, state: { terminated } }],
+        };
+        await this.core.replaceNamespacedPodStatus({ name, namespace, body: { ...cur, status } });
+        this.log(`${namespace}/${name}: marked ${status.phase} (exit ${exitCode})`);
+        return;
+      } catch (err) {
+        const c = (err as { code?: number }).code;
+        if (c === 404) return;
+        if (c !== 409) {
+          this.log(`${namespace}/${name}: cannot write the pod status: ${(err as Error).message}`);
+          return;
+        }
+      }
+    }
   }
 
   private async kill(key: string): Promise<void> {
     const r = this.procs.get(key);
     if (!r) return;
+    r.killed = true;
     this.procs.delete(key);
     if (r.proc.exitCode === null && r.proc.signalCode === null) {
       r.proc.kill('SIGTERM');
