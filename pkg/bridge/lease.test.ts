@@ -98,6 +98,17 @@ describe('SchedulerLease against the scheduler core', () => {
     expect(released.map(([code]) => code)).toEqual([ReleaseReason.CapacityTaken]);
   });
 
+  test('the notice is withdrawn before the checkpoint is confirmed (preemptor cancelled): the run goes on', async () => {
+    const { core, lease, events } = setup();
+    await lease.acquire(50);
+    core.submitJob('local', local, 100);
+    expect(await lease.shouldYield({ step: 3, steps: 50, secondsPerStep: 0.1 })).toBe(true);
+    core.cancelJob('local', 101);
+    expect(await lease.yielded({ step: 3, steps: 50, secondsPerStep: 0.1 })).toEqual({ type: 'resume' });
+    expect(core.getJob('network-7')).toMatchObject({ phase: 'Planned', attempts: 1 });
+    expect(events).toEqual([]);
+  });
+
   test('acquire after a restart: holds on to its own live job; a finished one with the same id gets a fresh id', async () => {
     const { core, lease } = setup();
     core.submitJob('network-7', net, 0);

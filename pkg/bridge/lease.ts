@@ -112,7 +112,15 @@ export class SchedulerLease implements RunControl {
   }
 
   async yielded(progress: RunProgress): Promise<YieldOutcome> {
-    await this.o.client.reportJob(this.id, 'checkpointed', `checkpoint at step ${progress.step} of ${progress.steps}`);
+    try {
+      await this.o.client.reportJob(this.id, 'checkpointed', `checkpoint at step ${progress.step} of ${progress.steps}`);
+    } catch (err) {
+      // The notice was withdrawn meanwhile (the preemptor went away): keep the capacity and go on.
+      if ((err as { code?: number }).code !== status.FAILED_PRECONDITION) throw err;
+      const job = await this.o.client.getJob(this.id);
+      if ((job.phase === 'Planned' || job.phase === 'Running') && !job.preemption) return { type: 'resume' };
+      throw err;
+    }
     this.o.log?.({ type: 'preempted', schedulerJobId: this.id, byJobId: this.preemptedBy, step: progress.step, steps: progress.steps });
     return this.waitAdmitted(progress);
   }
