@@ -214,7 +214,9 @@ export class Bridge {
           await this.dropActive(a.jobId);
           continue;
         }
-        const recheck = await this.recheck(a, onChain.deadline);
+        const job: RunnableJob = { jobId, modelURI: a.modelURI, dataURI: a.dataURI, modelDigest: a.modelDigest, dataDigest: a.dataDigest, steps: BigInt(a.steps) };
+        // a job already running elsewhere is past the point of handing it back for fit or time
+        const recheck = (await this.deps.runner.started?.(job)) === true ? undefined : await this.recheck(a, onChain.deadline);
         if (recheck !== undefined) {
           // Local work took the capacity (or time ran short) since accept: hand the job back now,
           // free before the deadline, rather than time out and lose the bond.
@@ -222,7 +224,6 @@ export class Bridge {
           await this.dropActive(a.jobId);
           continue;
         }
-        const job: RunnableJob = { jobId, modelURI: a.modelURI, dataURI: a.dataURI, modelDigest: a.modelDigest, dataDigest: a.dataDigest, steps: BigInt(a.steps) };
         const lease = this.deps.scheduler ? await this.lease(job, onChain.deadline) : undefined;
         if (lease && (await lease.acquire(Number(job.steps))).type === 'abandon') {
           await this.dropActive(a.jobId); // released on chain by the lease, with its reason

@@ -62,11 +62,14 @@ afterAll(async () => {
   await chain?.stop();
 });
 
+/** Predicted seconds per step; a test raises it to make a re-check fail. */
+const speed = { stepSeconds: 1 };
+
 function bridgeWith(runner: KubeJobRunner, statePath: string, events: BridgeEvent[]): Bridge {
   return new Bridge({
     signer: chain.wallet(3), provider: chain.provider, registry, market, store: new FileStateStore(statePath),
     capacity: new StaticCapacitySource({ flopsPerSecond: 10n ** 14n, memoryBytes: 80n * 2n ** 30n, maxModelBytes: 2n ** 30n }), load: new StaticLoadSource(),
-    runner, predictor: { stepSeconds: () => 1 }, log: (e) => events.push(e),
+    runner, predictor: { stepSeconds: () => speed.stepSeconds }, log: (e) => events.push(e),
   }, { stake: parseEther('2'), policy: { minWeiPerStep: 0n } });
 }
 
@@ -116,9 +119,15 @@ test('JobPosted -> accepted -> TrainingJob (network) with inputs in a ConfigMap;
   expect(hexlify(sha256(new Uint8Array(Buffer.from(cm.binaryData!['model.onnx']!, 'base64'))))).toBe(modelDigest);
   expect(hexlify(sha256(new Uint8Array(Buffer.from(cm.binaryData!.data!, 'base64'))))).toBe(dataDigest);
 
-  // a new bridge instance (restart) with the same state file adopts the same TrainingJob
+  // a new bridge instance (restart) with the same state file adopts the same TrainingJob. Its
+  // prediction is now far slower (4 x 1000 s > the time left): a job not yet started would be
+  // released, but this one runs in the cluster already, so it is kept
+  speed.stepSeconds = 1000;
   const b2 = bridgeWith(runnerFor(), statePath, events);
   await b2.tick();
+  expect(events.filter((e) => e.type === 'released')).toEqual([]);
+  expect((await market.getJob(jobId)).state).toBe(JobState.Accepted);
+  speed.stepSeconds = 1;
   expect((await networkJobs()).map((j) => [j.metadata.name, j.metadata.uid])).toEqual([[name, created!.metadata.uid]]);
   expect((await core.listNamespacedConfigMap({ namespace: NS, labelSelector: NETWORK_JOB_LABEL })).items).toHaveLength(1);
 

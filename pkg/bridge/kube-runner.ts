@@ -172,6 +172,18 @@ export class KubeJobRunner implements JobRunner {
     }
   }
 
+  /** The TrainingJob exists (read from the apiserver, so it holds across bridge restarts). */
+  async started(job: RunnableJob): Promise<boolean> {
+    const name = networkJobName(this.opts.market, job.jobId);
+    try {
+      await this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.opts.namespace, plural: PLURAL, name });
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 404) return false;
+      throw new HandOffError(job.jobId, `cannot read TrainingJob ${this.opts.namespace}/${name}: HTTP ${statusOf(err) ?? '?'}`, { cause: err });
+    }
+  }
+
   async run(job: RunnableJob, commit: (index: number, root: string) => Promise<void>): Promise<JobResult> {
     const name = networkJobName(this.opts.market, job.jobId);
     let run = this.#runs.get(job.jobId);

@@ -74,6 +74,11 @@ export interface JobRunner {
    * yields between steps when asked; throws JobAbandonedError when the holder gives the job up.
    */
   run(job: RunnableJob, commit: (index: number, root: string) => Promise<void>, control?: RunControl): Promise<JobResult>;
+  /**
+   * True once the job runs elsewhere (a TrainingJob exists): its capacity is committed, so work()
+   * no longer re-checks fit and time against it. @default absent: every run starts here
+   */
+  started?(job: RunnableJob): Promise<boolean>;
 }
 
 export interface LocalTrainRunnerOptions {
