@@ -190,6 +190,23 @@ describe('tensor channel over a real nats-server (8 MiB max_payload)', () => {
     await rx.close();
   });
 
+  test('a single-frame tensor is delivered as a view of the received message (aligned by the header padding), not a copy', async () => {
+    const a = address();
+    const rx = new TensorReceiver(rxBus, a);
+    const tx = new TensorSender(txBus, a);
+    for (const [n, name] of [[256 * 1024, 'x'], [MiB, 'a.longer.name'], [65536, 'h.1']] as const) {
+      const t = pattern(n / 4, n);
+      const [, e] = await Promise.all([tx.send({ job: a.job, step: 0, microBatch: 0, name }, t), take(rx)]);
+      if (e.type !== 'tensor') throw e.error;
+      expect(Buffer.compare(bytes(e.tensor), bytes(t))).toBe(0);
+      // A copy made to align it would start at offset 0 of a buffer of exactly its size.
+      expect(e.tensor.data.byteOffset % 8).toBe(0);
+      expect(e.tensor.data.byteOffset).toBeGreaterThan(0);
+    }
+    await rx.close();
+    await tx.close();
+  });
+
   test('fp16 encoding works end to end (half the bytes on the wire)', async () => {
     const a = address();
     const rx = new TensorReceiver(rxBus, a);
