@@ -1,4 +1,5 @@
 import { GradientSums, clipScale, globalNorm, meanAndSumSq, scaleGradient } from './accumulate.js';
+import { ScheduleError } from './errors.js';
 
 const f32 = (...v: number[]) => Float32Array.from(v);
 // Values whose float32 sum depends on the order of the adds.
@@ -39,7 +40,7 @@ describe('GradientSums', () => {
     const s = new GradientSums();
     s.add('w', 1, f32(1));
     s.add('w', 2, f32(1));
-    expect(() => s.get('w')).toThrow('gradient of "w": micro-batch 0 never arrived (have 1, 2)');
+    expect(() => s.get('w')).toThrow(new ScheduleError('gradient of "w": micro-batch 0 never arrived (have 1, 2)'));
   });
 });
 

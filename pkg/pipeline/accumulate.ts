@@ -1,3 +1,5 @@
+import { ScheduleError } from './errors.js';
+
 /**
  * The gradient arithmetic every training path shares: the single-process Trainer with gradient
  * accumulation (pkg/train), InProcessPipeline and the distributed stages and driver (pkg/worker).
@@ -51,7 +53,7 @@ export class GradientSums {
   /** The sum of `name` (live: later adds change it); undefined when nothing was added. */
   get(name: string): Float32Array | undefined {
     const q = this.early.get(name);
-    if (q && q.size > 0) throw new RangeError(`gradient of "${name}": micro-batch ${this.next.get(name) ?? 0} never arrived (have ${[...q.keys()].join(', ')})`);
+    if (q && q.size > 0) throw new ScheduleError(`gradient of "${name}": micro-batch ${this.next.get(name) ?? 0} never arrived (have ${[...q.keys()].join(', ')})`);
     return this.sums.get(name);
   }
 
