@@ -17,9 +17,9 @@
  * Ratios: pipeline / single-process step; measured / predicted (per step, median); measured bubble
  * (1 - busy / (p x step)) against the ideal (p-1)/(m+p-1) share of the 1F1B/GPipe step.
  *
- * What the slowdown emulates: after each ORT run a worker waits (k - 1) x that run's wall time
- * without using CPU, so each stage behaves like a device k times slower whose compute does not
- * compete for this host's cores. With k = 8, 4 stages need about 4/8 of a core for ORT instead of
+ * What the slowdown emulates: after each ORT run a worker waits (k - 1) x the fastest run of that
+ * session so far (same graph, same shapes) without using CPU, so each stage behaves like a device k
+ * times slower whose compute does not compete for this host's cores. With k = 8, 4 stages need about 4/8 of a core for ORT instead of
  * 4 cores, so stages overlap as on 4 devices; digests, framing and messaging are not slowed.
  *
  * Run: npm run build && node dist/bench/pipeline.js

@@ -1,8 +1,8 @@
 // Planner benchmark, measured and not only predicted (see bench/README.md). One host plays a
 // heterogeneous fleet: three stage worker processes with --slowdown 1, 2 and 4 (BENCH_SLOWDOWNS; e.g.
 // 4,8,16 is the same 1:2:4 fleet with the host's cores mostly idle). Runtime SessionOptions.slowdown:
-// after every ORT run the worker waits (k - 1) x the run's duration, so a k-times slower device costs
-// no extra CPU. The script
+// after every ORT run the worker waits (k - 1) x the fastest run of that session so far, so a k-times
+// slower device costs no extra CPU and other processes' load is not multiplied by k. The script
 //   1. builds a GPT and costs its chain (costChain, one segment per block);
 //   2. starts nats-server and the three workers (pkg/worker startLocalCluster);
 //   3. FLOP model: FLOP/s per worker = measureMatMulFlops with that worker's slowdown (a 1024^3

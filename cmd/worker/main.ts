@@ -3,7 +3,7 @@
 // sessions in a worker thread. Started by `tessera up` (or `tessera train --stages` without --nats).
 //   node dist/cmd/worker/main.js --nats nats://127.0.0.1:4222 --id w0 [--ns default] [--slowdown K]
 // --slowdown K (default 1, no throttling) emulates a K times slower device: every ORT run of this
-// worker's stages is followed by a wait of (K - 1) x its duration (runtime SessionOptions.slowdown).
+// worker's stages is followed by a wait of (K - 1) x that session's fastest run (runtime SessionOptions.slowdown).
 // --scheduler HOST:PORT joins the scheduler's fleet: the worker measures itself (ORT MatMul FLOP/s
 // with its slowdown, NATS latency and bandwidth, free memory), registers with that profile (over the
 // catalog one of --profile FILE --device ID, a fleet file, when given), heartbeats, reports the stages

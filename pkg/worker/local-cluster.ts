@@ -12,7 +12,7 @@ import { NatsServer } from './nats-server.js';
 export interface LocalWorkerSpec {
   /** Worker id (`--id`). @default `w<index>` */
   id?: string;
-  /** `--slowdown K`: emulate a K times slower device (after each ORT run wait (K - 1) x its duration). @default 1 */
+  /** `--slowdown K`: emulate a K times slower device (after each ORT run wait (K - 1) x that session's fastest run). @default 1 */
   slowdown?: number;
   /** Further command-line arguments for this worker, after the common ones. @default [] */
   args?: readonly string[];
