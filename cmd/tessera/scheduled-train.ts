@@ -3,7 +3,7 @@ import type { Model } from '../../pkg/onnx/index.js';
 import type { OptimizerConfig } from '../../pkg/optim/index.js';
 import type { ModelChain, Schedule } from '../../pkg/planner/index.js';
 import { SchedulerClient } from '../../pkg/scheduler/index.js';
-import { ScheduledJob, type Placement } from '../../pkg/worker/index.js';
+import { ScheduledJob, type PipelineProgress, type Placement } from '../../pkg/worker/index.js';
 import { UsageError } from './errors.js';
 import { intFlag, strFlag } from './flags.js';
 
@@ -17,6 +17,10 @@ export interface ScheduledTrain {
   microBatches: number;
   /** After a lost or failed stage: the scheduler's new placement, keeping the stage split when the run resumes from a checkpoint. */
   replan(resume: string | undefined): Promise<Placement>;
+  /** Reports a progress event to the scheduler (in the background). */
+  progress(p: PipelineProgress): void;
+  /** Records the last complete checkpoint; the next progress report carries it. */
+  checkpointed(dir: string): void;
   /** Releases the reservation (ok: the run finished; else it is cancelled) and closes the client. */
   finish(ok: boolean): Promise<void>;
 }
@@ -52,7 +56,20 @@ export async function planOnScheduler(a: {
       micro[dim] = v / m;
     }
     const chain: ModelChain = costChain(a.model, { bindings: micro, optimizer: costOptimizer(a.optimizer) });
-    const job = await ScheduledJob.submit(client, a.jobId, chain, { stages, microBatches: m, schedule: a.schedule });
+    let reportFailed = false;
+    const job = await ScheduledJob.submit(client, a.jobId, chain, {
+      stages, microBatches: m, schedule: a.schedule,
+      onReportError: (err) => {
+        if (!reportFailed) process.stderr.write(`tessera: progress report to the scheduler failed (not retried): ${err.message}\n`);
+        reportFailed = true;
+      },
+    });
+    let checkpoint = '';
+    let last: PipelineProgress | undefined;
+    const report = (p: PipelineProgress): void => {
+      last = p;
+      job.reportProgress({ step: p.step, steps: p.steps, loss: p.loss, itemsPerSecond: p.itemsPerSec, unit: p.unit, checkpoint, traceRoot: p.traceRoot, traceSteps: p.traceSteps });
+    };
     const describe = (): void => {
       const p = job.placement;
       a.describe(
@@ -70,6 +87,11 @@ export async function planOnScheduler(a: {
     return {
       job,
       microBatches: m,
+      progress: report,
+      checkpointed(dir) {
+        checkpoint = dir;
+        if (last) report(last); // the final checkpoint comes after the last progress event
+      },
       async replan(resume) {
         const before = job.placement;
         const next = await job.replan(60_000);

@@ -87,7 +87,10 @@ async function trainPipeline(a: {
         if (cluster) await cluster.add(`r${spare++}`);
         if (planned) await planned.replan(from);
       },
-    }, { onProgress: a.print });
+    }, {
+      onProgress: (p) => { a.print(p); planned?.progress(p); },
+      onCheckpoint: (dir) => planned?.checkpointed(dir),
+    });
     const last = result.checkpoint;
     if (!last) throw new UsageError(`nothing to do: the checkpoint is already at or past --steps ${a.steps}`);
     const ck = await ckStore.read(last, fingerprint);

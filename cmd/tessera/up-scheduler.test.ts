@@ -74,6 +74,11 @@ test('tessera up starts the scheduler; workers register measured profiles; train
     // Every stage reported complete: the scheduler released the reservation itself.
     const job = await client.getJob('auto1');
     expect(job.phase).toBe('Complete');
+    // train reported its progress: the last step, its loss and trace root, the final checkpoint.
+    const done = lines.at(-1) as { loss: number; checkpoint: string };
+    const last = lines.filter((l) => l.step === 3).at(-1) as { loss: number; traceRoot: string };
+    expect(job.progress).toMatchObject({ step: 3, steps: 3, loss: last.loss, traceRoot: last.traceRoot, traceSteps: 3, checkpoint: done.checkpoint, unit: 'tokens' });
+    expect(job.progress!.updatedAtMs).toBeGreaterThan(0);
     expect((await client.listFleet()).every((w) => w.reservedBytes === 0)).toBe(true);
 
     // Ctrl-C mid-run: the reservation is cancelled, and the stages are aborted through the scheduler's revocation.
@@ -94,7 +99,8 @@ test('tessera up starts the scheduler; workers register measured profiles; train
     expect((await client.getJob('ctrlc')).phase).toBe('Cancelled');
     expect((await client.listFleet()).every((w) => w.reservedBytes === 0)).toBe(true);
     const aborted = (w: string): boolean => new RegExp(`${w}: job ctrlc: stage \\d aborted \\(the scheduler released job ctrlc: CancelledByUser`).test(up.out());
-    for (let k = 0; k < 200 && !planned.every(aborted); k++) await new Promise((r) => setTimeout(r, 50));
+    for (let k = 0; k < 600 && !planned.every(aborted); k++) await new Promise((r) => setTimeout(r, 50));
+    if (!planned.every(aborted)) process.stderr.write(up.out().split("\n").filter((l) => l.includes("ctrlc")).join("\n"));
     for (const w of planned) expect(aborted(w)).toBe(true);
   } finally {
     client.close();

@@ -6,7 +6,7 @@ import {
 } from './codec.js';
 import type { ServingStatus } from './health.js';
 import { HEALTH_SERVICE, SCHEDULER_SERVICE, clientConstructor } from './proto.js';
-import type { DeviceProfile, JobPhase, JobSpec, LiveStats } from './types.js';
+import type { DeviceProfile, JobPhase, JobProgress, JobSpec, LiveStats } from './types.js';
 
 export interface SchedulerClientOptions {
   /**
@@ -79,6 +79,11 @@ export class SchedulerClient {
   /** The holder of a job it runs itself reports on it (see ReportJob); returns the job after. */
   async reportJob(jobId: string, report: 'checkpointed' | 'complete' | 'failed', message = ''): Promise<JobView> {
     return jobFromWire(await this.call<WireJob>(this.client, 'ReportJob', { jobId, report: `HOLDER_REPORT_${report.toUpperCase()}`, message }));
+  }
+
+  /** Reports the job's progress (step, loss, throughput, last checkpoint, trace root); the scheduler stamps the time. */
+  async reportProgress(jobId: string, progress: Omit<JobProgress, 'updatedAtMs'>): Promise<JobView> {
+    return jobFromWire(await this.call<WireJob>(this.client, 'ReportProgress', { jobId, progress: { ...progress, updatedAtMs: 0 } }));
   }
 
   async listFleet(): Promise<WorkerInfo[]> {

@@ -1,7 +1,7 @@
 import type { Device, LayerCost, Plan, Schedule, StagePlan } from '../planner/index.js';
 import type { WorkerView } from './core.js';
 import { InvalidRequestError } from './errors.js';
-import { JobPhase, type DeviceProfile, type Job, type JobSpec, type LiveStats, type Measurement, type WorkerStatus } from './types.js';
+import { JobPhase, type DeviceProfile, type Job, type JobProgress, type JobSpec, type LiveStats, type Measurement, type WorkerStatus } from './types.js';
 
 /**
  * Wire <-> domain conversion for tessera.v1 messages as @grpc/proto-loader hands them over
@@ -19,7 +19,8 @@ export interface WireDevice { id?: string; profile?: WireDeviceProfile | null }
 export interface WireLiveStats { utilization?: number; memoryUsedBytes?: number; measuredFlops?: number }
 export interface WireStagePlan { index?: number; deviceId?: string; deviceName?: string; layerStart?: number; layerEnd?: number; computeMs?: number; sendMs?: number; recvMs?: number; stageMs?: number; inFlight?: number; memoryBytes?: number; memoryAvailable?: number }
 export interface WirePlan { method?: string; schedule?: string; microBatches?: number; stages?: WireStagePlan[]; bottleneckStage?: number; bottleneckMs?: number; predictedStepMs?: number; lowerBoundMs?: number; gap?: number; microBatchesPerSecond?: number }
-export interface WireJob { id?: string; spec?: WireJobSpec | null; phase?: string; reason?: string; message?: string; plan?: WirePlan | null; attempts?: number; createdAtMs?: number; updatedAtMs?: number; preemption?: WirePreemption | null }
+export interface WireJob { id?: string; spec?: WireJobSpec | null; phase?: string; reason?: string; message?: string; plan?: WirePlan | null; attempts?: number; createdAtMs?: number; updatedAtMs?: number; preemption?: WirePreemption | null; progress?: WireJobProgress | null }
+export interface WireJobProgress { step?: number; steps?: number; loss?: number; itemsPerSecond?: number; unit?: string; checkpoint?: string; traceRoot?: string; traceSteps?: number; updatedAtMs?: number }
 export interface WirePreemption { byJobId?: string; requestedAtMs?: number; graceEndsAtMs?: number }
 export interface WireWorker { id?: string; profile?: WireDeviceProfile | null; state?: string; registeredAtMs?: number; lastHeartbeatMs?: number; stats?: WireLiveStats | null; reservedBytes?: number; freeBytes?: number; jobIds?: string[]; lostReason?: string }
 
@@ -172,8 +173,10 @@ export function planFromWire(w: WirePlan): Plan {
   };
 }
 
-export function jobToWire(j: Job): WireJob {
+/** A job on the wire, with its last progress report when there is one (the server keeps those). */
+export function jobToWire(j: Job, progress?: JobProgress): WireJob {
   return {
+    progress: progress ? { ...progress } : null,
     id: j.id, spec: jobSpecToWire(j.spec), phase: PHASE_TO_WIRE[j.phase], reason: j.reason, message: j.message,
     plan: j.plan ? planToWire(j.plan) : null, attempts: j.attempts, createdAtMs: j.createdAtMs, updatedAtMs: j.updatedAtMs,
     preemption: j.preemption ? { ...j.preemption } : null,
@@ -181,12 +184,13 @@ export function jobToWire(j: Job): WireJob {
 }
 
 /** A job as a client sees it (no internal submission sequence). */
-export type JobView = Omit<Job, 'seq' | 'reason'> & { reason: string };
+export type JobView = Omit<Job, 'seq' | 'reason'> & { reason: string; progress?: JobProgress };
 
 export function jobFromWire(w: WireJob): JobView {
   return {
     id: w.id ?? '', spec: jobSpecFromWire(w.spec), phase: PHASE_FROM_WIRE.get(w.phase ?? '') ?? JobPhase.Pending, reason: w.reason ?? '', message: w.message ?? '',
     ...(w.plan ? { plan: planFromWire(w.plan) } : {}), attempts: w.attempts ?? 0, createdAtMs: w.createdAtMs ?? 0, updatedAtMs: w.updatedAtMs ?? 0,
+    ...(w.progress ? { progress: progressFromWire(w.progress, 'progress') } : {}),
     ...(w.preemption?.byJobId ? { preemption: { byJobId: w.preemption.byJobId, requestedAtMs: w.preemption.requestedAtMs ?? 0, graceEndsAtMs: w.preemption.graceEndsAtMs ?? 0 } } : {}),
   };
 }
@@ -219,5 +223,24 @@ export function workerFromWire(w: WireWorker): WorkerInfo {
     id: w.id ?? '', profile: profileFromWire(w.profile, 'profile'), status: w.state === 'WORKER_STATE_LOST' ? 'lost' : 'live', lostReason: w.lostReason ?? '',
     registeredAtMs: w.registeredAtMs ?? 0, lastHeartbeatMs: w.lastHeartbeatMs ?? 0, ...(stats ? { stats } : {}),
     reservedBytes: w.reservedBytes ?? 0, freeBytes: w.freeBytes ?? 0, jobIds: w.jobIds ?? [],
+  };
+}
+
+/** A progress report; the scheduler stamps updatedAtMs. */
+export function progressFromWire(w: WireJobProgress | null | undefined, field: string): JobProgress {
+  if (!w) throw new InvalidRequestError(field, 'is required');
+  const count = (v: number | undefined, f: string): number => {
+    const x = v ?? 0;
+    if (!Number.isInteger(x) || x < 0) throw new InvalidRequestError(`${field}.${f}`, `must be an integer >= 0, got ${x}`);
+    return x;
+  };
+  const loss = w.loss ?? 0;
+  if (!Number.isFinite(loss)) throw new InvalidRequestError(`${field}.loss`, `must be finite, got ${loss}`);
+  const step = count(w.step, 'step');
+  const steps = count(w.steps, 'steps');
+  if (steps > 0 && step > steps) throw new InvalidRequestError(`${field}.step`, `${step} is past steps (${steps})`);
+  return {
+    step, steps, loss, itemsPerSecond: nonNegative(w.itemsPerSecond, `${field}.items_per_second`), unit: w.unit ?? '',
+    checkpoint: w.checkpoint ?? '', traceRoot: w.traceRoot ?? '', traceSteps: count(w.traceSteps, 'trace_steps'), updatedAtMs: w.updatedAtMs ?? 0,
   };
 }

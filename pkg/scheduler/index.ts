@@ -12,7 +12,7 @@ export { SchedulerClient, WorkerSession } from './client.js';
 export type { SchedulerClientOptions, WorkerInbound } from './client.js';
 export { HealthService, ServingStatus } from './health.js';
 export { JobPhase, JobReason, JobSource, TERMINAL_PHASES } from './types.js';
-export type { DeviceProfile, Job, JobSpec, LiveStats, PreemptionNotice, Measurement, ModelResolver, ModelSource, WorkerRecord, WorkerStatus } from './types.js';
+export type { DeviceProfile, Job, JobProgress, JobSpec, LiveStats, PreemptionNotice, Measurement, ModelResolver, ModelSource, WorkerRecord, WorkerStatus } from './types.js';
 export type { JobView, WorkerInfo } from './codec.js';
 export { HEALTH_SERVICE, SCHEDULER_SERVICE, loadProtos } from './proto.js';
 export {

@@ -1,11 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Plan } from '../planner/index.js';
-import { jobSpecFromWire, fleetFromWire, jobToWire, phaseFromWire, planToWire, profileFromWire, scheduleToWire, stageToWire, statsFromWire, workerToWire, type WireDevice, type WireDeviceProfile, type WireJobSpec, type WireLiveStats } from './codec.js';
+import { jobSpecFromWire, fleetFromWire, jobToWire, progressFromWire, phaseFromWire, planToWire, profileFromWire, scheduleToWire, stageToWire, statsFromWire, workerToWire, type WireDevice, type WireJob, type WireJobProgress, type WireDeviceProfile, type WireJobSpec, type WireLiveStats } from './codec.js';
 import { SchedulerCore, type HolderReport, type SchedulerCoreOptions, type SchedulerEvent, type StageState } from './core.js';
 import { InvalidRequestError, LostWorkerError, SchedulerError, WorkerProtocolError } from './errors.js';
 import { HealthService, ServingStatus } from './health.js';
 import { HEALTH_SERVICE, PROTO_FILES, REFLECTION_SERVICES, SCHEDULER_SERVICE, loadProtos, serviceDefinition } from './proto.js';
 import { ReflectionService } from './reflection.js';
+import type { Job, JobProgress } from './types.js';
 import { withMeasurement } from './registry.js';
 
 export interface SchedulerServerOptions extends Omit<SchedulerCoreOptions, 'events'> {
@@ -61,6 +62,8 @@ export class SchedulerServer {
   private readonly log: (line: string) => void;
   private readonly options: SchedulerServerOptions;
   private readonly streams = new Map<string, WorkerCall>();
+  /** Last progress report per job (ReportProgress): runner-side state, the core does not plan with it. */
+  private readonly progress = new Map<string, JobProgress>();
   /** Events the core emitted during the current call, delivered by flush() after it returns. */
   private readonly outbox: SchedulerEvent[] = [];
   private timer?: NodeJS.Timeout;
@@ -127,6 +130,7 @@ export class SchedulerServer {
 
   private schedulerHandlers(): grpc.UntypedServiceImplementation {
     const now = (): number => this.clock();
+    const out = (j: Job): WireJob => jobToWire(j, this.progress.get(j.id));
     return {
       Plan: this.unary((req: { spec?: WireJobSpec | null; fleet?: WireDevice[] }) => {
         const spec = jobSpecFromWire(req.spec);
@@ -136,16 +140,23 @@ export class SchedulerServer {
       }),
       SubmitJob: this.unary((req: { jobId?: string; spec?: WireJobSpec | null; fleet?: WireDevice[] }) => {
         if (!req.jobId) throw new InvalidRequestError('job_id', 'is required');
-        return jobToWire(this.core.submitJob(req.jobId, jobSpecFromWire(req.spec), now(), fleetFromWire(req.fleet)));
+        return out(this.core.submitJob(req.jobId, jobSpecFromWire(req.spec), now(), fleetFromWire(req.fleet)));
       }),
-      GetJob: this.unary((req: { jobId?: string }) => jobToWire(this.core.getJob(req.jobId ?? ''))),
-      CancelJob: this.unary((req: { jobId?: string }) => jobToWire(this.core.cancelJob(req.jobId ?? '', now()))),
-      ListJobs: this.unary((req: { phase?: string }) => ({ jobs: this.core.listJobs(phaseFromWire(req.phase, 'phase')).map(jobToWire) })),
+      GetJob: this.unary((req: { jobId?: string }) => out(this.core.getJob(req.jobId ?? ''))),
+      CancelJob: this.unary((req: { jobId?: string }) => out(this.core.cancelJob(req.jobId ?? '', now()))),
+      ListJobs: this.unary((req: { phase?: string }) => ({ jobs: this.core.listJobs(phaseFromWire(req.phase, 'phase')).map(out) })),
+      ReportProgress: this.unary((req: { jobId?: string; progress?: WireJobProgress | null }) => {
+        const job = this.core.getJob(req.jobId ?? ''); // NOT_FOUND before anything is kept
+        const p = progressFromWire(req.progress, 'progress');
+        // A report without a checkpoint keeps the last one: checkpoints are rarer than steps.
+        this.progress.set(job.id, { ...p, checkpoint: p.checkpoint || (this.progress.get(job.id)?.checkpoint ?? ''), updatedAtMs: now() });
+        return out(job);
+      }),
       ListFleet: this.unary(() => ({ workers: this.core.listFleet().map(workerToWire) })),
       ReportJob: this.unary((req: { jobId?: string; report?: string; message?: string }) => {
         const report = HOLDER_REPORTS[req.report ?? ''];
         if (!report) throw new InvalidRequestError('report', `must be CHECKPOINTED, COMPLETE or FAILED, got ${JSON.stringify(req.report)}`);
-        return jobToWire(this.core.reportJob(req.jobId ?? '', report, req.message ?? '', now()));
+        return out(this.core.reportJob(req.jobId ?? '', report, req.message ?? '', now()));
       }),
       RegisterWorker: (call: WorkerCall) => this.workerSession(call),
     };

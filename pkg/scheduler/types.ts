@@ -82,6 +82,22 @@ export interface PreemptionNotice {
   graceEndsAtMs: number;
 }
 
+/** A job's progress as whoever hosts its driver reports it (ReportProgress). */
+export interface JobProgress {
+  step: number;
+  steps: number;
+  loss: number;
+  itemsPerSecond: number;
+  /** What itemsPerSecond counts, e.g. "tokens". */
+  unit: string;
+  /** Last complete checkpoint; '' = none yet. */
+  checkpoint: string;
+  traceRoot: string;
+  traceSteps: number;
+  /** Set by the scheduler when the report arrives. */
+  updatedAtMs: number;
+}
+
 /** What a worker announces about its device when it registers. */
 export interface DeviceProfile {
   name: string;

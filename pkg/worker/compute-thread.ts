@@ -20,8 +20,13 @@ const reply = (r: ThreadReply, tensors?: Record<string, Tensor>, keep?: Record<s
   port.postMessage({ ...r, tensors: t.tensors }, t.transfer);
 };
 
+/** Requests being served; 'close' waits for them: releasing a session while it runs can hang the thread (abort mid-step). */
+const inflight = new Set<Promise<void>>();
+
 port.on('message', (req: ThreadRequest) => {
-  void (async () => {
+  const others = req.op === 'close' ? [...inflight] : [];
+  const done = (async () => {
+    if (others.length > 0) await Promise.allSettled(others);
     try {
       switch (req.op) {
         case 'warm': await compute.warm(init.warm); return reply({ id: req.id });
@@ -57,4 +62,6 @@ port.on('message', (req: ThreadRequest) => {
       reply({ id: req.id, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
     }
   })();
+  inflight.add(done);
+  void done.finally(() => inflight.delete(done));
 });

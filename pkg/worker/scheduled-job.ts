@@ -1,5 +1,5 @@
 import type { ModelChain, Schedule } from '../planner/index.js';
-import { TERMINAL_PHASES, type JobPhase, type JobView, type SchedulerClient } from '../scheduler/index.js';
+import { TERMINAL_PHASES, type JobPhase, type JobProgress, type JobView, type SchedulerClient } from '../scheduler/index.js';
 import { placementFromPlan, type Placement } from './placement.js';
 
 /** The scheduler could not plan (or re-plan) the job: it stays pending; `reason` is the scheduler's. */
@@ -17,6 +17,8 @@ export interface ScheduledJobOptions {
   schedule: Schedule;
   /** How often to poll the job while waiting for a (re-)plan (ms). @default 200 */
   pollMs?: number;
+  /** Told when a progress report fails (it is not retried; the next report carries newer news). @default ignore */
+  onReportError?: (err: Error) => void;
 }
 
 /**
@@ -26,6 +28,10 @@ export interface ScheduledJobOptions {
  * reservation at the end. Stage workers report their stages' state on the job themselves.
  */
 export class ScheduledJob {
+  /** The newest progress not yet sent, and the send in flight: reports coalesce, never queue up. */
+  private unsent: Omit<JobProgress, 'updatedAtMs'> | undefined;
+  private sending: Promise<void> | undefined;
+
   private constructor(
     private readonly client: SchedulerClient,
     private readonly chain: ModelChain,
@@ -75,11 +81,30 @@ export class ScheduledJob {
     return this.placement;
   }
 
+  /** Reports progress in the background (ReportProgress); only the newest report waits while one is in flight. */
+  reportProgress(p: Omit<JobProgress, 'updatedAtMs'>): void {
+    this.unsent = p;
+    this.sending ??= (async () => {
+      while (this.unsent) {
+        const next = this.unsent;
+        this.unsent = undefined;
+        await this.client.reportProgress(this.id, next).catch((err: unknown) => this.opts.onReportError?.(err as Error));
+      }
+      this.sending = undefined;
+    })();
+  }
+
+  /** Resolves when every report so far has been sent (or failed). */
+  async flushProgress(): Promise<void> {
+    while (this.sending) await this.sending;
+  }
+
   /**
    * Ends the reservation: a job whose stages all reported complete is released by the scheduler
    * itself (waits up to waitMs for that); otherwise it is cancelled. Returns the final phase.
    */
   async release(waitMs = 5000): Promise<JobPhase> {
+    await this.flushProgress();
     const deadline = Date.now() + waitMs;
     for (;;) {
       const v = await this.client.getJob(this.id);

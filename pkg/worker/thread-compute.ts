@@ -128,8 +128,17 @@ export class ThreadCompute implements StageComputeLike {
   async takeTrace(microBatches: number): Promise<StageStepDigests> {
     return (await this.call({ op: 'takeTrace', microBatches })).trace!;
   }
-  async close(): Promise<void> {
-    if (!this.dead) await this.call({ op: 'close' }).catch(() => undefined);
+  /**
+   * Releases the sessions, then ends the thread. The graceful close is bounded: a stage aborted
+   * mid-step (its driver gone) may have a run in flight that the release waits on, and the thread
+   * is terminated regardless, which frees everything it holds.
+   */
+  async close(graceMs = 2000): Promise<void> {
+    if (!this.dead) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.call({ op: 'close' }).catch(() => undefined), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+    }
     await this.worker.terminate();
   }
 }
