@@ -4,6 +4,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SchedulerClient, SchedulerServer, type JobSpec, type WorkerInfo } from '../scheduler/index.js';
 import { eventually, uniformModel } from '../scheduler/testing.js';
+import { buildGpt } from '../models/index.js';
+import { encodeModel } from '../onnx/index.js';
+import { parseOptimizerConfig } from '../optim/index.js';
+import { openDataSource } from '../train/index.js';
+import { NatsBus } from '../transport/index.js';
+import { Driver } from './driver.js';
 import { startLocalCluster, type LocalCluster } from './local-cluster.js';
 import { backoffDelay } from './scheduler-link.js';
 
@@ -128,10 +134,29 @@ describe('stage workers in the scheduler fleet (real processes)', () => {
     expect(schedulerLines.some((l) => l.startsWith('worker stopme rejoined'))).toBe(true);
   });
 
-  test('the scheduler goes away and comes back: workers register again with backoff', async () => {
+  test('the scheduler goes away and comes back: running stages keep serving, workers register again with backoff', async () => {
     const before = workerLines.filter((l) => l.includes('scheduler: registered')).length;
-    await server.stop(500);
-    await new Promise((r) => setTimeout(r, 1000));
+    // A job on two live workers, driven over NATS from here; the scheduler goes away after its first step.
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-keep-'));
+    const modelPath = join(dir, 'gpt.onnx');
+    const model = buildGpt({ vocab: 256, layers: 2, dModel: 16, heads: 2, context: 8, seed: 1 });
+    writeFileSync(modelPath, encodeModel(model));
+    const pair = cluster.workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null && w.id !== 'slow').slice(0, 2).map((w) => w.id);
+    const bus = await NatsBus.connect({ servers: cluster.url });
+    const data = await openDataSource(resolve('test/fixtures/corpus/kjv-genesis-exodus.txt'), model.graph.inputs.map((v) => ({ name: v.name, type: { dtype: v.type.dtype, shape: [4, 8] } })), { seed: 1 });
+    const driver = await Driver.start(bus, {
+      ns: 'default', job: 'keep1', stages: 2, microBatches: 2, schedule: '1f1b', model: { path: modelPath }, bindings: { batch: 2 },
+      optimizer: parseOptimizerConfig({ kind: 'adamw', lr: 1e-3 }), workers: pair,
+    }, model);
+    try {
+      expect((await driver.trainStep(data.next())).step).toBe(1);
+      await server.stop(500);
+      for (let s = 2; s <= 3; s++) expect((await driver.trainStep(data.next())).step).toBe(s);
+      await driver.stop();
+    } finally {
+      await driver.close();
+      await bus.close();
+    }
     expect(workerLines.some((l) => /scheduler: .*registering again in \d+ ms/.test(l))).toBe(true);
     await startServer(port);
     const alive = cluster.workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).map((w) => w.id).sort().join();
