@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, type CoreV1Event, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, Watch, type CoreV1Event, type V1Pod } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION, type TrainingJobStatus } from '../k8s/index.js';
 import { buildGpt } from '../models/index.js';
 import { encodeModel } from '../onnx/index.js';
@@ -75,10 +75,17 @@ describe('training through the operator: apply to Succeeded on stage worker proc
   const podsOf = async (name: string): Promise<V1Pod[]> => (await core.listNamespacedPod({ namespace: NS, labelSelector: `${JOB_LABEL}=${name}` })).items;
   const eventsOf = async (name: string): Promise<CoreV1Event[]> => (await core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=${name}` })).items;
   const patchSuspend = (name: string, suspend: boolean) => custom.patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name, body: [{ op: 'replace', path: '/spec/suspend', value: suspend }] });
-  /** An operator replica that runs training (a DriverJobRunner); a lost stage is noticed after 3 s of silence. */
+  /**
+   * An operator replica that runs training (a DriverJobRunner); a lost stage is noticed after 3 s of
+   * silence, and status is written up to 4 times a second (default 1) so that a run of a few
+   * seconds still shows its loss falling.
+   */
   const operator = (identity: string): Operator => {
-    const runner = new DriverJobRunner({ core, natsUrl: nats.url, checkpointStore: 'jetstream', checkpointRoot: 'e2e', livenessTimeoutMs: 3000, log });
-    return new Operator({ kubeConfig: cluster.kubeConfig(), namespace: NS, identity, leaderElection: false, watchNamespace: NS, template: { natsUrl: nats.url }, runner, log });
+    const runner = new DriverJobRunner({ core, natsUrl: nats.url, checkpointStore: 'jetstream', checkpointRoot: 'e2e', livenessTimeoutMs: 3000, publishIntervalMs: 250, log });
+    return new Operator({
+      kubeConfig: cluster.kubeConfig(), namespace: NS, identity, watchNamespace: NS, template: { natsUrl: nats.url }, runner, log,
+      leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500, releaseOnStop: true,
+    });
   };
   const startedFrom = async (name: string): Promise<number[]> =>
     (await eventsOf(name)).filter((e) => e.reason === 'TrainingStarted').sort((a, b) => Number(a.metadata?.resourceVersion) - Number(b.metadata?.resourceVersion)).map((e) => Number(/from step (\d+)/.exec(e.message ?? '')?.[1]));
@@ -112,6 +119,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     await kubelet.start();
     op = operator('op-train');
     await op.start();
+    await until('op-train leads', async () => op.isLeader);
   }, 45 * 60_000);
 
   afterAll(async () => {
@@ -122,13 +130,13 @@ describe('training through the operator: apply to Succeeded on stage worker proc
   }, 60_000);
 
   it('a TrainingJob goes Planned -> Running -> Succeeded, the loss falls in its status, kubectl shows step and loss', async () => {
-    await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, body: jobBody('tiny', 60, 20) });
+    await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, body: jobBody('tiny', 120, 40) });
     const w = watchJob('tiny');
     const done = await until('tiny Succeeded', async () => {
       const j = await w.poll();
       if (j.status?.phase === 'Failed') throw new Error(`failed: ${JSON.stringify(j.status.conditions)}`);
       return j.status?.phase === 'Succeeded' ? j : undefined;
-    }, 240_000).catch((e: unknown) => {
+    }, 240_000, 100).catch((e: unknown) => {
       process.stderr.write(`seen ${JSON.stringify(w.seen)}\n`);
       throw e;
     });
@@ -136,13 +144,14 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     expect(phases.indexOf('Running')).toBeGreaterThanOrEqual(0);
     expect(phases.indexOf('Running')).toBeLessThan(phases.indexOf('Succeeded'));
     expect(kubelet.started).toEqual(expect.arrayContaining([`${NS}/tiny-s0`, `${NS}/tiny-s1`]));
+    log(`tiny: seen ${JSON.stringify(w.seen)}`);
     const losses = w.seen.filter((s) => s.loss !== undefined).map((s) => Number(s.loss));
     expect(losses.length).toBeGreaterThanOrEqual(2);
     expect(losses.at(-1)!).toBeLessThan(losses[0]!);
     const s = done.status!;
-    expect(s.progress).toMatchObject({ step: 60, lastCheckpointStep: 60 });
+    expect(s.progress).toMatchObject({ step: 120, lastCheckpointStep: 120 });
     expect(s.progress!.samplesPerSecond).toBeGreaterThan(0);
-    expect(s.trace).toMatchObject({ stepsCovered: 60, root: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(s.trace).toMatchObject({ stepsCovered: 120, root: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect(s.conditions?.find((c) => c.type === 'Complete')).toMatchObject({ status: 'True', reason: 'Completed' });
 
     const reasons = (await eventsOf('tiny')).map((e) => e.reason);
@@ -150,7 +159,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
 
     const [head, row] = kubectl(['get', 'tj', 'tiny', '-n', NS]).trim().split('\n').map((l) => l.trim().split(/\s+/));
     expect(head!.slice(0, 5)).toEqual(['NAME', 'PHASE', 'STAGES', 'STEP', 'LOSS']);
-    expect(row!.slice(0, 5)).toEqual(['tiny', 'Succeeded', '2', '60', s.progress!.loss]);
+    expect(row!.slice(0, 5)).toEqual(['tiny', 'Succeeded', '2', '120', s.progress!.loss]);
 
     // The workers are idle once training ended: their pods go, and the kubelet stops their processes.
     await until('stage pods gone', async () => (await podsOf('tiny')).length === 0 && kubelet.running.length === 0);
@@ -192,7 +201,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     expect(done.status!.trace!.stepsCovered).toBe(400);
   }, 480_000);
 
-  it('a lost stage pod, then an operator restart: each new run resumes from the last checkpoint, and the job completes', async () => {
+  it('a lost stage pod, then a leader hand-over: each new run resumes from the last checkpoint, and the job completes', async () => {
     await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, body: jobBody('resilient', 800, 20) });
     const w = watchJob('resilient');
     const notDone = (j: Job): void => {
@@ -213,10 +222,14 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     expect((await podsOf('resilient')).find((p) => p.metadata?.name === 'resilient-s1')!.metadata?.uid).not.toBe(old.metadata?.uid);
     const c2 = (await getJob('resilient')).status!.progress!.lastCheckpointStep!;
 
-    // The operator restarts (its runs are aborted); the new one takes the job over from its status.
+    // Leader hand-over: the leader stops (its runs are aborted, its Lease released); the standby
+    // leads and takes the job over from its status and the checkpoint store.
+    const standby = operator('op-train-2');
+    await standby.start();
+    expect(standby.isLeader).toBe(false);
     await op.stop();
-    op = operator('op-train-2');
-    await op.start();
+    op = standby;
+    await until('op-train-2 leads', async () => op.isLeader, 15_000);
     const done = await until('resilient Succeeded', async () => {
       const j = await w.poll();
       if (j.status?.phase === 'Failed') throw new Error(`failed: ${JSON.stringify(j.status.conditions)}`);
@@ -265,13 +278,15 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     let old: V1Pod | undefined;
     await interruptedRun('crashy', async () => {
       old = (await podsOf('crashy')).find((p) => p.metadata?.name === 'crashy-s0')!;
+      // Watched, not polled: the operator deletes the Failed pod right after it turns Failed.
+      let failed: V1Pod | undefined;
+      const watching = await new Watch(cluster.kubeConfig()).watch(`/api/v1/namespaces/${NS}/pods`, { fieldSelector: 'metadata.name=crashy-s0', resourceVersion: old.metadata?.resourceVersion }, (_type, obj: V1Pod) => {
+        if (obj.metadata?.uid === old!.metadata?.uid && obj.status?.phase === 'Failed') failed ??= obj;
+      }, () => {});
       process.kill(kubelet.pid(`${NS}/crashy-s0`)!, 'SIGKILL');
-      // The pod's status says what became of its container (the operator deletes the Failed pod soon after).
-      const failed = await until('crashy-s0 Failed', async () => {
-        const p = await core.readNamespacedPod({ name: 'crashy-s0', namespace: NS });
-        return p.metadata?.uid === old!.metadata?.uid && p.status?.phase === 'Failed' ? p : undefined;
-      }, 30_000, 50);
-      expect(failed.status!.containerStatuses![0]!.state!.terminated).toMatchObject({ exitCode: 137, reason: 'Error', message: 'killed by SIGKILL' });
+      // The pod's status says what became of its container, as a kubelet reports it.
+      await until('crashy-s0 Failed', async () => failed, 30_000, 50).finally(() => watching.abort());
+      expect(failed!.status!.containerStatuses![0]!.state!.terminated).toMatchObject({ exitCode: 137, reason: 'Error', message: 'killed by SIGKILL' });
       await until('crashy-s0 replaced', async () => (await podsOf('crashy')).some((p) => p.metadata?.name === 'crashy-s0' && p.metadata?.uid !== old!.metadata?.uid));
     });
   }, 600_000);
