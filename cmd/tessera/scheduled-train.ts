@@ -107,6 +107,9 @@ export async function planOnScheduler(a: {
         process.removeListener('SIGTERM', onSignal);
         try {
           await (ok ? job.release() : job.cancel());
+        } catch (err) {
+          // The run's own outcome stands; an unreachable scheduler only leaves the reservation to be cancelled by hand.
+          process.stderr.write(`tessera: could not release scheduler job ${job.id}: ${(err as Error).message}\n`);
         } finally {
           client.close();
         }
