@@ -20,7 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CustomObjectsApi, Watch } from '@kubernetes/client-node';
 import { hexlify, parseEther, Wallet } from 'ethers';
-import { Bridge, FileStateStore, KubeJobRunner, RESULT_DIGEST_ANNOTATION, StaticCapacitySource, StaticLoadSource, networkJobName, type BridgeEvent } from '../pkg/bridge/index.js';
+import { Bridge, FileStateStore, KubeJobRunner, StaticCapacitySource, StaticLoadSource, networkJobName, type BridgeEvent } from '../pkg/bridge/index.js';
 import { deployMarket, JobMarketClient, LOCAL_CHAIN_ID, RetryingJsonRpcProvider, startLocalChain, SupplierRegistryClient } from '../pkg/chain/index.js';
 import { GROUP, PLURAL, VERSION, type TrainingJob } from '../pkg/k8s/index.js';
 import { buildGpt } from '../pkg/models/index.js';
@@ -135,13 +135,8 @@ try {
     }
   })();
 
-  const setStatus = async (name: string, status: TrainingJob['status'], annotations?: Record<string, string>): Promise<void> => {
+  const setStatus = async (name: string, status: TrainingJob['status']): Promise<void> => {
     const args = { group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name };
-    if (annotations) {
-      const cur = (await custom.getNamespacedCustomObject(args)) as TrainingJob;
-      cur.metadata.annotations = { ...(cur.metadata.annotations as Record<string, string>), ...annotations };
-      await custom.replaceNamespacedCustomObject({ ...args, body: cur });
-    }
     const cur = (await custom.getNamespacedCustomObject(args)) as TrainingJob;
     await custom.replaceNamespacedCustomObjectStatus({ ...args, body: { ...cur, status } });
   };
@@ -169,7 +164,8 @@ try {
     const r1 = hexlify(sha256(new TextEncoder().encode(`${jobId}:2`)));
     const r2 = hexlify(sha256(new TextEncoder().encode(`${jobId}:4`)));
     await setStatus(name, { phase: 'Running', trace: { root: r1, stepsCovered: 2 } });
-    await setStatus(name, { phase: 'Succeeded', trace: { root: r2, stepsCovered: Number(STEPS) } }, { [RESULT_DIGEST_ANNOTATION]: hexlify(sha256(new TextEncoder().encode(`result ${jobId}`))) });
+    const result = { digest: hexlify(sha256(new TextEncoder().encode(`result ${jobId}`))), step: Number(STEPS), finalTraceRoot: r2, model: { store: 'file', location: `/tmp/${name}/model.onnx` } };
+    await setStatus(name, { phase: 'Succeeded', trace: { root: r2, stepsCovered: Number(STEPS) }, result });
     await until(`job ${jobId} submitted`, () => daemonError !== undefined || times.has(`submitted:${jobId}`));
     await chain.increaseTime(601);
     await until(`job ${jobId} finalized`, () => daemonError !== undefined || times.has(`finalized:${jobId}`));

@@ -23,7 +23,7 @@ import { Bridge, type BridgeEvent } from './bridge.js';
 import { StaticCapacitySource, StaticLoadSource } from './capacity.js';
 import { FileStateStore } from './cursor.js';
 import { JobInputError } from './errors.js';
-import { KubeJobRunner, NETWORK_JOB_LABEL, RESULT_DIGEST_ANNOTATION, networkJobName } from './kube-runner.js';
+import { KubeJobRunner, NETWORK_JOB_LABEL, networkJobName } from './kube-runner.js';
 
 const NS = 'tessera-network';
 const root = join(dirname(new URL(import.meta.url).pathname), '..', '..');
@@ -79,13 +79,8 @@ const runnerFor = (o: { maxConfigMapBytes?: number } = {}): KubeJobRunner =>
 const networkJobs = async (): Promise<TrainingJob[]> =>
   ((await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, labelSelector: NETWORK_JOB_LABEL })) as { items: TrainingJob[] }).items;
 
-async function writeStatus(name: string, status: TrainingJob['status'], annotations?: Record<string, string>): Promise<void> {
+async function writeStatus(name: string, status: TrainingJob['status']): Promise<void> {
   const args = { group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name };
-  if (annotations) {
-    const cur = (await custom.getNamespacedCustomObject(args)) as TrainingJob;
-    cur.metadata.annotations = { ...(cur.metadata.annotations as Record<string, string>), ...annotations };
-    await custom.replaceNamespacedCustomObject({ ...args, body: cur });
-  }
   const cur = (await custom.getNamespacedCustomObject(args)) as TrainingJob;
   await custom.replaceNamespacedCustomObjectStatus({ ...args, body: { ...cur, status } });
 }
@@ -146,7 +141,9 @@ test('JobPosted -> accepted -> TrainingJob (network) with inputs in a ConfigMap;
   expect((await networkJobs()).map((j) => j.metadata.name).sort()).toEqual([name, networkJobName(market.address, second)].sort());
 
   const resultDigest = hexlify(sha256(new TextEncoder().encode('trained model')));
-  await writeStatus(name, { phase: 'Succeeded', progress: { step: 4 }, trace: { root: rootB, stepsCovered: 4 } }, { [RESULT_DIGEST_ANNOTATION]: resultDigest });
+  // as the operator writes it: result (digest, final root, stored model) in the same status write as Succeeded
+  const result = { digest: resultDigest, step: 4, finalTraceRoot: rootB.slice(2), model: { store: 'jetstream', bucket: 'tessera-checkpoints', location: `tessera/${NS}/${name}/uid/model.onnx` } };
+  await writeStatus(name, { phase: 'Succeeded', progress: { step: 4 }, trace: { root: rootB.slice(2), stepsCovered: 4 }, result });
   await b2.tick();
   const j = await market.getJob(jobId);
   expect(j).toMatchObject({ state: JobState.Submitted, checkpointCount: 2, finalTraceRoot: rootB, resultDigest });
@@ -160,6 +157,15 @@ test('JobPosted -> accepted -> TrainingJob (network) with inputs in a ConfigMap;
   expect((await market.getJob(second)).state).toBe(JobState.Released);
   const released = events.find((e) => e.type === 'released') as { reason: string } | undefined;
   expect(released?.reason).toMatch(/failed: TrainingFailed stage 1 lost/);
+
+  // Succeeded with a result that is not for the whole job: released with the field named, never submitted
+  const third = await post();
+  await b2.tick();
+  const partial = { digest: resultDigest, step: 2, finalTraceRoot: rootA.slice(2), model: { store: 'file', location: '/ckpt/model.onnx' } };
+  await writeStatus(networkJobName(market.address, third), { phase: 'Succeeded', trace: { root: rootA.slice(2), stepsCovered: 2 }, result: partial });
+  await b2.tick();
+  expect((await market.getJob(third)).state).toBe(JobState.Released);
+  expect((events.filter((e) => e.type === 'released').at(-1) as { reason: string }).reason).toMatch(/status.result is for step 2, the job has 4 steps/);
 }, 180_000);
 
 test('a job whose inputs do not fit the ConfigMap hand-off is refused at inspect, before any accept', async () => {

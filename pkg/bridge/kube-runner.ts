@@ -12,15 +12,16 @@
  * TrainingJobs run. Progress comes back from the TrainingJob's status (written by the operator's run
  * phase, pkg/operator/driver-runner.ts): each new `status.trace.root` that reaches the
  * next checkpoint boundary (`stepsCovered`) is committed on chain at the next dense index; when the
- * phase is Succeeded (or Complete) the final root is `status.trace.root`. The result digest (SHA-256
- * of the trained model) is not in the TrainingJob status the operator writes; it is read from the
- * annotation RESULT_DIGEST_ANNOTATION, and a job that finished without one is not submitted.
+ * phase is Succeeded (or Complete) the job's `status.result` (written by the operator with that
+ * phase) gives the final root (`finalTraceRoot`), the result digest (SHA-256 of the trained model
+ * file, made by pkg/train trainedModelFile as in standalone mode) and where the model is stored; a
+ * job that finished without a well-formed result is released, not submitted.
  *
  * Deliverability is checked in inspect(), before accept: inputs fetched and digest-checked
  * (fetch.ts), and model + data must fit in a ConfigMap.
  */
 import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
-import { API_VERSION, GROUP, JobSource, KIND, PLURAL, VERSION, parseTrainingJob, type TrainingJob, type TrainingJobStatus } from '../k8s/index.js';
+import { API_VERSION, GROUP, JobSource, KIND, PLURAL, VERSION, parseTrainingJob, type TrainingJob, type TrainingJobResult, type TrainingJobStatus } from '../k8s/index.js';
 import { decodeModel } from '../onnx/index.js';
 import { JobInputError, RunPendingError } from './errors.js';
 import { fetchInput, type FetchOptions } from './fetch.js';
@@ -28,7 +29,6 @@ import type { JobResult, JobRunner, RunnableJob } from './runner.js';
 
 export const NETWORK_JOB_LABEL = 'tessera.dev/network-job';
 export const MARKET_LABEL = 'tessera.dev/market';
-export const RESULT_DIGEST_ANNOTATION = 'tessera.dev/result-digest';
 export const MODEL_DIGEST_ANNOTATION = 'tessera.dev/model-digest';
 export const DATA_DIGEST_ANNOTATION = 'tessera.dev/data-digest';
 /** ConfigMaps are capped at 1 MiB; keep room for metadata. */
@@ -57,11 +57,23 @@ export interface KubeJobRunnerOptions {
 }
 
 /** The operator writes roots as bare hex (pkg/verify toHex); the chain takes 0x-prefixed bytes32. */
-function bytes32(jobId: bigint, name: string, root: string | undefined): string | undefined {
+function bytes32(jobId: bigint, name: string, root: string | undefined, field = 'status.trace.root'): string | undefined {
   if (root === undefined || root === '') return undefined;
   const m = /^(0x)?([0-9a-fA-F]{64})$/.exec(root);
-  if (m === null) throw new HandOffError(jobId, `TrainingJob ${name}: status.trace.root ${root.slice(0, 80)} is not a 32-byte hex root`);
+  if (m === null) throw new HandOffError(jobId, `TrainingJob ${name}: ${field} ${String(root).slice(0, 80)} is not a 32-byte hex root`);
   return `0x${m[2]!.toLowerCase()}`;
+}
+
+/** status.result of a finished job, checked: the whole job trained, a bytes32 digest and final root, a stored model. */
+function resultOf(jobId: bigint, name: string, r: TrainingJobResult | undefined, steps: number): JobResult {
+  if (r === undefined) throw new HandOffError(jobId, `TrainingJob ${name} finished without status.result`);
+  if (typeof r.digest !== 'string' || !/^0x[0-9a-fA-F]{64}$/.test(r.digest)) throw new HandOffError(jobId, `TrainingJob ${name}: status.result.digest ${String(r.digest).slice(0, 80)} is not a 0x-prefixed SHA-256`);
+  if (r.step !== steps) throw new HandOffError(jobId, `TrainingJob ${name}: status.result is for step ${r.step}, the job has ${steps} steps`);
+  const finalTraceRoot = bytes32(jobId, name, r.finalTraceRoot, 'status.result.finalTraceRoot');
+  if (finalTraceRoot === undefined) throw new HandOffError(jobId, `TrainingJob ${name}: status.result has no finalTraceRoot`);
+  if (typeof r.model?.location !== 'string' || r.model.location === '') throw new HandOffError(jobId, `TrainingJob ${name}: status.result.model has no location`);
+  const where = `${r.model.store}:${r.model.bucket !== undefined ? `${r.model.bucket}/` : ''}${r.model.location}`;
+  return { finalTraceRoot, resultDigest: r.digest.toLowerCase(), resultPath: where };
 }
 
 const statusOf = (err: unknown): number | undefined => (err as { code?: number } | null)?.code;
@@ -196,9 +208,19 @@ export class KubeJobRunner implements JobRunner {
     const every = this.opts.checkpointEvery ?? 10;
     const live = await this.read(job.jobId, name);
     const st: TrainingJobStatus = live.status ?? {};
-    const root = bytes32(job.jobId, name, st.trace?.root);
-    const covered = st.trace?.stepsCovered ?? 0;
     const done = (st.phase as string) === 'Succeeded' || (st.phase as string) === 'Complete';
+    let result: JobResult | undefined;
+    if (done) {
+      try {
+        result = resultOf(job.jobId, name, st.result, steps);
+      } catch (err) {
+        this.#runs.delete(job.jobId);
+        throw err;
+      }
+    }
+    // a finished job's last root is its result's final root (the operator writes it with trace.root, in one status write)
+    const root = result?.finalTraceRoot ?? bytes32(job.jobId, name, st.trace?.root);
+    const covered = result ? steps : st.trace?.stepsCovered ?? 0;
     // a checkpoint root at each boundary the status reaches (status may skip steps: the root then covers more)
     if (root !== undefined && root !== run.lastRoot && (covered >= (run.index + 1) * every || covered >= steps || done)) {
       await commit(run.index, root);
@@ -212,11 +234,6 @@ export class KubeJobRunner implements JobRunner {
     }
     if (!done) throw new RunPendingError(job.jobId, `TrainingJob ${this.opts.namespace}/${name} ${st.phase ?? 'Pending'}, trace covers ${covered} of ${steps} steps`);
     this.#runs.delete(job.jobId);
-    if (root === undefined || covered < steps) throw new HandOffError(job.jobId, `TrainingJob ${name} finished with a trace covering ${covered} of ${steps} steps`);
-    const resultDigest = live.metadata.annotations !== undefined ? (live.metadata.annotations as Record<string, string>)[RESULT_DIGEST_ANNOTATION] : undefined;
-    if (resultDigest === undefined || !/^0x[0-9a-fA-F]{64}$/.test(resultDigest)) {
-      throw new HandOffError(job.jobId, `TrainingJob ${name} finished without a result digest (annotation ${RESULT_DIGEST_ANNOTATION})`);
-    }
-    return { finalTraceRoot: root, resultDigest: resultDigest.toLowerCase(), resultPath: `${this.opts.namespace}/${name}` };
+    return result!;
   }
 }

@@ -20,10 +20,10 @@
 import { readFile, writeFile, rename, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getBytes, hexlify } from 'ethers';
-import { decodeModel, encodeModel } from '../onnx/index.js';
-import { Trainer, bindBatchDims, checkpointOf, decodeCheckpoint, embeddingVocab, encodeCheckpoint, fingerprintOf, openDataSource, type DataSource } from '../train/index.js';
+import { decodeModel } from '../onnx/index.js';
+import { Trainer, bindBatchDims, checkpointOf, decodeCheckpoint, embeddingVocab, encodeCheckpoint, fingerprintOf, openDataSource, trainedModelFile, type DataSource } from '../train/index.js';
 import type { OptimizerConfigInput } from '../optim/index.js';
-import { TraceAccumulator, sha256, tensorSetDigest } from '../verify/index.js';
+import { TraceAccumulator, tensorSetDigest } from '../verify/index.js';
 import { JobAbandonedError, JobInputError } from './errors.js';
 import { fetchInput, type FetchOptions } from './fetch.js';
 
@@ -40,7 +40,7 @@ export interface RunnableJob {
 export interface JobResult {
   /** bytes32 hex: root over every step. */
   finalTraceRoot: string;
-  /** bytes32 hex: SHA-256 of the trained model file. */
+  /** bytes32 hex: SHA-256 of the trained model file (pkg/train trainedModelFile). */
   resultDigest: string;
   /** Where the trained model was written. */
   resultPath: string;
@@ -175,14 +175,14 @@ export class LocalTrainRunner implements JobRunner {
           index = committedBefore(trainer.step, every);
         }
       }
-      const out = encodeModel(trainer.trainedModel());
+      const out = trainedModelFile(model, trainer.snapshot().params);
       await mkdir(this.opts.outDir, { recursive: true });
       const resultPath = join(this.opts.outDir, `job-${job.jobId}.onnx`);
-      await writeFile(`${resultPath}.tmp`, out);
+      await writeFile(`${resultPath}.tmp`, out.bytes);
       await rename(`${resultPath}.tmp`, resultPath);
       await rm(files.checkpoint, { force: true });
       await rm(files.trace, { force: true });
-      return { finalTraceRoot: hexlify(acc.root()), resultDigest: hexlify(sha256(out)), resultPath };
+      return { finalTraceRoot: hexlify(acc.root()), resultDigest: out.digest, resultPath };
     } finally {
       await trainer.close();
     }

@@ -18,6 +18,7 @@ export type {
   TrainingJob,
   TrainingJobMetadata,
   TrainingJobSpec,
+  TrainingJobResult,
   TrainingJobStatus,
   VerificationSpec,
 } from './types.js';

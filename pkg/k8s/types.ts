@@ -163,7 +163,21 @@ export interface TrainingJobStatus {
   /** loss is a string so `kubectl get tj` shows it as written (e.g. "2.3187"). */
   progress?: { step?: number; loss?: string; samplesPerSecond?: number; lastCheckpointStep?: number };
   trace?: { root?: string; stepsCovered?: number };
+  /** Set once, when training succeeds (with phase Succeeded, in the same status write). */
+  result?: TrainingJobResult;
   network?: { jobId?: string; txHashes?: string[] };
+}
+
+/** What a finished job delivered: the trained model, where it is stored, and its evidence. */
+export interface TrainingJobResult {
+  /** 0x-prefixed SHA-256 of the trained model file (pkg/train trainedModelFile): a network job's on-chain result digest. */
+  digest: string;
+  /** The step the trained parameters are from (spec.steps). */
+  step: number;
+  /** Trace root (hex, as status.trace.root) over steps 1..step: the job's final root. */
+  finalTraceRoot: string;
+  /** The trained model (ONNX) in the operator's checkpoint store, beside the job's checkpoints. */
+  model: { store: string; location: string; bucket?: string };
 }
 
 /** The metadata fields the operator reads; everything else in metadata is kept verbatim. */

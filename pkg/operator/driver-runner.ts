@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { CoreV1Api } from '@kubernetes/client-node';
-import { optimizerConfigOf, type DataSource as DataSourceSpec } from '../k8s/index.js';
-import { decodeModel } from '../onnx/index.js';
-import { bindBatchDims, dataSourceFromBytes, embeddingVocab, fingerprintOf, openDataSource, runLoop, type DataSource } from '../train/index.js';
+import { optimizerConfigOf, type DataSource as DataSourceSpec, type TrainingJobResult } from '../k8s/index.js';
+import { decodeModel, type Model } from '../onnx/index.js';
+import { bindBatchDims, dataSourceFromBytes, embeddingVocab, fingerprintOf, openDataSource, runLoop, trainedModelFile, type DataSource } from '../train/index.js';
 import { NatsBus } from '../transport/index.js';
-import { Driver, openCheckpointStore, type DriverStepResult } from '../worker/index.js';
+import { Driver, JetStreamCheckpointStore, openCheckpointStore, type CheckpointStore, type DriverStepResult } from '../worker/index.js';
 import { isActive, StopMode, type JobRunner, type RunProgress, type RunRequest, type RunView } from './job-runner.js';
 import { readConfigMapKey } from './model-source.js';
 
@@ -13,8 +13,10 @@ import { readConfigMapKey } from './model-source.js';
  * The operator's JobRunner: hosts one pipeline Driver per running job (pkg/worker), stage i pinned
  * to the worker of stage pod i, checkpoints in the job's area of the checkpoint store, so that a
  * new run (after a lost stage, a suspend, an operator restart or a leader hand-over) resumes from
- * the last complete checkpoint. Views are published to listeners at most once per
- * publishIntervalMs, and at once when the run changes state.
+ * the last complete checkpoint. A run that completes stores the trained model beside the
+ * checkpoints and reports it, with its digest and final trace root, as the job's result
+ * (status.result). Views are published to listeners at most once per publishIntervalMs, and at
+ * once when the run changes state.
  */
 
 export interface DriverJobRunnerOptions {
@@ -57,8 +59,19 @@ export class DataUnavailableError extends Error {
   }
 }
 
-/** Failures a new run can cure: a stage gone or broken, workers not (yet) there. */
-const restartable = new Set(['StageLostError', 'StageFailedError', 'NotEnoughWorkersError']);
+/** Training completed but its result (the trained model from the final checkpoint) could not be read or stored. */
+export class ResultUnavailableError extends Error {
+  override name = 'ResultUnavailableError';
+  constructor(readonly key: string, message: string, options?: { cause?: unknown }) {
+    super(`${key}: ${message}`, options);
+  }
+}
+
+/**
+ * Failures a new run can cure: a stage gone or broken, workers not (yet) there, a result not stored
+ * (the new run resumes from the final checkpoint, takes no step and stores the result again).
+ */
+const restartable = new Set(['StageLostError', 'StageFailedError', 'NotEnoughWorkersError', 'ResultUnavailableError']);
 
 interface Run {
   live: RunView;
@@ -165,6 +178,30 @@ export class DriverJobRunner implements JobRunner {
     return got.bytes;
   }
 
+  /**
+   * The job's result: the trained model assembled from the final checkpoint's merged parameters
+   * (runLoop checkpoints the last step), stored beside the checkpoints as `model.onnx`, and its
+   * digest made by pkg/train trainedModelFile, the function the standalone bridge runner uses.
+   */
+  private async storeResult(
+    key: string, store: CheckpointStore, dir: string, fingerprint: string, model: Model, progress: RunProgress,
+    final: { step: number; traceRoot: string; traceSteps: number },
+  ): Promise<TrainingJobResult> {
+    if (progress.lastCheckpoint === undefined || progress.lastCheckpointStep !== final.step) {
+      throw new ResultUnavailableError(key, `no checkpoint of the final step ${final.step} (last: ${progress.lastCheckpointStep ?? 'none'})`);
+    }
+    if (final.traceSteps !== final.step) throw new ResultUnavailableError(key, `the trace covers ${final.traceSteps} of ${final.step} steps`);
+    try {
+      const ck = await store.read(progress.lastCheckpoint, fingerprint);
+      const file = trainedModelFile(model, ck.params);
+      const location = await store.writeArtifact(dir, 'model.onnx', file.bytes);
+      const bucket = store instanceof JetStreamCheckpointStore ? { bucket: store.bucket } : {};
+      return { digest: file.digest, step: ck.step, finalTraceRoot: final.traceRoot, model: { store: store.kind, location, ...bucket } };
+    } catch (err) {
+      throw new ResultUnavailableError(key, `cannot store the trained model from ${progress.lastCheckpoint}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
   private async execute(key: string, run: Run, req: RunRequest): Promise<void> {
     const { job } = req;
     const { spec } = job;
@@ -236,9 +273,11 @@ export class DriverJobRunner implements JobRunner {
           },
           onCheckpoint: () => checkpoint(data.state()),
         });
+        const final = { step: driver.step, traceRoot: driver.traceRoot, traceSteps: driver.traceSteps };
         await driver.stop();
-        this.log(`${key}: training complete at step ${progress.step}`);
-        this.set(key, run, { type: 'succeeded', progress: progress! }, true);
+        const result = await this.storeResult(key, store, dir, fingerprint, model, progress!, final);
+        this.log(`${key}: training complete at step ${progress!.step}; model ${result.model.location}, digest ${result.digest}`);
+        this.set(key, run, { type: 'succeeded', progress: progress!, result }, true);
       } catch (err) {
         if (err instanceof RunStoppedError && err.how === StopMode.Checkpoint && driver.state.type === 'running') {
           if (driver.step > (progress?.lastCheckpointStep ?? 0)) await checkpoint(before);

@@ -1,4 +1,4 @@
-import type { TrainingJob } from '../k8s/index.js';
+import type { TrainingJob, TrainingJobResult } from '../k8s/index.js';
 
 /**
  * The reconciler's one outside capability for training (STYLE 3): something that runs a job's
@@ -51,7 +51,7 @@ export type RunView =
   | { type: 'running'; generation?: number; workers: readonly string[]; progress: RunProgress; /** The step this run began at: 0, or the checkpoint it resumed from. */ startStep: number }
   | { type: 'stopping'; generation?: number; workers: readonly string[]; progress?: RunProgress }
   | { type: 'stopped'; reason: string; progress?: RunProgress }
-  | { type: 'succeeded'; progress: RunProgress }
+  | { type: 'succeeded'; progress: RunProgress; result: TrainingJobResult }
   | { type: 'failed'; reason: string; message: string; progress?: RunProgress };
 
 /** A run that holds (or is about to hold) the stage workers. */

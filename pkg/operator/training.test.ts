@@ -1,11 +1,15 @@
 import { spawnSync } from 'node:child_process';
+import { hexlify } from 'ethers';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, Watch, type CoreV1Event, type V1Pod } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION, type TrainingJobStatus } from '../k8s/index.js';
 import { buildGpt } from '../models/index.js';
-import { encodeModel } from '../onnx/index.js';
-import { NatsServer } from '../worker/index.js';
+import { decodeModel, encodeModel } from '../onnx/index.js';
+import { Trainer, bindBatchDims } from '../train/index.js';
+import { NatsBus } from '../transport/index.js';
+import { sha256 } from '../verify/index.js';
+import { JetStreamCheckpointStore, NatsServer } from '../worker/index.js';
 import { helm } from '../../test/chart/helm.js';
 import { startCluster, type Cluster } from '../../test/k8s/cluster.js';
 import { KubeletRunner } from '../../test/k8s/kubelet-runner.js';
@@ -163,6 +167,47 @@ describe('training through the operator: apply to Succeeded on stage worker proc
 
     // The workers are idle once training ended: their pods go, and the kubelet stops their processes.
     await until('stage pods gone', async () => (await podsOf('tiny')).length === 0 && kubelet.running.length === 0);
+  }, 300_000);
+
+  it('a network job (source network) ends with status.result: the trained model stored beside its checkpoints, digested as the standalone bridge runner does', async () => {
+    await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, body: { ...jobBody('net', 30, 20), spec: { ...jobBody('net', 30, 20).spec, source: 'network' } } });
+    const done = await until('net Succeeded', async () => {
+      const j = await getJob('net');
+      if (j.status?.phase === 'Failed') throw new Error(`failed: ${JSON.stringify(j.status.conditions)}`);
+      return j.status?.phase === 'Succeeded' ? j : undefined;
+    }, 240_000, 100);
+    const s = done.status!;
+    const area = `e2e/${NS}/net/${done.metadata.uid}`;
+    // the final root is the trace's; the model lies in the job's checkpoint area of the JetStream store
+    expect(s.result).toEqual({ digest: expect.stringMatching(/^0x[0-9a-f]{64}$/), step: 30, finalTraceRoot: s.trace!.root, model: { store: 'jetstream', bucket: 'tessera-checkpoints', location: `${area}/model.onnx` } });
+    expect(s.trace!.stepsCovered).toBe(30);
+    const bus = await NatsBus.connect({ servers: nats.url });
+    try {
+      const store = new JetStreamCheckpointStore(bus.connection);
+      const stored = await store.readArtifact(s.result!.model.location);
+      expect(hexlify(sha256(stored))).toBe(s.result!.digest);
+      // The standalone path (pkg/bridge LocalTrainRunner: a Trainer's trainedModel(), encoded and
+      // hashed) over the final checkpoint's parameters gives the same digest.
+      const ck = await store.read(`${area}/step-30`);
+      const gpt = decodeModel(stored);
+      const trainer = await Trainer.create(gpt, { bindings: bindBatchDims(gpt, 8), optimizer: { kind: 'adamw', lr: 0.01 } });
+      try {
+        trainer.restore({ ...trainer.snapshot(), step: ck.step, params: ck.params });
+        expect(hexlify(sha256(encodeModel(trainer.trainedModel())))).toBe(s.result!.digest);
+      } finally {
+        await trainer.close();
+      }
+      // and the stored model is the source model with those parameters, nothing else changed
+      const source = decodeModel(new Uint8Array(Buffer.from((await core.readNamespacedConfigMap({ name: 'tiny-gpt', namespace: NS })).binaryData!['model.onnx']!, 'base64')));
+      expect([...gpt.graph.initializers.keys()].sort()).toEqual([...source.graph.initializers.keys()].sort());
+      expect(Object.keys(ck.params).length).toBeGreaterThan(0);
+      const bytesOf = (d: ArrayBufferView): Buffer => Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+      for (const [name, t] of Object.entries(ck.params)) expect(bytesOf(gpt.graph.initializers.get(name)!.data).equals(bytesOf(t.data))).toBe(true);
+    } finally {
+      await bus.close();
+    }
+    const completed = (await eventsOf('net')).find((e) => e.reason === 'Completed');
+    expect(completed?.message).toContain(s.result!.digest);
   }, 300_000);
 
   it('suspend while Running checkpoints and removes the pods; resume continues from that checkpoint to the end', async () => {

@@ -188,7 +188,7 @@ describe('TrainingJobReconciler.decide with a JobRunner (training run phase)', (
     ['starting', { type: 'starting', workers } as RunView, 'Planned', [], 'Starting'],
     ['running', { type: 'running', workers, progress: progress(3), startStep: 0 } as RunView, 'Running', ['TrainingStarted'], 'Training'],
     ['running after a checkpoint', { type: 'running', workers, progress: progress(10, { lastCheckpointStep: 10, lastCheckpoint: 'e2e/x/step-10' }), startStep: 0 } as RunView, 'Running', ['TrainingStarted', 'Checkpointed'], 'Training'],
-    ['succeeded', { type: 'succeeded', progress: progress(20, { lastCheckpointStep: 20 }) } as RunView, 'Succeeded', ['Checkpointed', 'Completed'], 'Completed'],
+    ['succeeded', { type: 'succeeded', progress: progress(20, { lastCheckpointStep: 20 }), result: { digest: `0x${'cd'.repeat(32)}`, step: 20, finalTraceRoot: 'ab'.repeat(32), model: { store: 'jetstream', bucket: 'b', location: 'e2e/x/model.onnx' } } } as RunView, 'Succeeded', ['Checkpointed', 'Completed'], 'Completed'],
     ['failed', { type: 'failed', reason: 'DataUnavailableError', message: 'configmap ns/x: key not present' } as RunView, 'Failed', ['TrainingFailed'], 'TrainingFailed'],
   ])('run %s: phase, Running condition and events mirror the view, then quiet', async (_name, view, phase, evs, runningReason) => {
     const { r, snap } = await planned();
@@ -205,6 +205,8 @@ describe('TrainingJobReconciler.decide with a JobRunner (training run phase)', (
     }
     if (phase === 'Failed') expect(st.conditions!.find((c) => c.type === 'Failed')).toMatchObject({ status: 'True', reason: 'TrainingFailed', message: 'DataUnavailableError: configmap ns/x: key not present' });
     if (phase === 'Succeeded') expect(st.conditions!.find((c) => c.type === 'Complete')).toMatchObject({ status: 'True', reason: 'Completed' });
+    // The result is written with phase Succeeded, and only then.
+    expect(st.result).toEqual(view.type === 'succeeded' ? view.result : undefined);
     const next = applied(s, res.actions);
     const again = await r.decide(KEY, next);
     // A finished job's pods go and its GPUs are released; anything else is quiet.

@@ -377,6 +377,8 @@ export function decideRun(job: TrainingJob, base: ReconcileResult, run: RunView 
       break;
   }
   const status = withRunProgress({ ...planned, phase, conditions: conds }, progress);
+  // The result goes in with phase Succeeded, so a reader never sees Succeeded without it.
+  if (run?.type === 'succeeded') status.result = run.result;
   // Every run (first, after a lost stage, after a resume or an operator restart) passes through
   // Running False before it trains, so a Running condition turning True is a new run.
   const prevRunning = conditionOf(prev, ConditionType.Running);
@@ -385,7 +387,7 @@ export function decideRun(job: TrainingJob, base: ReconcileResult, run: RunView 
   }
   const ck = status.progress?.lastCheckpointStep;
   if (ck !== undefined && ck !== prev?.progress?.lastCheckpointStep) events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.Checkpointed, message: `checkpoint of step ${ck}${progress?.lastCheckpoint ? ` at ${progress.lastCheckpoint}` : ''}` });
-  if (phase === Phase.Succeeded && prev?.phase !== Phase.Succeeded) events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.Completed, message: `${status.progress?.step ?? 0} steps, final loss ${status.progress?.loss ?? '?'}, trace root ${status.trace?.root ?? '-'}` });
+  if (phase === Phase.Succeeded && prev?.phase !== Phase.Succeeded) events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.Completed, message: `${status.progress?.step ?? 0} steps, final loss ${status.progress?.loss ?? '?'}, trace root ${status.trace?.root ?? '-'}${status.result ? `, model ${status.result.model.location} (${status.result.digest})` : ''}` });
   if (phase === Phase.Failed && prev?.phase !== Phase.Failed && run?.type === 'failed') events.push({ type: 'event', eventType: 'Warning', reason: ConditionReason.TrainingFailed, message: `${run.reason}: ${run.message}` });
   if (!sameStatus(status, prev)) actions.unshift({ type: 'updateStatus', status });
   return { actions: [...actions, ...events], pacing };

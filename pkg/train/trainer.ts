@@ -6,6 +6,7 @@ import {
   GradientSums, aliasTiedReads, clipScale, globalNorm, meanAndSumSq, partitionModel, scaleGradient, splitBatch, type TiedAlias,
 } from '../pipeline/index.js';
 import { DataShapeError, CheckpointError, GradientAccumulationError } from './errors.js';
+import { modelWithParams } from './result.js';
 
 export interface TrainerOptions {
   /** Values for the model's symbolic dims, e.g. { batch: 16 }; with microBatches, for ONE micro-batch. */
@@ -201,9 +202,7 @@ export class Trainer {
 
   /** The source model with its trainable initializers replaced by the current parameters. */
   trainedModel(): Model {
-    const initializers = new Map(this.source.graph.initializers);
-    for (const [name, t] of Object.entries(this.params)) initializers.set(name, t);
-    return { ...this.source, graph: { ...this.source.graph, initializers } };
+    return modelWithParams(this.source, this.params);
   }
 
   /** Loss on a batch with current parameters, without updating them. */

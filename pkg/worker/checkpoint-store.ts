@@ -1,6 +1,6 @@
 import type { MessageBus } from '../transport/index.js';
 import {
-  latestStepDir, readManifest, readPipelineCheckpoint, stepDir, writeManifest, writeStageCheckpoint, type PipelineCheckpoint, type PipelineManifest,
+  latestStepDir, readArtifact, readManifest, readPipelineCheckpoint, stepDir, writeArtifact, writeManifest, writeStageCheckpoint, type PipelineCheckpoint, type PipelineManifest,
 } from './checkpoint.js';
 import { UnknownCheckpointStoreError } from './errors.js';
 import type { StageSnapshot } from './stage-compute.js';
@@ -23,6 +23,10 @@ export interface CheckpointStore {
   read(step: string, fingerprint?: string): Promise<PipelineCheckpoint>;
   /** The locator of the highest step under `dir` whose manifest exists; undefined when there is none. */
   latest(dir: string): Promise<string | undefined>;
+  /** Stores a finished job's artifact (its trained model) as `name` in the area `dir`, beside the step checkpoints; returns its locator. */
+  writeArtifact(dir: string, name: string, bytes: Uint8Array): Promise<string>;
+  /** The bytes under a locator writeArtifact returned. */
+  readArtifact(locator: string): Promise<Uint8Array>;
 }
 
 /** What a store may need from its process: the job's bus (a NatsBus for 'jetstream'). */
@@ -59,6 +63,8 @@ export const fileCheckpointStore: CheckpointStore = {
   readManifest,
   read: readPipelineCheckpoint,
   latest: latestStepDir,
+  writeArtifact,
+  readArtifact,
 };
 
 registerCheckpointStore('file', () => fileCheckpointStore);

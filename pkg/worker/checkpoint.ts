@@ -91,6 +91,22 @@ export async function writeManifest(dir: string, m: Omit<PipelineManifest, 'form
   return file;
 }
 
+/** Writes a job's artifact (e.g. its trained model) as `<dir>/<name>`; returns the file's path. */
+export async function writeArtifact(dir: string, name: string, bytes: Uint8Array): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, name);
+  await writeAtomic(file, bytes);
+  return file;
+}
+
+export async function readArtifact(file: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(file));
+  } catch (err) {
+    throw new StageCheckpointError(`cannot read artifact ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** Reads the manifest of a step directory. */
 export async function readManifest(stepDirectory: string, fingerprint?: string): Promise<PipelineManifest> {
   let text: string;

@@ -92,6 +92,15 @@ export class JetStreamCheckpointStore implements CheckpointStore {
     return assembleCheckpoint(manifest, parts);
   }
 
+  async writeArtifact(dir: string, name: string, bytes: Uint8Array): Promise<string> {
+    await this.put(`${dir}/${name}`, bytes);
+    return `${dir}/${name}`;
+  }
+
+  readArtifact(locator: string): Promise<Uint8Array> {
+    return this.get(locator);
+  }
+
   async latest(dir: string): Promise<string | undefined> {
     const prefix = `${dir}/step-`;
     let best: number | undefined;

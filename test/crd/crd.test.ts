@@ -250,6 +250,7 @@ describe('status schema', () => {
     },
     progress: { step: 120, loss: '2.3187', samplesPerSecond: 410.5, lastCheckpointStep: 100 },
     trace: { root: 'ab'.repeat(32), stepsCovered: 100 },
+    result: { digest: `0x${'ef'.repeat(32)}`, step: 100, finalTraceRoot: 'ab'.repeat(32), model: { store: 'jetstream', bucket: 'tessera-checkpoints', location: 'tessera/ns/gpt/uid/model.onnx' } },
     network: { jobId: '0x01', txHashes: ['0x' + 'cd'.repeat(32)] },
   };
 
@@ -263,5 +264,8 @@ describe('status schema', () => {
     expect(validate(statusSchema, { phase: 'Done' }, 'status').map((v) => v.path)).toEqual(['status.phase']);
     const cond = { type: 'Running', status: 'True', lastTransitionTime: '2026-01-01T00:00:00Z', message: '' };
     expect(validate(statusSchema, { conditions: [cond] }, 'status').map((v) => v.path)).toEqual(['status.conditions[0].reason']);
+    // a result digest is 0x + 64 lowercase hex (what the chain takes), and the model's location is required
+    expect(validate(statusSchema, { result: { ...status.result!, digest: 'ef'.repeat(32) } }, 'status').map((v) => v.path)).toEqual(['status.result.digest']);
+    expect(validate(statusSchema, { result: { ...status.result!, model: { store: 'file' } } }, 'status').map((v) => v.path)).toEqual(['status.result.model.location']);
   });
 });
