@@ -11,7 +11,7 @@ export {
 } from './trainingjob-reconciler.js';
 export { StopMode, isActive } from './job-runner.js';
 export type { JobRunner, RunProgress, RunRequest, RunView } from './job-runner.js';
-export { DataUnavailableError, DriverJobRunner, RunStoppedError } from './driver-runner.js';
+export { DataUnavailableError, DriverJobRunner, ResultUnavailableError, RunStoppedError } from './driver-runner.js';
 export type { DriverJobRunnerOptions } from './driver-runner.js';
 export type { Action, EventType, Pacing, PodTemplateConfig, RawJob, ReconcileResult, ReconcilerDeps, Snapshot, Writer } from './trainingjob-reconciler.js';
 export {
