@@ -12,7 +12,7 @@ import { parseOptimizerConfig } from '../optim/index.js';
 import { NatsBus } from '../transport/index.js';
 import { Trainer, openDataSource } from '../train/index.js';
 import {
-  Driver, JetStreamCheckpointStore, NatsServer, StageLostError, fileCheckpointStore, readPipelineCheckpoint, runPipelineWithRecovery, type CheckpointStore, type DriverOptions,
+  Driver, JetStreamCheckpointStore, NatsServer, StageCheckpointError, StageLostError, fileCheckpointStore, readPipelineCheckpoint, runPipelineWithRecovery, type CheckpointStore, type DriverOptions,
 } from './index.js';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -190,5 +190,13 @@ describe('GPT (4 layers, d 32, context 16) on 4 worker processes over nats-serve
     expect(killed.r.traceRoot).toBe(straight.r.traceRoot);
     expect(killed.ck.stepRoots).toEqual(straight.ck.stepRoots);
     expect(killed.ck.stepRoots).toHaveLength(5);
+    // a finished job's artifact (its trained model) lives beside its checkpoints and reads back as written
+    const area = kind === 'file' ? join(dir, 'rec-killed') : 'rec-killed';
+    const bytes = new Uint8Array([1, 2, 3, 250]);
+    const at = await store.writeArtifact(area, 'model.onnx', bytes);
+    expect(at).toBe(kind === 'file' ? join(dir, 'rec-killed', 'model.onnx') : 'rec-killed/model.onnx');
+    expect(await store.readArtifact(at)).toEqual(bytes);
+    expect(await store.latest(area)).toBe(kind === 'file' ? join(dir, 'rec-killed', 'step-5') : 'rec-killed/step-5');
+    await expect(store.readArtifact(`${area}/missing.onnx`)).rejects.toThrow(StageCheckpointError);
   }, 90_000);
 });
