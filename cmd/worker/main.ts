@@ -80,9 +80,11 @@ async function main(argv: string[]): Promise<number> {
     const onSignal = () => { void stop().finally(() => resolve(0)); };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
-    // The server went away: nothing left to serve.
-    void bus.connection.closed().then((err) => {
+    // The server went away: nothing left to serve. The stage still ends first: exiting while its
+    // compute thread runs ORT aborts the process (Napi::Error).
+    void bus.connection.closed().then(async (err) => {
       if (err) log(`connection closed: ${err.message}`);
+      await worker.close().catch(() => undefined);
       resolve(err ? 1 : 0);
     });
   });

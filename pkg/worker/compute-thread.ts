@@ -20,13 +20,10 @@ const reply = (r: ThreadReply, tensors?: Record<string, Tensor>, keep?: Record<s
   port.postMessage({ ...r, tensors: t.tensors }, t.transfer);
 };
 
-/** Requests being served; 'close' waits for them: releasing a session while it runs can hang the thread (abort mid-step). */
-const inflight = new Set<Promise<void>>();
-
+// Requests are served as they come; 'close' is StageCompute.close(), which waits for the runs in
+// flight and refuses later ones, so once it replies nothing runs here and the thread may be ended.
 port.on('message', (req: ThreadRequest) => {
-  const others = req.op === 'close' ? [...inflight] : [];
-  const done = (async () => {
-    if (others.length > 0) await Promise.allSettled(others);
+  void (async () => {
     try {
       switch (req.op) {
         case 'warm': await compute.warm(init.warm); return reply({ id: req.id });
@@ -62,6 +59,4 @@ port.on('message', (req: ThreadRequest) => {
       reply({ id: req.id, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
     }
   })();
-  inflight.add(done);
-  void done.finally(() => inflight.delete(done));
 });

@@ -63,3 +63,11 @@ export class CheckpointDigestError extends Error {
     super(`checkpoint object ${object} is corrupt: its bytes hash to sha256 ${actual}, the stored digest is ${expected}`);
   }
 }
+
+/** A stage's compute was asked to run after it was closed (its stage ended: stop, abort, failure). */
+export class ComputeClosedError extends Error {
+  override name = 'ComputeClosedError';
+  constructor(readonly stage: number, readonly op: string) {
+    super(`stage ${stage}: cannot run ${op}, the stage's compute is closed (the stage ended)`);
+  }
+}

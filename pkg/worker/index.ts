@@ -33,4 +33,4 @@ export { NatsServer, NatsServerNotFoundError, NatsServerStartError, findNatsServ
 export type { NatsServerOptions } from './nats-server.js';
 export { startLocalCluster } from './local-cluster.js';
 export type { LocalCluster, LocalClusterOptions, LocalWorkerSpec } from './local-cluster.js';
-export { CheckpointDigestError, ControlMessageError, NotEnoughWorkersError, UnknownCheckpointStoreError, StageCheckpointError, StageFailedError, StageLostError, StageTensorError } from './errors.js';
+export { CheckpointDigestError, ComputeClosedError, ControlMessageError, NotEnoughWorkersError, UnknownCheckpointStoreError, StageCheckpointError, StageFailedError, StageLostError, StageTensorError } from './errors.js';

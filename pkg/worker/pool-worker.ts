@@ -28,6 +28,8 @@ export type PoolWorkerStatus = { type: 'idle' } | { type: 'starting'; job: strin
 export class PoolWorker {
   private status: PoolWorkerStatus = { type: 'idle' };
   private readonly subs: BusSubscription[] = [];
+  /** The stage being started, if any (settles either way); close() waits for it. */
+  private starting: Promise<void> = Promise.resolve();
   readonly ns: string;
 
   constructor(private readonly bus: MessageBus, private readonly opts: PoolWorkerOptions) {
@@ -63,7 +65,7 @@ export class PoolWorker {
     const { spec, stage } = msg;
     this.status = { type: 'starting', job: spec.job, stage };
     this.opts.log?.(`job ${spec.job}: starting stage ${stage}/${spec.stages}`);
-    StageWorker.start(this.bus, spec, stage, { compute: this.opts.compute, worker: this.opts.id }).then(
+    this.starting = StageWorker.start(this.bus, spec, stage, { compute: this.opts.compute, worker: this.opts.id }).then(
       (worker) => {
         this.status = { type: 'busy', job: spec.job, stage, worker };
         this.opts.onStage?.({ type: 'started', spec, stage });
@@ -76,16 +78,22 @@ export class PoolWorker {
       (err: unknown) => {
         const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
         this.opts.log?.(`job ${spec.job}: stage ${stage} failed to start: ${message}`);
-        this.bus.publish(msg.driver, encodeControl({ type: 'failed', worker: this.opts.id, stage, message }));
+        try {
+          this.bus.publish(msg.driver, encodeControl({ type: 'failed', worker: this.opts.id, stage, message }));
+        } catch { /* bus closed (shutting down): the driver's discovery times out */ }
         this.status = { type: 'idle' };
         this.opts.onStage?.({ type: 'ended', spec, stage, status: { type: 'failed', message } });
       },
     );
   }
 
-  /** Stops answering, aborts the current job stage, if any. Does not close the bus. */
+  /**
+   * Stops answering, aborts the current job stage, if any (one still starting once it started), and
+   * resolves when its compute is released, so the process may exit. Does not close the bus.
+   */
   async close(): Promise<void> {
     for (const s of this.subs) s.unsubscribe();
+    await this.starting;
     if (this.status.type === 'busy') await this.status.worker.abort('worker shutting down');
   }
 }

@@ -3,6 +3,7 @@ import { OrtSession } from '../runtime/index.js';
 import { buildOptimizerGraph, type OptimizerConfig, type OptimizerGraph } from '../optim/index.js';
 import { GradientSums, StageOp, meanAndSumSq, scaleGradient, type PipelineSplit } from '../pipeline/index.js';
 import { tensorSetDigest, type Digest, type MicroBatchDigests } from '../verify/index.js';
+import { ComputeClosedError } from './errors.js';
 
 /**
  * What one stage computes, as plain data (graphs as ONNX bytes) so it can cross into a worker
@@ -111,6 +112,10 @@ export interface StageComputeLike {
    * starts a fresh record: weightsAfter is taken now, weightsBefore at the step's first forward.
    */
   takeTrace(microBatches: number): Promise<StageStepDigests>;
+  /**
+   * Waits for the runs in flight, then releases the sessions; runs asked for afterwards reject with
+   * ComputeClosedError. Idempotent: every call returns the same completion.
+   */
   close(): Promise<void>;
 }
 
@@ -136,6 +141,9 @@ export class StageCompute implements StageComputeLike {
   /** weightsAfter of the last step: the next step's weightsBefore unless parameters change in between. */
   private traceCarry: Digest | undefined;
   private traceMb = new Map<number, Partial<MicroBatchDigests>>();
+  /** ORT runs (and session creations) in flight: close() waits for them, never releases under one. */
+  private readonly inflight = new Set<Promise<unknown>>();
+  private closing: Promise<void> | undefined;
 
   constructor(readonly plan: StagePlan, private current: Record<string, Tensor>) {
     this.owned = plan.params.filter((p) => plan.owner[p.name] === plan.index);
@@ -152,10 +160,25 @@ export class StageCompute implements StageComputeLike {
   private session(kind: 'F' | 'B' | 'W' | 'BW'): Promise<OrtSession> {
     let s = this.sessions.get(kind);
     if (!s) {
-      s = OrtSession.create(this.plan.graphs[kind], { intraOpThreads: this.plan.intraOpThreads, slowdown: this.plan.slowdown });
+      s = this.track(kind, () => OrtSession.create(this.plan.graphs[kind], { intraOpThreads: this.plan.intraOpThreads, slowdown: this.plan.slowdown }));
       this.sessions.set(kind, s);
     }
     return s;
+  }
+
+  /** Runs `kind`'s session on `feeds`, tracked so close() waits for it. */
+  private run(kind: 'F' | 'B' | 'W' | 'BW', feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    return this.track(kind, async () => (await this.session(kind)).run(feeds));
+  }
+
+  /** Starts `work` unless closed (synchronously, so a close that comes after sees it) and tracks it until it settles. */
+  private track<T>(op: string, work: () => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new ComputeClosedError(this.plan.index, op));
+    const p = work();
+    this.inflight.add(p);
+    const untrack = () => { this.inflight.delete(p); };
+    p.then(untrack, untrack);
+    return p;
   }
 
   /** Creates the sessions up front so the first step does not pay for them. */
@@ -171,7 +194,7 @@ export class StageCompute implements StageComputeLike {
   async forward(microBatch: number, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
     this.stash.set(microBatch, feeds);
     this.traceBefore ??= this.traceCarry ?? tensorSetDigest(this.stageParams());
-    const out = await (await this.session('F')).run({ ...feeds, ...this.stageParams() });
+    const out = await this.run('F', { ...feeds, ...this.stageParams() });
     const result = this.plan.index === this.plan.stages - 1
       ? { [this.plan.loss]: out[this.plan.loss]! }
       : Object.fromEntries(this.plan.activationOutputs.map((n) => [n, out[n]!]));
@@ -206,7 +229,7 @@ export class StageCompute implements StageComputeLike {
     }
     const feeds = { ...this.stash.get(j)!, ...this.stageParams(), ...(this.outGrads.get(j) ?? {}) };
     const empty = (op === StageOp.BackwardInput ? this.plan.inputGrads.length : op === StageOp.BackwardWeight ? this.plan.paramGrads.length : 1) === 0;
-    const out = empty ? {} : await (await this.session(op)).run(feeds);
+    const out = empty ? {} : await this.run(op, feeds);
     const result: Record<string, Tensor> = {};
     if (op !== StageOp.BackwardWeight && this.plan.index > 0) for (const [v, o] of this.plan.inputGrads) result[v] = out[o]!;
     if (op !== StageOp.BackwardWeight) {
@@ -257,9 +280,13 @@ export class StageCompute implements StageComputeLike {
     }
     this.acc = new GradientSums();
     if (this.optimizer) {
-      this.optSession ??= OrtSession.create(this.optimizer.model, { intraOpThreads: this.plan.intraOpThreads, slowdown: this.plan.slowdown });
+      const optimizer = this.optimizer;
       const params = Object.fromEntries(this.owned.map((p) => [p.name, this.current[p.name]!]));
-      const out = this.optimizer.read(await (await this.optSession).run(this.optimizer.feeds({ params, grads, state: this.optState, step, lr })));
+      const feeds = optimizer.feeds({ params, grads, state: this.optState, step, lr });
+      const out = optimizer.read(await this.track('optimizer', async () => {
+        this.optSession ??= OrtSession.create(optimizer.model, { intraOpThreads: this.plan.intraOpThreads, slowdown: this.plan.slowdown });
+        return (await this.optSession).run(feeds);
+      }));
       this.optState = out.state;
       this.current = { ...this.current, ...out.params };
     }
@@ -291,10 +318,23 @@ export class StageCompute implements StageComputeLike {
     return { ...this.current };
   }
 
-  async close(): Promise<void> {
-    for (const s of this.sessions.values()) await (await s).release();
+  close(): Promise<void> {
+    this.closing ??= this.release();
+    return this.closing;
+  }
+
+  /**
+   * Releases only once no run is in flight: a session released (or its thread ended) while ORT runs
+   * in it takes the process down (Napi::Error, SIGABRT). Runs are bounded, so this wait is too.
+   */
+  private async release(): Promise<void> {
+    await Promise.allSettled([...this.inflight]);
+    const sessions = [...this.sessions.values(), ...(this.optSession ? [this.optSession] : [])];
     this.sessions.clear();
-    if (this.optSession) await (await this.optSession).release();
     this.optSession = undefined;
+    // A session that failed to create has nothing to release (its caller got the error).
+    const released = await Promise.allSettled(sessions.map((s) => s.then((x) => x.release(), () => undefined)));
+    const failed = released.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }

@@ -107,7 +107,14 @@ export class StageWorker {
     }
     const compute = await (opts.compute ?? inlineCompute)(plan, params, actions.map((a) => a.op));
     params = {};
-    if (restoreOwn) await compute.restore(restoreOwn);
+    if (restoreOwn) {
+      try {
+        await compute.restore(restoreOwn);
+      } catch (err) {
+        await compute.close().catch(() => undefined); // its thread would outlive the failed start
+        throw err;
+      }
+    }
 
     const last = stage === spec.stages - 1;
     const inbox = {
@@ -254,15 +261,20 @@ export class StageWorker {
     this.emit({ type: 'stepped', stage: this.stage, step, trace: traceToWire({ step, stage: this.stage, schedule: this.spec.schedule, loss, ...d }), timings: this.timings });
   }
 
-  /** Ends the job for this stage: closes channels and compute; the worker returns to its pool. */
+  /**
+   * Ends the job for this stage: closes channels and compute (after the run in flight, if any; its
+   * result is dropped); the worker returns to its pool. Idempotent: a later call (a second abort,
+   * the pool shutting down) resolves when the first one is complete.
+   */
   private async end(s: Exclude<StageWorkerStatus, { type: 'running' }>): Promise<void> {
-    if (this.state.type !== 'running') return;
+    if (this.state.type !== 'running') { await this.done; return; }
     this.state = s;
     clearInterval(this.heartbeat);
     for (const sub of this.subs) sub.unsubscribe();
     const inboxes = [this.inbox.fwd, this.inbox.bwd, this.inbox.data, ...this.inbox.tiedGrad.values(), ...this.inbox.tiedValue.values()];
     const senders = [this.out.fwd, this.out.bwd, ...this.out.tiedGrad.values(), ...this.out.tiedValue.values()];
-    await Promise.all([...inboxes.map((i) => i?.close()), ...senders.map((x) => x?.close().catch(() => undefined))]);
+    // Channels closing on a dead bus must not keep the compute from being released.
+    await Promise.all([...inboxes.map((i) => i?.close().catch(() => undefined)), ...senders.map((x) => x?.close().catch(() => undefined))]);
     await this.compute.close().catch(() => undefined);
     this.finish(s);
   }

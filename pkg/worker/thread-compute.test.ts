@@ -7,7 +7,7 @@ import { buildGpt } from '../models/index.js';
 import { DataType, type Tensor } from '../onnx/index.js';
 import { parseOptimizerConfig } from '../optim/index.js';
 import { splitStages } from '../pipeline/index.js';
-import { StageCompute, ThreadCompute, stagePlan } from './index.js';
+import { ComputeClosedError, StageCompute, ThreadCompute, stagePlan } from './index.js';
 import { forTransfer } from './transfer.js';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -57,3 +57,36 @@ test('a stage in a worker thread computes exactly what it computes inline, takin
     await thread.close();
   }
 }, 30_000);
+
+test('close() mid-run: the run in flight finishes, later runs reject with ComputeClosedError, close is idempotent', async () => {
+  const split = splitStages(buildGpt({ vocab: 64, layers: 2, dModel: 64, heads: 2, context: 32, seed: 1 }), { cuts: 'auto', stages: 1, bindings: { batch: 4 } });
+  const plan = stagePlan(split, 0, parseOptimizerConfig({ kind: 'sgd', lr: 0.1 }));
+  const rng = new Rng(2);
+  const ints = (): Tensor => ({ dtype: DataType.INT64, dims: [4, 32], data: BigInt64Array.from({ length: 128 }, () => BigInt(rng.int(64))) });
+  for (let k = 0; k < 3; k++) {
+    const thread = await ThreadCompute.start(plan, StageCompute.initialParams(split, plan), ['F', 'BW'], { entry });
+    const running = thread.forward(0, { tokens: ints(), targets: ints() });
+    const closed = thread.close();
+    expect(thread.close()).toBe(closed);
+    await expect(thread.backward('BW', 0, {})).rejects.toThrow(ComputeClosedError);
+    const out = await running; // the run was let finish (its result is the caller's to drop)
+    expect(Number.isFinite(Number(out[plan.loss]!.data[0]))).toBe(true);
+    await closed;
+    await expect(thread.forward(1, { tokens: ints(), targets: ints() })).rejects.toThrow(ComputeClosedError);
+  }
+}, 60_000);
+
+test('StageCompute.close waits for the run in flight, then refuses runs', async () => {
+  const split = splitStages(buildGpt({ vocab: 32, layers: 1, dModel: 16, heads: 2, context: 8, seed: 1 }), { cuts: 'auto', stages: 1, bindings: { batch: 2 } });
+  const plan = stagePlan(split, 0, parseOptimizerConfig({ kind: 'sgd', lr: 0.1 }));
+  const c = new StageCompute(plan, StageCompute.initialParams(split, plan));
+  const rng = new Rng(3);
+  const ints = (): Tensor => ({ dtype: DataType.INT64, dims: [2, 8], data: BigInt64Array.from({ length: 16 }, () => BigInt(rng.int(32))) });
+  const running = c.forward(0, { tokens: ints(), targets: ints() });
+  const closed = c.close();
+  expect(c.close()).toBe(closed);
+  await expect(c.update(1, 1, 0.1, [])).rejects.toThrow(ComputeClosedError);
+  expect(Number.isFinite(Number((await running)[plan.loss]!.data[0]))).toBe(true);
+  await closed;
+  await expect(c.backward('BW', 0, {})).rejects.toThrow(ComputeClosedError);
+});

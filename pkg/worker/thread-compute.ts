@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Tensor } from '../onnx/index.js';
+import { ComputeClosedError } from './errors.js';
 import type { StageComputeLike, StagePlan, StageSnapshot, StageStepDigests } from './stage-compute.js';
 import { forTransfer } from './transfer.js';
 
@@ -40,8 +41,9 @@ export class ThreadCompute implements StageComputeLike {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: ThreadReply) => void; reject: (e: Error) => void }>();
   private dead: Error | undefined;
+  private closing: Promise<void> | undefined;
 
-  private constructor(private readonly worker: Worker) {
+  private constructor(private readonly worker: Worker, private readonly stage: number) {
     worker.on('message', (r: ThreadReply) => {
       const p = this.pending.get(r.id);
       if (!p) return;
@@ -62,12 +64,18 @@ export class ThreadCompute implements StageComputeLike {
   static async start(plan: StagePlan, params: Record<string, Tensor>, warm: string[], opts: ThreadComputeOptions = {}): Promise<ThreadCompute> {
     const t = forTransfer(params);
     const worker = new Worker(opts.entry ?? new URL('./compute-thread.js', import.meta.url), { workerData: { plan, params: t.tensors, warm }, transferList: t.transfer });
-    const c = new ThreadCompute(worker);
-    await c.call({ op: 'warm' });
+    const c = new ThreadCompute(worker, plan.index);
+    try {
+      await c.call({ op: 'warm' });
+    } catch (err) {
+      await c.close(); // the thread would otherwise outlive the failed start (and keep the process up)
+      throw err;
+    }
     return c;
   }
 
   private call(req: DistributiveOmit<ThreadRequest, 'id'>): Promise<ThreadReply> {
+    if (this.closing && req.op !== 'close') return Promise.reject(new ComputeClosedError(this.stage, req.op));
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     let transfer: ArrayBuffer[] = [];
@@ -129,17 +137,17 @@ export class ThreadCompute implements StageComputeLike {
     return (await this.call({ op: 'takeTrace', microBatches })).trace!;
   }
   /**
-   * Releases the sessions, then ends the thread. The graceful close is bounded: a stage aborted
-   * mid-step (its driver gone) may have a run in flight that the release waits on, and the thread
-   * is terminated regardless, which frees everything it holds.
+   * Releases the sessions, then ends the thread; idempotent. The thread is ended only after it
+   * replied to 'close' (or died): terminating it while ORT runs in it aborts the whole process
+   * (Napi::Error, SIGABRT), so a stage aborted mid-step waits for its run in flight (bounded) and
+   * drops the result. Calls made after close() reject with ComputeClosedError without reaching the thread.
    */
-  async close(graceMs = 2000): Promise<void> {
-    if (!this.dead) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.call({ op: 'close' }).catch(() => undefined), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
-      clearTimeout(timer);
-    }
-    await this.worker.terminate();
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (!this.dead) await this.call({ op: 'close' }).catch(() => undefined);
+      await this.worker.terminate();
+    })();
+    return this.closing;
   }
 }
 
