@@ -11,7 +11,7 @@
 //   4. calibrated model: every segment's forward and fused backward timed inline on this host (k = 1)
 //      as the chain's work (1 unit = 1 host-ns), device rate 1e9 / k;
 //   5. measured profiles: every worker runs the whole model as a 1-stage job (2 micro-batches, the
-//      second step timed by the worker itself, Driver.timings): its rate on this work (the calibrated
+//      third step timed by the worker itself, Driver.timings): its rate on this work (the calibrated
 //      chain's total over its mean F + BW action time, so the hop to its compute thread, digests and
 //      gradient sums are in it) and its optimizer-update bandwidth (weights + optimizer state bytes of
 //      the chain over its update time) -> Device.flops, Device.updateBandwidth;
@@ -134,14 +134,15 @@ async function segmentTimes(model: Model, cuts: string[]): Promise<{ seg: { fwdM
 
 /**
  * A worker's measured profile on this model: it runs the whole model as a 1-stage job (2 micro-batches
- * of MB, one warm-up step, then the step its own timings describe).
+ * of MB, two warm-up steps, then the step its own timings describe).
  */
 async function workerProfile(bus: NatsBus, id: string, file: string, batch: Record<string, Tensor>): Promise<{ actionMs: number; updateMs: number }> {
   const driver = await Driver.start(bus, { ns: 'bench', job: `profile-${id}`, stages: 1, microBatches: 2, schedule: '1f1b', model: { path: file }, bindings: { batch: MB }, optimizer, workers: [id] });
   try {
     const two = Object.fromEntries(Object.entries(batch).map(([k, t]) => [k, { ...t, dims: [2 * MB, ...t.dims.slice(1)], data: t.data.slice(0, 2 * MB * CTX) } as Tensor]));
-    await driver.trainStep(two);
-    await driver.trainStep(two);
+    // Three steps, the last one timed: the throttle waits on each session's fastest run so far, which
+    // needs a few runs to settle (the first runs of fresh sessions are slow).
+    for (let i = 0; i < 3; i++) await driver.trainStep(two);
     const t = driver.timings[0]!;
     const per = (op: string) => t.actions.filter((a) => a.op === op).reduce((x, a) => x + a.computeMs + a.sendMs, 0) / 2;
     return { actionMs: per('F') + per('BW'), updateMs: t.updateMs };
