@@ -6,7 +6,7 @@ import { NatsBus } from '../../pkg/transport/index.js';
 import { Driver, openCheckpointStore, runPipelineWithRecovery, startLocalCluster } from '../../pkg/worker/index.js';
 import { UsageError, formatError } from './errors.js';
 import { planOnScheduler } from './scheduled-train.js';
-import { Trainer, runTraining, openDataSource, embeddingVocab, bindBatchDims, decodeCheckpoint, encodeCheckpoint, fingerprintOf, type Progress } from '../../pkg/train/index.js';
+import { Trainer, runTraining, openDataSource, embeddingVocab, bindBatchDims, decodeCheckpoint, encodeCheckpoint, fingerprintOf, trainedModelFile, type Progress } from '../../pkg/train/index.js';
 import type { Command } from './commands.js';
 import { choiceFlag, intFlag, numFlag, parseFlags, strFlag } from './flags.js';
 
@@ -94,9 +94,7 @@ async function trainPipeline(a: {
     const last = result.checkpoint;
     if (!last) throw new UsageError(`nothing to do: the checkpoint is already at or past --steps ${a.steps}`);
     const ck = await ckStore.read(last, fingerprint);
-    const initializers = new Map(a.model.graph.initializers);
-    for (const [name, t] of Object.entries(ck.params)) initializers.set(name, t);
-    await writeAtomic(a.out, encodeModel({ ...a.model, graph: { ...a.model.graph, initializers } }));
+    await writeAtomic(a.out, trainedModelFile(a.model, ck.params).bytes);
     const done = { type: 'done', steps: result.steps, loss: result.loss, model: a.out, checkpoint: last, restarts: result.restarts };
     process.stdout.write(a.json ? JSON.stringify(done) + '\n' : `saved ${a.out} and checkpoint ${last} at step ${result.steps}\n`);
     ok = true;
