@@ -9,7 +9,7 @@ import { decodeModel, encodeModel } from '../onnx/index.js';
 import { Trainer, bindBatchDims } from '../train/index.js';
 import { NatsBus } from '../transport/index.js';
 import { sha256 } from '../verify/index.js';
-import { JetStreamCheckpointStore, NatsServer } from '../worker/index.js';
+import { JetStreamCheckpointStore, NatsServer, registerCheckpointStore } from '../worker/index.js';
 import { helm } from '../../test/chart/helm.js';
 import { startCluster, type Cluster } from '../../test/k8s/cluster.js';
 import { KubeletRunner } from '../../test/k8s/kubelet-runner.js';
@@ -208,6 +208,43 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     }
     const completed = (await eventsOf('net')).find((e) => e.reason === 'Completed');
     expect(completed?.message).toContain(s.result!.digest);
+  }, 300_000);
+
+  it('a result that cannot be stored ends the run restartably: the next run resumes from the final checkpoint, takes no step and stores it', async () => {
+    // This process's 'jetstream' store (the operator's; the workers are other processes with their
+    // own) refuses the first artifact write, as a JetStream outage at that moment would.
+    let refused = 0;
+    registerCheckpointStore('jetstream', ({ bus }) => {
+      const store = new JetStreamCheckpointStore((bus as NatsBus).connection);
+      const write = store.writeArtifact.bind(store);
+      store.writeArtifact = async (dir, name, bytes) => {
+        if (refused++ === 0) throw new Error('object store unavailable');
+        return write(dir, name, bytes);
+      };
+      return store;
+    });
+    try {
+      await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, body: jobBody('unstored', 30, 20) });
+      const done = await until('unstored Succeeded', async () => {
+        const j = await getJob('unstored');
+        if (j.status?.phase === 'Failed') throw new Error(`failed: ${JSON.stringify(j.status.conditions)}`);
+        return j.status?.phase === 'Succeeded' ? j : undefined;
+      }, 240_000, 100);
+      expect(refused).toBe(2);
+      // two runs: from 0, then from the final checkpoint (step 30), which took no step
+      expect(await startedFrom('unstored')).toEqual([0, 30]);
+      const s = done.status!;
+      expect(s.result).toMatchObject({ step: 30, finalTraceRoot: s.trace!.root, model: { location: `e2e/${NS}/unstored/${done.metadata.uid}/model.onnx` } });
+      expect(s.trace!.stepsCovered).toBe(30);
+      const bus = await NatsBus.connect({ servers: nats.url });
+      try {
+        expect(hexlify(sha256(await new JetStreamCheckpointStore(bus.connection).readArtifact(s.result!.model.location)))).toBe(s.result!.digest);
+      } finally {
+        await bus.close();
+      }
+    } finally {
+      registerCheckpointStore('jetstream', ({ bus, bucket }) => new JetStreamCheckpointStore((bus as NatsBus).connection, { bucket })); // as pkg/worker registers it
+    }
   }, 300_000);
 
   it('suspend while Running checkpoints and removes the pods; resume continues from that checkpoint to the end', async () => {
