@@ -88,7 +88,7 @@ describe('a stage worker process aborted mid-step', () => {
     const step = driver.trainStep(batch(delayMs));
     await new Promise((r) => setTimeout(r, delayMs));
     abort(driver);
-    await step.then(() => undefined, (err: Error) => expect(err.message).toMatch(/test abort|no heartbeat/));
+    await step.then(() => undefined, (err: Error) => expect(err.message).toMatch(/test abort/));
     await driver.close();
   }
 
@@ -100,7 +100,6 @@ describe('a stage worker process aborted mid-step', () => {
   });
 
   afterAll(async () => {
-    if (process.env.ABORT_DEBUG) console.log(lines.join('\n'));
     await bus?.close();
     await cluster?.stop();
   });
