@@ -92,6 +92,8 @@ describe('tessera model + train', () => {
       ['an unsupported op', () => ['--model', join(root, 'test/fixtures/torch/unsupported-cumsum.onnx'), '--data', corpus], /CumSum/],
       ['data of the wrong shape', () => ['--model', gpt, '--data', write('bad.tensors', badTensorFile())], /input "tokens"|"x"|shape/],
       ['a bad flag value', () => ['--model', gpt, '--data', corpus, '--threads', 'many'], /--threads must be an integer/],
+      // A single-process run's checkpoint is a file where a pipeline run needs a directory: refused before any worker starts.
+      ['a pipeline checkpoint path that is a file', () => ['--model', gpt, '--data', corpus, '--stages', '2', '--checkpoint', write('single.ckpt', 'x')], /is a file; pipeline checkpoints are directories/],
     ];
     test.each(cases)('%s', (_n, args, re) => {
       const r = tessera('train', ...args(), '--steps', '1');

