@@ -1,3 +1,4 @@
+import { type Schedule as PipelineSchedule, schedule as buildSchedule, simulate } from '../pipeline/schedule.js';
 import { PlanInputError } from './errors.js';
 import type { Device, ModelChain, Plan, PlanMethod, PlanOptions, Schedule, StagePlan } from './types.js';
 
@@ -21,8 +22,12 @@ import type { Device, ModelChain, Plan, PlanMethod, PlanOptions, Schedule, Stage
  *     exact DP's state from (subset, device, layer) to (subset, device, device, layer, layer).
  *   sendMs = link(s, s+1), recvMs = link(s-1, s), stageMs = max(compute, send, recv)
  *   memory = sum(param + optimizer state) + sum(stash) x inFlight
- * Pipeline: bottleneck = max stageMs; step = (m + p - 1) x bottleneck, the classic fill/drain
- * bound for both GPipe and 1F1B when every stage is charged the slowest stage's period.
+ * Pipeline: bottleneck = max stageMs; (m + p - 1) x bottleneck, the classic fill/drain formula for
+ * both GPipe and 1F1B when every stage is charged the slowest stage's period, is what every search
+ * minimises (`stepMs`). The step time a plan reports (`predictedStepMs`) is the chosen schedule
+ * simulated with this plan's own per-stage times (`simulatedStepMs`): equal to that formula on a
+ * balanced plan without transfers, lower on an unbalanced one, where only the slowest stage runs
+ * at the bottleneck period during fill and drain.
  */
 
 export interface ResolvedOptions {
@@ -81,6 +86,7 @@ export function validateInputs(model: ModelChain, fleet: readonly Device[]): voi
 export class ChainCosts {
   readonly L: number;
   private readonly work: Float64Array;
+  private readonly fwd: Float64Array;
   private readonly fixed: Float64Array;
   private readonly stash: Float64Array;
   private readonly act: Float64Array;
@@ -94,11 +100,13 @@ export class ChainCosts {
   constructor(readonly model: ModelChain, readonly microBatches = 1) {
     const L = (this.L = model.layers.length);
     this.work = new Float64Array(L + 1);
+    this.fwd = new Float64Array(L + 1);
     this.fixed = new Float64Array(L + 1);
     this.stash = new Float64Array(L + 1);
     this.act = new Float64Array(L);
     model.layers.forEach((l, i) => {
       this.work[i + 1] = this.work[i]! + l.fwdFlops + l.bwdFlops;
+      this.fwd[i + 1] = this.fwd[i]! + l.fwdFlops;
       this.fixed[i + 1] = this.fixed[i]! + l.paramBytes + l.optimizerStateBytes;
       this.stash[i + 1] = this.stash[i]! + l.stashBytes;
       this.act[i] = l.activationBytesOut;
@@ -114,6 +122,17 @@ export class ChainCosts {
   /** Per micro-batch: FLOPs, 2 actions' fixed overhead, and the update spread over m (see the model above). */
   computeMs(d: Device, a: number, b: number): number {
     return ((this.work[b]! - this.work[a]!) / d.flops + 2 * (d.actionOverhead ?? 0)) * 1000 + this.updateMs(d, a, b) / this.microBatches;
+  }
+
+  /** One forward of [a, b) on d per micro-batch, in ms: its FLOPs and one action's overhead. */
+  fwdMs(d: Device, a: number, b: number): number {
+    return ((this.fwd[b]! - this.fwd[a]!) / d.flops + (d.actionOverhead ?? 0)) * 1000;
+  }
+
+  /** One (fused) backward of [a, b) on d per micro-batch, in ms: its FLOPs and one action's overhead. */
+  bwdMs(d: Device, a: number, b: number): number {
+    const flops = this.work[b]! - this.work[a]! - (this.fwd[b]! - this.fwd[a]!);
+    return (flops / d.flops + (d.actionOverhead ?? 0)) * 1000;
   }
 
   /** The optimizer update of layers [a, b) on d, once per step, in ms (0 without d.updateBandwidth). */
@@ -234,14 +253,8 @@ function granularityFloor(flops: readonly number[], p: number, w: number, c: num
   return lo;
 }
 
-/** Costs an ordered assignment. Does not check memory: callers decide whether overflow is an error. */
-export function evaluate(
-  costs: ChainCosts,
-  fleet: readonly Device[],
-  assignments: readonly Assignment[],
-  opts: ResolvedOptions,
-  method: PlanMethod,
-): Plan {
+/** Per-stage costs of an ordered assignment and its bottleneck stage (the searches' objective, without the simulation). */
+export function costStages(costs: ChainCosts, assignments: readonly Assignment[], opts: ResolvedOptions): { stages: StagePlan[]; bottleneckStage: number } {
   const p = assignments.length;
   const m = opts.microBatches;
   const stages: StagePlan[] = assignments.map((x, s) => {
@@ -267,8 +280,21 @@ export function evaluate(
   stages.forEach((st, s) => {
     if (st.stageMs > stages[bottleneckStage]!.stageMs) bottleneckStage = s;
   });
+  return { stages, bottleneckStage };
+}
+
+/** Costs an ordered assignment. Does not check memory: callers decide whether overflow is an error. */
+export function evaluate(
+  costs: ChainCosts,
+  fleet: readonly Device[],
+  assignments: readonly Assignment[],
+  opts: ResolvedOptions,
+  method: PlanMethod,
+): Plan {
+  const m = opts.microBatches;
+  const { stages, bottleneckStage } = costStages(costs, assignments, opts);
   const bottleneckMs = stages[bottleneckStage]!.stageMs;
-  const predictedStepMs = stepMs(bottleneckMs, m, p);
+  const predictedStepMs = simulatedStepMs(costs, assignments, opts);
   const lb = lowerBoundMs(costs, fleet, m);
   return {
     method,
@@ -284,6 +310,34 @@ export function evaluate(
   };
 }
 
+const schedules = new Map<string, PipelineSchedule>();
+
+/** The pipeline schedule the workers run, built and checked once per (kind, p, m). */
+function pipelineSchedule(kind: Schedule, p: number, m: number): PipelineSchedule {
+  const key = `${kind}:${p}:${m}`;
+  let s = schedules.get(key);
+  if (!s) schedules.set(key, (s = buildSchedule(kind, p, m)));
+  return s;
+}
+
+/**
+ * Predicted step of an assignment: pkg/pipeline's `simulate` (the one simulator) runs the schedule
+ * with each stage's own forward and fused backward times and, per boundary, the link time as the
+ * delay before the neighbour can start; each stage's optimizer update runs once after its last
+ * backward. Hops are delays only: a link's occupancy is not simulated, so a plan whose bottleneck
+ * is a link keeps (m + p - 1) x that link time as a floor.
+ */
+export function simulatedStepMs(costs: ChainCosts, assignments: readonly Assignment[], opts: ResolvedOptions): number {
+  const p = assignments.length;
+  const m = opts.microBatches;
+  const times = assignments.map((x) => ({ f: costs.fwdMs(x.device, x.start, x.end), b: costs.bwdMs(x.device, x.start, x.end), w: 0 }));
+  const hop = assignments.slice(1).map((x, s) => costs.linkMs(assignments[s]!.device, x.device, x.start));
+  const sim = simulate(pipelineSchedule(opts.schedule, p, m), times, { hop });
+  const end = Math.max(...sim.ends.map((e, s) => e + costs.updateMs(assignments[s]!.device, assignments[s]!.start, assignments[s]!.end)));
+  return Math.max(end, stepMs(Math.max(0, ...hop), m, p));
+}
+
+/** (m + p - 1) x bottleneck: the objective every search minimises (see the model above). */
 export function stepMs(bottleneckMs: number, microBatches: number, p: number): number {
   return (microBatches + p - 1) * bottleneckMs;
 }

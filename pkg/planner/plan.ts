@@ -6,8 +6,9 @@ import type { Device, ModelChain, Plan, PlanOptions } from './types.js';
 
 /**
  * Plans a pipeline: ordered stages, each a contiguous run of layers on one device, minimising
- * the predicted step time (m + p - 1) x bottleneck under every device's memory. Any subset of
- * the fleet may be used. Exact for fleets up to `exactMaxDevices`, heuristic above.
+ * (m + p - 1) x bottleneck under every device's memory; the plan reports as predictedStepMs its
+ * schedule simulated with its own stage times. Any subset of the fleet may be used. Exact for
+ * fleets up to `exactMaxDevices`, heuristic above.
  * @throws PlanInfeasibleError when no split fits (the message names the binding constraint).
  */
 export function planPipeline(model: ModelChain, fleet: readonly Device[], options?: PlanOptions): Plan {
@@ -22,7 +23,8 @@ export function planPipeline(model: ModelChain, fleet: readonly Device[], option
 }
 
 /**
- * Lower bound on the step time of ANY plan for this model and fleet under these options, tighter
+ * Lower bound on (m + p - 1) x bottleneck (the searches' objective; a plan's simulated
+ * predictedStepMs can be lower) of ANY plan for this model and fleet under these options, tighter
  * than Plan.lowerBoundMs (which spreads the work over every device, while a pipeline uses at most
  * min(n, L) of them and pays the (m + p - 1) fill/drain factor); see pipelineBoundMs in cost.ts.
  * Infinity when memory rules out every stage count.

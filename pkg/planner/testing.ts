@@ -1,5 +1,5 @@
 import { Rng } from '../data/rng.js';
-import { type Assignment, ChainCosts, type ResolvedOptions, evaluate, inFlight, pickStageCount, resolveOptions, validateInputs } from './cost.js';
+import { type Assignment, ChainCosts, type ResolvedOptions, costStages, evaluate, inFlight, pickStageCount, resolveOptions, validateInputs } from './cost.js';
 import type { Device, LayerCost, ModelChain, Plan, PlanOptions } from './types.js';
 
 /**
@@ -8,8 +8,8 @@ import type { Device, LayerCost, ModelChain, Plan, PlanOptions } from './types.j
 
 /**
  * Exhaustive reference: every ordered subset of the fleet x every composition of the layers into
- * that many non-empty runs, each costed by `evaluate`. Returns the best bottleneck per stage count
- * and the plan with the least predicted step (or undefined if nothing fits). Exponential: keep to
+ * that many non-empty runs, each costed by `costStages`. Returns the best bottleneck per stage count
+ * and the plan with the least (m + p - 1) x bottleneck (or undefined if nothing fits). Exponential: keep to
  * about 6 devices and 10 layers.
  */
 export function bruteForcePlan(
@@ -23,7 +23,7 @@ export function bruteForcePlan(
   const L = costs.L;
   const maxP = Math.min(fleet.length, L);
   const bestByCount = new Array<number>(maxP + 1).fill(Infinity);
-  const bestPlan = new Array<Plan | undefined>(maxP + 1);
+  const bestAssignments = new Array<Assignment[] | undefined>(maxP + 1);
   const fits = (as: readonly Assignment[]): boolean =>
     as.every((a, s) => costs.memoryBytes(a.start, a.end, inFlight(opts.schedule, opts.microBatches, as.length, s)) <= a.device.memoryBytes);
 
@@ -39,10 +39,10 @@ export function bruteForcePlan(
           const bounds = [0, ...cuts, L];
           const as = seq.map((device, s) => ({ device, start: bounds[s]!, end: bounds[s + 1]! }));
           if (!fits(as)) return;
-          const plan = evaluate(costs, fleet, as, opts, 'brute-force');
-          if (plan.bottleneckMs < bestByCount[p]!) {
-            bestByCount[p] = plan.bottleneckMs;
-            bestPlan[p] = plan;
+          const { stages, bottleneckStage } = costStages(costs, as, opts);
+          if (stages[bottleneckStage]!.stageMs < bestByCount[p]!) {
+            bestByCount[p] = stages[bottleneckStage]!.stageMs;
+            bestAssignments[p] = as;
           }
           return;
         }
@@ -66,7 +66,8 @@ export function bruteForcePlan(
   };
   visitOrders();
   const p = pickStageCount(bestByCount, opts);
-  return { plan: p < 0 ? undefined : bestPlan[p], bestByCount };
+  // Costed (and simulated) once, for the winner only: the search compares bottlenecks.
+  return { plan: p < 0 ? undefined : evaluate(costs, fleet, bestAssignments[p]!, opts, 'brute-force'), bestByCount };
 }
 
 /**

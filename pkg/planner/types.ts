@@ -154,7 +154,11 @@ export interface Plan {
   bottleneckStage: number;
   /** Per-micro-batch period of the pipeline: max over stages of stageMs. */
   bottleneckMs: number;
-  /** (m + p - 1) x bottleneckMs: m micro-batches through the slowest stage plus the fill/drain bubble. */
+  /**
+   * One step: the schedule simulated with each stage's own forward/backward times, link delays and
+   * its update once per step (see simulatedStepMs in cost.ts). At most (m + p - 1) x bottleneckMs
+   * (what the searches minimise) on a plan without transfers, equal when the stages are balanced.
+   */
   predictedStepMs: number;
   /** Total work of one step / total usable FLOP/s of the WHOLE fleet (used or not), in ms. */
   lowerBoundMs: number;
