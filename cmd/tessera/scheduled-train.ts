@@ -15,8 +15,8 @@ import { intFlag, strFlag } from './flags.js';
 export interface ScheduledTrain {
   job: ScheduledJob;
   microBatches: number;
-  /** After a lost or failed stage: the scheduler's new placement, keeping the stage split when the run resumes from a checkpoint. */
-  replan(resume: string | undefined): Promise<Placement>;
+  /** After a lost or failed stage: the scheduler's new placement (stage count and cuts may change; the next run resumes under it). */
+  replan(): Promise<Placement>;
   /** Reports a progress event to the scheduler (in the background). */
   progress(p: PipelineProgress): void;
   /** Records the last complete checkpoint; the next progress report carries it. */
@@ -92,15 +92,12 @@ export async function planOnScheduler(a: {
         checkpoint = dir;
         if (last) report(last); // the final checkpoint comes after the last progress event
       },
-      async replan(resume) {
-        const before = job.placement;
+      async replan() {
+        // The new plan whole (stage count and cuts too): checkpoints hold parameters and optimizer
+        // state by name, so the next run resumes them under any split (pkg/worker stageSnapshotFor).
         const next = await job.replan(60_000);
         describe();
-        if (resume === undefined) return next;
-        // Stage checkpoints hold each stage's own optimizer state: a resumed run keeps its split and takes only the new placement.
-        if (next.stages !== before.stages) throw new UsageError(`the scheduler re-planned job ${job.id} with ${next.stages} stages; the checkpoint ${resume} has ${before.stages}: resume it with --stages ${before.stages}`);
-        job.placement = { ...next, cuts: before.cuts, layers: before.layers };
-        return job.placement;
+        return next;
       },
       async finish(ok) {
         process.removeListener('SIGINT', onSignal);

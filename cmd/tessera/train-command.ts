@@ -3,7 +3,7 @@ import { basename, resolve } from 'node:path';
 import { decodeModel, encodeModel, type Model } from '../../pkg/onnx/index.js';
 import { parseOptimizerConfig, type OptimizerConfig } from '../../pkg/optim/index.js';
 import { NatsBus } from '../../pkg/transport/index.js';
-import { Driver, openCheckpointStore, runPipelineWithRecovery, startLocalCluster } from '../../pkg/worker/index.js';
+import { Driver, openCheckpointStore, pipelineFingerprint, runPipelineWithRecovery, startLocalCluster } from '../../pkg/worker/index.js';
 import { UsageError, formatError } from './errors.js';
 import { planOnScheduler } from './scheduled-train.js';
 import { Trainer, runTraining, openDataSource, embeddingVocab, bindBatchDims, decodeCheckpoint, encodeCheckpoint, fingerprintOf, trainedModelFile, type Progress } from '../../pkg/train/index.js';
@@ -57,7 +57,8 @@ async function trainPipeline(a: {
   const micro = microBindings(a.bindings, m);
   const inputs = a.model.graph.inputs.map((v) => ({ name: v.name, type: { dtype: v.type.dtype, shape: v.type.shape.map((d) => (typeof d === 'string' ? a.bindings[d]! : d)) } }));
   const data = await openDataSource(strFlag(values, 'data'), inputs, { seed: a.seed });
-  const fingerprint = fingerprintOf(a.modelBytes, { optimizer: a.optimizer, stages, microBatches: m, schedule: kind }, a.bindings, a.seed);
+  // Not the stage count: --resume (or a re-plan) may run the checkpoint on another split.
+  const fingerprint = pipelineFingerprint(a.modelBytes, { optimizer: a.optimizer, microBatches: m, schedule: kind }, a.bindings, a.seed);
   // 'file': directories; 'jetstream': object-name prefixes in the bucket (default: the --out file's name + .ckpt).
   const local = (p: string) => (store.kind === 'file' ? resolve(p) : p);
   const resume = values.resume === undefined ? undefined : local(String(values.resume));
@@ -81,7 +82,7 @@ async function trainPipeline(a: {
       resume,
       maxRestarts: intFlag(values, 'restarts', 0, 0),
       start: (attempt, from) => Driver.start(bus, {
-        ns, job: attempt === 0 ? job : `${job}-r${attempt}`, stages, microBatches: m, schedule: kind, model: { path: resolve(a.modelPath) },
+        ns, job: attempt === 0 ? job : `${job}-r${attempt}`, stages: planned ? planned.job.placement.stages : stages, microBatches: m, schedule: kind, model: { path: resolve(a.modelPath) },
         bindings: micro, loss: values.loss as string | undefined, optimizer: a.optimizer, intraOpThreads: intFlag(values, 'threads', 1), resume: from, fingerprint,
         checkpointStore: store.kind, checkpointBucket: store.bucket,
         ...(planned ? { workers: planned.job.placement.workers, cuts: planned.job.placement.cuts, schedulerJob: planned.job.id } : {}),
@@ -89,7 +90,7 @@ async function trainPipeline(a: {
       beforeRestart: async (err, _attempt, from) => {
         process.stderr.write(`tessera: ${formatError(err)}; restarting from ${from ?? 'the start'}\n`);
         if (cluster) await cluster.add(`r${spare++}`);
-        if (planned) await planned.replan(from);
+        if (planned) await planned.replan();
       },
     }, {
       onProgress: (p) => { a.print(p); planned?.progress(p); },

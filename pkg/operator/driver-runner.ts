@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import { optimizerConfigOf, type DataSource as DataSourceSpec, type TrainingJobResult } from '../k8s/index.js';
 import { decodeModel, type Model } from '../onnx/index.js';
-import { bindBatchDims, dataSourceFromBytes, embeddingVocab, fingerprintOf, openDataSource, runLoop, trainedModelFile, type DataSource } from '../train/index.js';
+import { bindBatchDims, dataSourceFromBytes, embeddingVocab, openDataSource, runLoop, trainedModelFile, type DataSource } from '../train/index.js';
 import { NatsBus } from '../transport/index.js';
-import { Driver, JetStreamCheckpointStore, openCheckpointStore, type CheckpointStore, type DriverStepResult } from '../worker/index.js';
+import { Driver, JetStreamCheckpointStore, openCheckpointStore, pipelineFingerprint, type CheckpointStore, type DriverStepResult } from '../worker/index.js';
 import { isActive, StopMode, type JobRunner, type RunProgress, type RunRequest, type RunView } from './job-runner.js';
 import { readConfigMapKey } from './model-source.js';
 
@@ -221,7 +221,8 @@ export class DriverJobRunner implements JobRunner {
         : dataSourceFromBytes(await this.source(ns, spec.data.source, 'utf8'), 'the data ConfigMap', inputs, { vocab });
       const optimizer = optimizerConfigOf(spec.optimizer);
       const stages = req.workers.length;
-      const fingerprint = fingerprintOf(modelBytes, { optimizer, stages, microBatches: spec.data.microBatches, schedule: spec.pipeline.schedule }, bindings, 0);
+      // Not the stage count: a re-plan onto more or fewer stages (a lost node) resumes the checkpoint.
+      const fingerprint = pipelineFingerprint(modelBytes, { optimizer, microBatches: spec.data.microBatches, schedule: spec.pipeline.schedule }, bindings, 0);
       const store = openCheckpointStore(this.storeKind, { bus });
       const area = [this.o.checkpointRoot ?? 'tessera', ns, job.metadata.name, job.metadata.uid ?? 'no-uid'];
       const dir = this.storeKind === 'file' ? join(...area) : area.join('/');

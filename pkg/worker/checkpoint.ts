@@ -1,7 +1,7 @@
 import { access, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Tensor } from '../onnx/index.js';
-import { decodeCheckpoint, encodeCheckpoint } from '../train/index.js';
+import { decodeCheckpoint, encodeCheckpoint, fingerprintOf } from '../train/index.js';
 import { StageCheckpointError } from './errors.js';
 import type { StageSnapshot } from './stage-compute.js';
 
@@ -42,8 +42,41 @@ export function parseManifest(text: string, where: string, fingerprint?: string)
     throw new StageCheckpointError(`${where} is not JSON`, { cause: err });
   }
   if (manifest.format !== FORMAT) throw new StageCheckpointError(`${where} has format "${String(manifest.format)}", expected "${FORMAT}"`);
-  if (fingerprint !== undefined && manifest.fingerprint !== fingerprint) throw new StageCheckpointError('checkpoint was written for a different model, optimizer, split, batch or seed');
+  if (fingerprint !== undefined && manifest.fingerprint !== fingerprint) {
+    throw new StageCheckpointError(`${where} was written for a different model, optimizer, batch, micro-batch count, schedule or seed (fingerprint ${manifest.fingerprint.slice(0, 12)}, this job ${fingerprint.slice(0, 12)}); a different stage count or cut points would be fine`);
+  }
   return manifest;
+}
+
+/**
+ * The fingerprint a pipeline job's checkpoints carry (pkg/train fingerprintOf): what a resume must
+ * match. Not the stage count or cut points: a checkpoint holds every parameter and its optimizer
+ * state by name (stageSnapshotFor), so a re-plan onto another split resumes it, and the gradient
+ * arithmetic does not depend on the split (pkg/pipeline accumulate.ts: per-parameter sums in
+ * micro-batch order). The micro-batch count stays in: it changes the sums (order, 1/m), so a
+ * resume with another count would match no uninterrupted run; the schedule stays in as part of
+ * the job as submitted (a re-plan never changes either).
+ */
+export function pipelineFingerprint(
+  modelBytes: Uint8Array, job: { optimizer: unknown; microBatches: number; schedule: string }, bindings: Record<string, number>, seed: number,
+): string {
+  return fingerprintOf(modelBytes, { optimizer: job.optimizer, microBatches: job.microBatches, schedule: job.schedule }, bindings, seed);
+}
+
+/**
+ * One stage's part of a checkpoint written under any split: the parameters it owns and their
+ * optimizer state (state names are `<param>.<slot>`, pkg/optim), gathered by name from every
+ * stage's part. A parameter missing from the checkpoint is a StageCheckpointError, never a silent
+ * fresh start. The compute keeps only the state names its optimizer graph has.
+ */
+export function stageSnapshotFor(ck: Pick<PipelineCheckpoint, 'step' | 'params' | 'optimizerState'>, owned: readonly string[], where: string): StageSnapshot {
+  const params: Record<string, Tensor> = {};
+  const optimizerState: Record<string, Tensor> = {};
+  const missing = owned.filter((n) => !ck.params[n]);
+  if (missing.length > 0) throw new StageCheckpointError(`${where} has no parameter ${missing.map((n) => `"${n}"`).join(', ')}`);
+  for (const n of owned) params[n] = ck.params[n]!;
+  for (const [k, t] of Object.entries(ck.optimizerState)) if (owned.some((n) => k.startsWith(`${n}.`))) optimizerState[k] = t;
+  return { step: ck.step, params, optimizerState };
 }
 
 export function encodeManifest(m: Omit<PipelineManifest, 'format'>): string {

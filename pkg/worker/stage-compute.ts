@@ -3,7 +3,7 @@ import { OrtSession } from '../runtime/index.js';
 import { buildOptimizerGraph, type OptimizerConfig, type OptimizerGraph } from '../optim/index.js';
 import { GradientSums, StageOp, meanAndSumSq, scaleGradient, type PipelineSplit } from '../pipeline/index.js';
 import { tensorSetDigest, type Digest, type MicroBatchDigests } from '../verify/index.js';
-import { ComputeClosedError } from './errors.js';
+import { ComputeClosedError, StageCheckpointError } from './errors.js';
 
 /**
  * What one stage computes, as plain data (graphs as ONNX bytes) so it can cross into a worker
@@ -307,9 +307,16 @@ export class StageCompute implements StageComputeLike {
     };
   }
 
+  /**
+   * Takes the owned parameters and exactly the state names of this stage's optimizer graph from `s`
+   * (which may hold more: a checkpoint of another split gathered by name); a missing one is a
+   * StageCheckpointError, never a silent fresh start.
+   */
   async restore(s: StageSnapshot): Promise<void> {
-    this.current = { ...this.current, ...s.params };
-    this.optState = { ...this.optState, ...s.optimizerState };
+    const missing = [...this.owned.map((p) => p.name).filter((n) => !s.params[n]), ...Object.keys(this.optState).filter((k) => !s.optimizerState[k])];
+    if (missing.length > 0) throw new StageCheckpointError(`stage ${this.plan.index}'s checkpoint part lacks ${missing.map((n) => `"${n}"`).join(', ')}`);
+    this.current = { ...this.current, ...Object.fromEntries(this.owned.map((p) => [p.name, s.params[p.name]!])) };
+    this.optState = Object.fromEntries(Object.keys(this.optState).map((k) => [k, s.optimizerState[k]!]));
     this.steps = s.step;
     this.traceCarry = undefined;
   }

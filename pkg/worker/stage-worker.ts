@@ -2,8 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { decodeModel, type Tensor } from '../onnx/index.js';
 import { schedule, splitStages, StageOp, type Action } from '../pipeline/index.js';
 import { TensorSender, type BusSubscription, type MessageBus } from '../transport/index.js';
+import { stageSnapshotFor } from './checkpoint.js';
 import { openCheckpointStore, type CheckpointStore } from './checkpoint-store.js';
 import './jetstream-store.js';
+import { StageCheckpointError } from './errors.js';
 import { Inbox } from './inbox.js';
 import {
   channels, decodeControl, driverCommandTypes, encodeControl, subjects, type DriverCommand, type JobSpec, type StageStepTimings, type WorkerEvent,
@@ -97,12 +99,14 @@ export class StageWorker {
     let restoreOwn: StageSnapshot | undefined;
     if (spec.resume) {
       const ck = await store.read(spec.resume, spec.fingerprint);
+      // By name, not by stage index: the checkpoint may come from another split (stage count, cuts).
+      restoreOwn = stageSnapshotFor(ck, plan.params.filter((p) => plan.owner[p.name] === stage).map((p) => p.name), spec.resume);
       // Copies: the compute may take its initial parameters by transfer, and restoreOwn shares these tensors.
       for (const p of plan.params) {
         const t = ck.params[p.name];
-        if (t) params[p.name] = { dtype: t.dtype, dims: [...t.dims], data: t.data.slice() };
+        if (!t) throw new StageCheckpointError(`${spec.resume} has no parameter "${p.name}"`);
+        params[p.name] = { dtype: t.dtype, dims: [...t.dims], data: t.data.slice() };
       }
-      restoreOwn = ck.perStage[stage];
       step = ck.step;
     }
     const compute = await (opts.compute ?? inlineCompute)(plan, params, actions.map((a) => a.op));
