@@ -323,8 +323,9 @@ function pipelineSchedule(kind: Schedule, p: number, m: number): PipelineSchedul
 /**
  * Predicted step of an assignment: pkg/pipeline's `simulate` (the one simulator) runs the schedule
  * with each stage's own forward and fused backward times and, per boundary, the link time as the
- * delay before the neighbour can start; each stage's optimizer update runs once after its last
- * backward. Hops are delays only: a link's occupancy is not simulated, so a plan whose bottleneck
+ * delay before the neighbour can start; the optimizer updates run once per step after every
+ * stage's last backward (a step-wide barrier: the update needs the global gradient norm), so the
+ * step ends at the last backward plus the slowest stage's update. Hops are delays only: a link's occupancy is not simulated, so a plan whose bottleneck
  * is a link keeps (m + p - 1) x that link time as a floor.
  */
 export function simulatedStepMs(costs: ChainCosts, assignments: readonly Assignment[], opts: ResolvedOptions): number {
@@ -333,8 +334,8 @@ export function simulatedStepMs(costs: ChainCosts, assignments: readonly Assignm
   const times = assignments.map((x) => ({ f: costs.fwdMs(x.device, x.start, x.end), b: costs.bwdMs(x.device, x.start, x.end), w: 0 }));
   const hop = assignments.slice(1).map((x, s) => costs.linkMs(assignments[s]!.device, x.device, x.start));
   const sim = simulate(pipelineSchedule(opts.schedule, p, m), times, { hop });
-  const end = Math.max(...sim.ends.map((e, s) => e + costs.updateMs(assignments[s]!.device, assignments[s]!.start, assignments[s]!.end)));
-  return Math.max(end, stepMs(Math.max(0, ...hop), m, p));
+  const update = Math.max(...assignments.map((x) => costs.updateMs(x.device, x.start, x.end)));
+  return Math.max(sim.makespan + update, stepMs(Math.max(0, ...hop), m, p));
 }
 
 /** (m + p - 1) x bottleneck: the objective every search minimises (see the model above). */

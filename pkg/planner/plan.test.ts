@@ -253,11 +253,14 @@ describe('cost model', () => {
     expect(stepMs(plan.bottleneckMs, 4, 2)).toBeCloseTo(30, 9);
     expect(plan.predictedStepMs).toBeCloseTo(25, 9);
     expect(costAssignment(unbalanced, [dev('a'), dev('b')], plan.stages, { microBatches: 4 }).predictedStepMs).toBeCloseTo(25, 9);
-    // The update runs once, after the stage's last backward: 600 B at 150 kB/s = 4 ms on stage 0,
-    // where the bottleneck formula charges 4 / m per micro-batch on all m + p - 1 periods (35 ms).
+    // The updates run once, after the last backward of every stage (the global gradient norm is a
+    // barrier): 600 B at 150 kB/s = 4 ms on stage 0 -> 29 ms, where the bottleneck formula charges
+    // 4 / m per micro-batch on all m + p - 1 periods (35 ms). On stage 1 instead (300 B at 30 kB/s =
+    // 10 ms), it still starts at 25 ms, when stage 0's last backward ends, not at 20 ms: 35 ms.
     const withUpdate = evenSplitPlan(unbalanced, [dev('a', { updateBandwidth: 1.5e5 }), dev('b')], { microBatches: 4 });
     expect(stepMs(withUpdate.bottleneckMs, 4, 2)).toBeCloseTo(35, 9);
     expect(withUpdate.predictedStepMs).toBeCloseTo(29, 9);
+    expect(evenSplitPlan(unbalanced, [dev('a'), dev('b', { updateBandwidth: 3e4 })], { microBatches: 4 }).predictedStepMs).toBeCloseTo(35, 9);
   });
 
   test.each([

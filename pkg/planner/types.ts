@@ -155,9 +155,9 @@ export interface Plan {
   /** Per-micro-batch period of the pipeline: max over stages of stageMs. */
   bottleneckMs: number;
   /**
-   * One step: the schedule simulated with each stage's own forward/backward times, link delays and
-   * its update once per step (see simulatedStepMs in cost.ts). At most (m + p - 1) x bottleneckMs
-   * (what the searches minimise) on a plan without transfers, equal when the stages are balanced.
+   * One step: the schedule simulated with each stage's own forward/backward times and link delays,
+   * then the slowest stage's update (see simulatedStepMs in cost.ts). At most (m + p - 1) x bottleneckMs
+   * (what the searches minimise) when no bytes, latency or update are charged; equal when balanced.
    */
   predictedStepMs: number;
   /** Total work of one step / total usable FLOP/s of the WHOLE fleet (used or not), in ms. */
