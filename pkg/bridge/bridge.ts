@@ -3,19 +3,23 @@
  *   register()  registers the supplier with the cluster's capacity, or updates it.
  *   poll()      reads JobPosted logs from the cursor, evaluates each unhandled job (evaluate.ts)
  *               and accepts the ones that fit; each handled event is recorded before the next.
- *   work()      advances jobs in flight: train + commit roots + submit; after the challenge
- *               window, finalize and claim.
- * All state lives in the StateStore file, so a new instance with the same file resumes.
+ *   step()      one non-blocking tick: poll(), then one step of every job in flight (job-task.ts);
+ *               each job trains as its own task, so a preempted or long job never holds up
+ *               intake, other jobs' commits, finalize or claim. Returns a pace (STYLE 6).
+ *   work()      steps every job until none has work in flight here: train + commit roots +
+ *               submit; after the challenge window, finalize and claim (one-shot runs, tests).
+ * All persisted state lives in the StateStore file, so a new instance with the same file resumes.
  */
 import { EventLog, type Log, type Provider, type Signer, type TransactionReceipt } from 'ethers';
 import { JobState, PriceUnit, ReleaseReason, type Capacity, type JobMarketClient, type SupplierRegistryClient } from '../chain/index.js';
-import { DEFAULT_MEMORY_PER_MODEL_BYTE, idleCapacity, type CapacitySource, type ClusterCapacity, type LoadSource } from './capacity.js';
+import { DEFAULT_MEMORY_PER_MODEL_BYTE, idleCapacity, type CapacitySource, type ClusterCapacity, type HeldResources, type LoadSource } from './capacity.js';
 import { ActivePhase, advance, initialState, markHandled, unhandled, type ActiveJob, type BridgeState, type StateStore } from './cursor.js';
 import { evaluateJob, SkipReason, type PricePolicy } from './evaluate.js';
 import { JobAbandonedError, JobInputError, JobSpecError, RunPendingError } from './errors.js';
 import { parseJobSpec, type JobIntake } from './intake.js';
+import { isBusy, type BridgePace, type JobTask, type RunOutcome, type RunTask } from './job-task.js';
 import { SchedulerLease, clipDetail, networkJobSpec, type LeaseClient } from './lease.js';
-import type { JobRunner, RunnableJob } from './runner.js';
+import type { JobRunner, RunControl, RunnableJob, YieldOutcome } from './runner.js';
 
 /** Predicts seconds per optimizer step of a model on the idle capacity (e.g. pkg/costmodel). */
 export interface StepTimePredictor {
@@ -79,6 +83,10 @@ export interface BridgeOptions {
 export class Bridge {
   #state: BridgeState | undefined;
   #address: string | undefined;
+  /** In-memory lifecycle of each job in flight (job-task.ts); the file holds only accepted / submitted. */
+  readonly #tasks = new Map<string, JobTask>();
+  /** Counts ticks, so a job running elsewhere is looked at once per tick, not once per pass. */
+  #tick = 0;
   constructor(private readonly deps: BridgeDeps, private readonly opts: BridgeOptions) {}
 
   private emit(e: BridgeEvent): void {
@@ -160,9 +168,10 @@ export class Bridge {
   private async handle(job: RunnableJob, reward: bigint, deadline: bigint): Promise<ActiveJob | undefined> {
     const me = (await this.address()).toLowerCase();
     const onChain = await this.deps.market.getJob(job.jobId);
-    const record = (): ActiveJob => ({
+    const record = (modelBytes?: bigint): ActiveJob => ({
       jobId: job.jobId.toString(), phase: ActivePhase.Accepted, modelURI: job.modelURI, dataURI: job.dataURI,
       modelDigest: job.modelDigest, dataDigest: job.dataDigest, steps: job.steps.toString(), reward: reward.toString(),
+      ...(modelBytes !== undefined ? { modelBytes: modelBytes.toString() } : {}),
     });
     if (onChain.state !== JobState.Open) {
       if (onChain.state === JobState.Accepted && onChain.supplier.toLowerCase() === me) return record();
@@ -177,7 +186,7 @@ export class Bridge {
       this.emit({ type: 'skipped', jobId: job.jobId, reason: SkipReason.Input, detail: err.message });
       return undefined;
     }
-    const idle = idleCapacity(await this.deps.capacity.capacity(), await this.deps.load.held());
+    const idle = idleCapacity(await this.deps.capacity.capacity(), await this.held());
     const decision = evaluateJob(
       { jobId: job.jobId, reward, steps: job.steps, deadline, modelBytes, stepSeconds: this.deps.predictor.stepSeconds(modelBytes, idle) },
       { now: await this.chainTime(), idle, policy: this.opts.policy, memoryPerModelByte: this.opts.memoryPerModelByte, marginSeconds: this.opts.marginSeconds },
@@ -188,92 +197,230 @@ export class Bridge {
     }
     await this.deps.market.connect(this.deps.signer).accept(job.jobId);
     this.emit({ type: 'accepted', jobId: job.jobId, predictedSeconds: decision.predictedSeconds });
-    return record();
+    return record(modelBytes);
   }
 
-  /** Advances every job in flight by one phase where possible. */
+  /**
+   * Advances every job in flight until none has work in flight in this process (each may still
+   * wait on chain time or a TrainingJob): one tick's worth, for one-shot runs and tests. Between
+   * passes it sleeps the pace the jobs ask for. The daemon calls step() instead.
+   */
   async work(): Promise<void> {
-    const market = this.deps.market.connect(this.deps.signer);
-    for (const a of Object.values((await this.state()).active)) {
-      const jobId = BigInt(a.jobId);
-      if (a.phase === ActivePhase.Accepted) {
-        const onChain = await market.getJob(jobId);
-        const ours = onChain.supplier.toLowerCase() === (await this.address()).toLowerCase();
-        if (ours && onChain.state === JobState.Submitted) {
-          // submitResult landed but its answer (or the state write) was lost: carry on from there.
-          await this.setActive({ ...a, phase: ActivePhase.Submitted, challengeEndsAt: onChain.challengeEndsAt.toString() });
-          continue;
-        }
-        if (onChain.state !== JobState.Accepted || !ours) {
-          this.emit({ type: 'dropped', jobId, detail: `job is in state ${onChain.state}, no longer ours to run` });
-          await this.dropActive(a.jobId);
-          continue;
-        }
-        if ((await this.chainTime()) >= onChain.deadline) {
-          this.emit({ type: 'dropped', jobId, detail: 'deadline passed before it ran; the submitter can reclaim it' });
-          await this.dropActive(a.jobId);
-          continue;
-        }
-        const job: RunnableJob = { jobId, modelURI: a.modelURI, dataURI: a.dataURI, modelDigest: a.modelDigest, dataDigest: a.dataDigest, steps: BigInt(a.steps) };
-        // a job already running elsewhere is past the point of handing it back for fit or time
-        const recheck = (await this.deps.runner.started?.(job)) === true ? undefined : await this.recheck(a, onChain.deadline);
-        if (recheck !== undefined) {
-          // Local work took the capacity (or time ran short) since accept: hand the job back now,
-          // free before the deadline, rather than time out and lose the bond.
-          await this.release(jobId, ReleaseReason.CapacityTaken, recheck);
-          await this.dropActive(a.jobId);
-          continue;
-        }
-        const lease = this.deps.scheduler ? await this.lease(job, onChain.deadline) : undefined;
-        if (lease && (await lease.acquire(Number(job.steps))).type === 'abandon') {
-          await this.dropActive(a.jobId); // released on chain by the lease, with its reason
-          continue;
-        }
-        const already = onChain.checkpointCount;
-        let result: Awaited<ReturnType<JobRunner['run']>>;
-        try {
-          result = await this.deps.runner.run(
-            job,
-            async (index, root) => {
-              if (index < already) return; // committed by an earlier instance; deterministic training reproduces it
-              await market.commitTraceRoot(jobId, BigInt(index), root);
-              this.emit({ type: 'root-committed', jobId, index, root });
-            },
-            lease,
-          );
-        } catch (err) {
-          if (err instanceof RunPendingError) continue; // runs elsewhere (Kubernetes): look again next tick
-          if (err instanceof JobAbandonedError) {
-            await this.dropActive(a.jobId); // released on chain by the lease, with its reason
-            continue;
-          }
-          await lease?.finish('failed', err instanceof Error ? err.message : String(err));
-          if (!(err instanceof JobInputError)) throw err;
-          // Release is free before the deadline; a silent timeout slashes the bond.
-          await this.release(jobId, ReleaseReason.InputUnusable, err.message);
-          await this.dropActive(a.jobId);
-          continue;
-        }
-        await lease?.finish('complete', `trained ${job.steps} steps`);
-        await market.submitResult(jobId, result.finalTraceRoot, result.resultDigest);
-        const challengeEndsAt = (await market.getJob(jobId)).challengeEndsAt;
-        this.emit({ type: 'submitted', jobId, finalTraceRoot: result.finalTraceRoot, resultDigest: result.resultDigest, challengeEndsAt });
-        await this.setActive({ ...a, phase: ActivePhase.Submitted, challengeEndsAt: challengeEndsAt.toString() });
-      } else if (a.phase === ActivePhase.Submitted) {
-        if ((await this.chainTime()) < BigInt(a.challengeEndsAt ?? '0')) continue;
-        const job = await market.getJob(jobId);
-        if (job.state === JobState.Submitted) {
-          const r = await market.finalize(jobId);
-          this.emit({ type: 'finalized', jobId, gasPaid: r.fee });
-        } else if (job.state === JobState.Disputed) {
-          continue; // the dispute game decides; the bridge waits
-        }
-        await this.claim();
-        const s = await this.state();
-        const { [a.jobId]: _done, ...rest } = s.active;
-        await this.save({ ...s, active: rest, earned: job.state === JobState.Submitted || job.state === JobState.Finalized ? (BigInt(s.earned) + BigInt(a.reward)).toString() : s.earned });
-      }
+    this.#tick++;
+    for (;;) {
+      const pace = await this.pass();
+      if (pace.type === 'idle') return;
+      await new Promise((r) => setTimeout(r, pace.afterMs));
     }
+  }
+
+  /**
+   * One non-blocking tick of the daemon: intake, then one step of every job in flight. Returns
+   * when each job has taken its step, never waiting for training or a preempted job; the pace
+   * says when to call again (STYLE 6: the caller sleeps).
+   */
+  async step(): Promise<BridgePace> {
+    await this.poll();
+    this.#tick++;
+    return this.pass();
+  }
+
+  /** One step of every job in flight, in job order. */
+  private async pass(): Promise<BridgePace> {
+    let busy = false;
+    for (const a of Object.values((await this.state()).active)) {
+      await this.stepJob(a);
+      const t = this.#tasks.get(a.jobId);
+      if (t && isBusy(t)) busy = true;
+    }
+    // jobs gone from the file whose run task is still ending (released while training)
+    for (const t of this.#tasks.values()) if (isBusy(t)) busy = true;
+    return busy ? { type: 'busy', afterMs: this.opts.leasePollMs ?? 250 } : { type: 'idle' };
+  }
+
+  private task(jobId: string): JobTask {
+    return this.#tasks.get(jobId) ?? { state: 'accepted' };
+  }
+
+  /** The job's step function: looks at its state once, does what that state needs now, never waits on the run. */
+  private async stepJob(a: ActiveJob): Promise<void> {
+    const jobId = BigInt(a.jobId);
+    const market = this.deps.market.connect(this.deps.signer);
+    if (a.phase === ActivePhase.Submitted) return this.finalizeStep(a);
+    const t = this.task(a.jobId);
+    switch (t.state) {
+      case 'accepted':
+        return this.startStep(a);
+      case 'elsewhere':
+        if (t.tick < this.#tick) return this.startStep(a);
+        return;
+      case 'admitting': {
+        const progress = { step: 0, steps: t.steps, secondsPerStep: 0 };
+        const s = await t.lease.checkAdmission(progress, t.since);
+        if (s.type === 'wait') return;
+        if (s.type === 'give-up') {
+          await t.lease.giveUp(progress, s);
+          this.#tasks.delete(a.jobId);
+          await this.dropActive(a.jobId);
+          return;
+        }
+        this.startRun(a, t.job, t.lease);
+        return;
+      }
+      case 'training':
+        return;
+      case 'committing': {
+        // Idempotent: an index already on chain (an earlier instance, a lost answer) is not sent again.
+        if (t.index >= (await market.getJob(jobId)).checkpointCount) {
+          await market.commitTraceRoot(jobId, BigInt(t.index), t.root);
+          this.emit({ type: 'root-committed', jobId, index: t.index, root: t.root });
+        }
+        this.#tasks.set(a.jobId, { state: 'training', run: t.run });
+        t.settle();
+        return;
+      }
+      case 'preempted': {
+        const lease = t.run.lease!;
+        const s = await lease.checkAdmission(t.progress, t.since);
+        if (s.type === 'wait') return;
+        if (s.type === 'resume') {
+          this.#tasks.set(a.jobId, { state: 'training', run: t.run });
+          t.settle({ type: 'resume' });
+          return;
+        }
+        const out = await lease.giveUp(t.progress, s);
+        this.#tasks.set(a.jobId, { state: 'released', run: t.run });
+        await this.dropActive(a.jobId);
+        t.settle(out); // the runner ends with JobAbandonedError; the task entry goes when it has
+        return;
+      }
+      case 'finished':
+        return this.finishStep(a, t.run, t.outcome);
+      case 'submitted':
+      case 'finalizing':
+      case 'claimed':
+      case 'released':
+        return; // a stale entry: the file says accepted; nothing to do until the run ends
+    }
+  }
+
+  /** An accepted job with nothing running here: check it is still ours and still fits, hold capacity, start the run. */
+  private async startStep(a: ActiveJob): Promise<void> {
+    const jobId = BigInt(a.jobId);
+    const market = this.deps.market.connect(this.deps.signer);
+    const onChain = await market.getJob(jobId);
+    const ours = onChain.supplier.toLowerCase() === (await this.address()).toLowerCase();
+    if (ours && onChain.state === JobState.Submitted) {
+      // submitResult landed but its answer (or the state write) was lost: carry on from there.
+      this.#tasks.set(a.jobId, { state: 'submitted' });
+      await this.setActive({ ...a, phase: ActivePhase.Submitted, challengeEndsAt: onChain.challengeEndsAt.toString() });
+      return;
+    }
+    if (onChain.state !== JobState.Accepted || !ours) {
+      this.emit({ type: 'dropped', jobId, detail: `job is in state ${onChain.state}, no longer ours to run` });
+      this.#tasks.delete(a.jobId);
+      await this.dropActive(a.jobId);
+      return;
+    }
+    if ((await this.chainTime()) >= onChain.deadline) {
+      this.emit({ type: 'dropped', jobId, detail: 'deadline passed before it ran; the submitter can reclaim it' });
+      this.#tasks.delete(a.jobId);
+      await this.dropActive(a.jobId);
+      return;
+    }
+    const job = jobOf(a);
+    // a job already running elsewhere is past the point of handing it back for fit or time
+    const recheck = (await this.deps.runner.started?.(job)) === true ? undefined : await this.recheck(a, onChain.deadline);
+    if (recheck !== undefined) {
+      // Local work took the capacity (or time ran short) since accept: hand the job back now,
+      // free before the deadline, rather than time out and lose the bond.
+      await this.release(jobId, ReleaseReason.CapacityTaken, recheck);
+      this.#tasks.delete(a.jobId);
+      await this.dropActive(a.jobId);
+      return;
+    }
+    const lease = this.deps.scheduler ? await this.lease(job, onChain.deadline) : undefined;
+    if (lease && (await lease.submit()) === 'pending') {
+      this.#tasks.set(a.jobId, { state: 'admitting', job, lease, since: Date.now(), steps: Number(job.steps) });
+      return;
+    }
+    this.startRun(a, job, lease);
+  }
+
+  /** Starts the job's run as its own task; the task talks to the loop only through its state. */
+  private startRun(a: ActiveJob, job: RunnableJob, lease: SchedulerLease | undefined): void {
+    const id = a.jobId;
+    const run: RunTask = { job, lease, ended: Promise.resolve() };
+    const commit = (index: number, root: string): Promise<void> =>
+      new Promise((settle) => this.#tasks.set(id, { state: 'committing', run, index, root, settle }));
+    const control: RunControl | undefined = lease && {
+      shouldYield: (p) => lease.shouldYield(p),
+      yielded: async (p) => {
+        if ((await lease.confirmCheckpoint(p)) === 'resume') return { type: 'resume' };
+        return new Promise<YieldOutcome>((settle) => this.#tasks.set(id, { state: 'preempted', run, progress: p, since: Date.now(), settle }));
+      },
+    };
+    const end = (outcome: RunOutcome): void => {
+      const t = this.#tasks.get(id);
+      if (t?.state === 'released' && t.run === run) this.#tasks.delete(id); // given up by the loop: nothing left to do
+      else this.#tasks.set(id, { state: 'finished', run, outcome });
+    };
+    this.#tasks.set(id, { state: 'training', run });
+    run.ended = this.deps.runner.run(job, commit, control).then((result) => end({ type: 'done', result }), (error: unknown) => end({ type: 'failed', error }));
+  }
+
+  /** The run returned or threw: submit, release, look again next tick, or re-raise. */
+  private async finishStep(a: ActiveJob, run: RunTask, outcome: RunOutcome): Promise<void> {
+    const jobId = BigInt(a.jobId);
+    const market = this.deps.market.connect(this.deps.signer);
+    this.#tasks.delete(a.jobId);
+    if (outcome.type === 'failed') {
+      const err = outcome.error;
+      if (err instanceof RunPendingError) {
+        this.#tasks.set(a.jobId, { state: 'elsewhere', tick: this.#tick }); // runs elsewhere (Kubernetes): look again next tick
+        return;
+      }
+      if (err instanceof JobAbandonedError) {
+        await this.dropActive(a.jobId); // released on chain with its reason
+        return;
+      }
+      await run.lease?.finish('failed', err instanceof Error ? err.message : String(err));
+      if (!(err instanceof JobInputError)) throw err; // the next tick starts it again (from its checkpoint)
+      // Release is free before the deadline; a silent timeout slashes the bond.
+      await this.release(jobId, ReleaseReason.InputUnusable, err.message);
+      await this.dropActive(a.jobId);
+      return;
+    }
+    const result = outcome.result;
+    await run.lease?.finish('complete', `trained ${run.job.steps} steps`);
+    await market.submitResult(jobId, result.finalTraceRoot, result.resultDigest);
+    const challengeEndsAt = (await market.getJob(jobId)).challengeEndsAt;
+    this.emit({ type: 'submitted', jobId, finalTraceRoot: result.finalTraceRoot, resultDigest: result.resultDigest, challengeEndsAt });
+    this.#tasks.set(a.jobId, { state: 'submitted' });
+    await this.setActive({ ...a, phase: ActivePhase.Submitted, challengeEndsAt: challengeEndsAt.toString() });
+  }
+
+  /** A submitted job: after the challenge window, finalize (unless disputed) and claim. */
+  private async finalizeStep(a: ActiveJob): Promise<void> {
+    const jobId = BigInt(a.jobId);
+    const market = this.deps.market.connect(this.deps.signer);
+    if ((await this.chainTime()) < BigInt(a.challengeEndsAt ?? '0')) {
+      this.#tasks.set(a.jobId, { state: 'submitted' });
+      return;
+    }
+    this.#tasks.set(a.jobId, { state: 'finalizing' });
+    const job = await market.getJob(jobId);
+    if (job.state === JobState.Submitted) {
+      const r = await market.finalize(jobId);
+      this.emit({ type: 'finalized', jobId, gasPaid: r.fee });
+    } else if (job.state === JobState.Disputed) {
+      return; // the dispute game decides; the bridge waits
+    }
+    await this.claim();
+    const s = await this.state();
+    const { [a.jobId]: _done, ...rest } = s.active;
+    await this.save({ ...s, active: rest, earned: job.state === JobState.Submitted || job.state === JobState.Finalized ? (BigInt(s.earned) + BigInt(a.reward)).toString() : s.earned });
+    this.#tasks.delete(a.jobId); // claimed
   }
 
   /** Hands the job back on chain (free before the deadline) with the reason in JobReleased, and logs it. */
@@ -285,7 +432,7 @@ export class Bridge {
   /** The job's hold on capacity through the scheduler; releases on chain when it must give up. */
   private async lease(job: RunnableJob, deadline: bigint): Promise<SchedulerLease> {
     const modelBytes = (await this.deps.runner.inspect(job)).modelBytes;
-    const idle = idleCapacity(await this.deps.capacity.capacity(), await this.deps.load.held());
+    const idle = idleCapacity(await this.deps.capacity.capacity(), await this.held(job.jobId.toString()));
     return new SchedulerLease({
       client: this.deps.scheduler!,
       schedulerJobId: `network-${job.jobId}`,
@@ -305,7 +452,7 @@ export class Bridge {
 
   /** Re-evaluates an accepted job against the capacity idle now; a reason to release it, or undefined. */
   private async recheck(a: ActiveJob, deadline: bigint): Promise<string | undefined> {
-    const job = { jobId: BigInt(a.jobId), modelURI: a.modelURI, dataURI: a.dataURI, modelDigest: a.modelDigest, dataDigest: a.dataDigest, steps: BigInt(a.steps) };
+    const job = jobOf(a);
     let modelBytes: bigint;
     try {
       modelBytes = (await this.deps.runner.inspect(job)).modelBytes;
@@ -313,13 +460,31 @@ export class Bridge {
       if (err instanceof JobInputError) return err.message;
       throw err;
     }
-    const idle = idleCapacity(await this.deps.capacity.capacity(), await this.deps.load.held());
+    const idle = idleCapacity(await this.deps.capacity.capacity(), await this.held(job.jobId.toString()));
     const d = evaluateJob(
       { jobId: job.jobId, reward: BigInt(a.reward), steps: job.steps, deadline, modelBytes, stepSeconds: this.deps.predictor.stepSeconds(modelBytes, idle) },
       // the price was agreed at accept; only fit and time are re-checked
       { now: await this.chainTime(), idle, policy: { minWeiPerStep: 0n }, memoryPerModelByte: this.opts.memoryPerModelByte, marginSeconds: this.opts.marginSeconds },
     );
     return d.type === 'skip' ? `${d.reason}: ${d.detail}` : undefined;
+  }
+
+  /**
+   * What the load source reports, plus this bridge's own accepted jobs that it cannot see, so the
+   * capacity the policy sells is sold once: concurrent jobs are bounded by it. With a scheduler
+   * each job holds its capacity as a scheduler job, counted by a scheduler load source
+   * (SchedulerLoadSource), so nothing is added. `except`: the job being re-checked.
+   */
+  private async held(except?: string): Promise<HeldResources> {
+    const h = await this.deps.load.held();
+    if (this.deps.scheduler) return h;
+    let memory = h.memoryBytes;
+    for (const a of Object.values((await this.state()).active)) {
+      if (a.phase !== ActivePhase.Accepted || a.jobId === except) continue;
+      const modelBytes = a.modelBytes !== undefined ? BigInt(a.modelBytes) : (await this.deps.runner.inspect(jobOf(a)).catch(() => ({ modelBytes: 0n }))).modelBytes; // unusable input: released at its next step
+      memory += modelBytes * (this.opts.memoryPerModelByte ?? DEFAULT_MEMORY_PER_MODEL_BYTE);
+    }
+    return { ...h, memoryBytes: memory };
   }
 
   /** Withdraws the supplier's credits, if any. */
@@ -347,6 +512,10 @@ export class Bridge {
     const s = await this.state();
     await this.save({ ...s, active: { ...s.active, [a.jobId]: a } });
   }
+}
+
+function jobOf(a: ActiveJob): RunnableJob {
+  return { jobId: BigInt(a.jobId), modelURI: a.modelURI, dataURI: a.dataURI, modelDigest: a.modelDigest, dataDigest: a.dataDigest, steps: BigInt(a.steps) };
 }
 
 /** A JobPosted log as a typed intake, or the JobSpecError that says which field is wrong. */

@@ -27,6 +27,8 @@ export interface ActiveJob {
   reward: string;
   /** Set when submitted: unix seconds. */
   challengeEndsAt?: string;
+  /** Parameter bytes, measured at accept (counts toward the capacity the bridge holds). Absent in older files. */
+  modelBytes?: string;
 }
 
 export interface BridgeState {

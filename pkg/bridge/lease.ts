@@ -46,6 +46,13 @@ export type LeaseEvent =
   | { type: 'resumed'; schedulerJobId: string; step: number; waitedMs: number }
   | { type: 'abandoned'; schedulerJobId: string; step: number; detail: string };
 
+/** One look at a waiting job (SchedulerLease.checkAdmission). */
+export type AdmissionStep =
+  | { type: 'resume' }
+  | { type: 'wait'; phase: string; reason: string }
+  /** Release on chain with `code` and `detail`; `cancel`: the scheduler job is still live and must be cancelled. */
+  | { type: 'give-up'; code: ReleaseReason; detail: string; cancel: boolean };
+
 export interface SchedulerLeaseOptions {
   client: LeaseClient;
   /**
@@ -76,6 +83,7 @@ const ENDED = new Set(['Complete', 'Failed', 'Cancelled']);
 
 export class SchedulerLease implements RunControl {
   private preemptedBy = '';
+  private lastReason = '';
   #id: string;
 
   constructor(private readonly o: SchedulerLeaseOptions) {
@@ -89,6 +97,12 @@ export class SchedulerLease implements RunControl {
 
   /** Submits the job to the scheduler (or finds it, after a restart) and waits until it holds capacity. */
   async acquire(steps: number): Promise<YieldOutcome> {
+    if ((await this.submit()) === 'admitted') return { type: 'resume' };
+    return this.waitAdmitted({ step: 0, steps, secondsPerStep: 0 });
+  }
+
+  /** Submits the job to the scheduler (or finds its own live one, after a restart); no waiting. */
+  async submit(): Promise<'admitted' | 'pending'> {
     let job: JobView | undefined;
     for (let n = 1; !job; n++) {
       const id = n === 1 ? this.o.schedulerJobId : `${this.o.schedulerJobId}.${n}`;
@@ -101,8 +115,7 @@ export class SchedulerLease implements RunControl {
       }
       this.#id = id;
     }
-    if (job.phase === 'Planned' || job.phase === 'Running') return { type: 'resume' };
-    return this.waitAdmitted({ step: 0, steps, secondsPerStep: 0 });
+    return job.phase === 'Planned' || job.phase === 'Running' ? 'admitted' : 'pending';
   }
 
   async shouldYield(_progress: RunProgress): Promise<boolean> {
@@ -112,17 +125,27 @@ export class SchedulerLease implements RunControl {
   }
 
   async yielded(progress: RunProgress): Promise<YieldOutcome> {
+    if ((await this.confirmCheckpoint(progress)) === 'resume') return { type: 'resume' };
+    return this.waitAdmitted(progress);
+  }
+
+  /**
+   * Confirms the checkpoint to the scheduler (ReportJob CHECKPOINTED), which hands the capacity
+   * to the preemptor: 'waiting'. 'resume' when the notice was withdrawn meanwhile (the preemptor
+   * went away): the job keeps its capacity and goes on.
+   */
+  async confirmCheckpoint(progress: RunProgress): Promise<'waiting' | 'resume'> {
     try {
       await this.o.client.reportJob(this.id, 'checkpointed', `checkpoint at step ${progress.step} of ${progress.steps}`);
     } catch (err) {
-      // The notice was withdrawn meanwhile (the preemptor went away): keep the capacity and go on.
       if ((err as { code?: number }).code !== status.FAILED_PRECONDITION) throw err;
       const job = await this.o.client.getJob(this.id);
-      if ((job.phase === 'Planned' || job.phase === 'Running') && !job.preemption) return { type: 'resume' };
+      if ((job.phase === 'Planned' || job.phase === 'Running') && !job.preemption) return 'resume';
       throw err;
     }
     this.o.log?.({ type: 'preempted', schedulerJobId: this.id, byJobId: this.preemptedBy, step: progress.step, steps: progress.steps });
-    return this.waitAdmitted(progress);
+    this.lastReason = ''; // a new wait: its first reason is logged again
+    return 'waiting';
   }
 
   /** The run finished (or failed): the hold goes back to the scheduler. */
@@ -132,37 +155,48 @@ export class SchedulerLease implements RunControl {
     else if (job.phase === 'Pending') await this.o.client.cancelJob(this.id);
   }
 
+  /** Polls checkAdmission until the job is re-admitted or given up (sleeps here, between looks). */
   private async waitAdmitted(progress: RunProgress): Promise<YieldOutcome> {
-    const start = Date.now();
-    const rate = progress.secondsPerStep > 0 ? progress.secondsPerStep : this.o.predictedSecondsPerStep;
-    let lastReason = '';
+    const since = Date.now();
     for (;;) {
-      const d = deadlineCheck({ now: await this.o.chainTime(), deadline: this.o.deadline, remainingSteps: progress.steps - progress.step, secondsPerStep: rate, marginSeconds: this.o.marginSeconds });
-      if (d.type === 'release') {
-        const detail = `preempted at step ${progress.step}: ${d.detail}`;
-        this.o.log?.({ type: 'abandoned', schedulerJobId: this.id, step: progress.step, detail });
-        await this.o.release(ReleaseReason.DeadlineUnreachable, detail);
-        await this.o.client.cancelJob(this.id);
-        return { type: 'abandon', reason: detail };
-      }
-      const job = await this.o.client.getJob(this.id);
-      if (job.phase === 'Planned' || job.phase === 'Running') {
-        this.o.log?.({ type: 'resumed', schedulerJobId: this.id, step: progress.step, waitedMs: Date.now() - start });
-        return { type: 'resume' };
-      }
-      if (job.phase !== 'Pending') {
-        // Cancelled (or ended) by someone else while waiting: the capacity is gone for good.
-        const detail = `scheduler job ${this.id} ended ${job.phase} (${job.reason}) at step ${progress.step}`;
-        this.o.log?.({ type: 'abandoned', schedulerJobId: this.id, step: progress.step, detail });
-        await this.o.release(ReleaseReason.CapacityTaken, detail);
-        return { type: 'abandon', reason: detail };
-      }
-      if (job.reason !== lastReason) {
-        lastReason = job.reason;
-        this.o.log?.({ type: 'waiting', schedulerJobId: this.id, phase: job.phase, reason: job.reason });
-      }
+      const a = await this.checkAdmission(progress, since);
+      if (a.type === 'resume') return a;
+      if (a.type === 'give-up') return this.giveUp(progress, a);
       await (this.o.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))))(this.o.pollMs ?? 250);
     }
+  }
+
+  /**
+   * One look at a job waiting for (re-)admission, no sleeping (the caller paces, STYLE 6): the
+   * deadline first (remaining steps at the measured rate, else the predicted one), then the
+   * scheduler's phase. `since`: when the wait began (Date.now()), for the resumed event.
+   */
+  async checkAdmission(progress: RunProgress, since: number): Promise<AdmissionStep> {
+    const rate = progress.secondsPerStep > 0 ? progress.secondsPerStep : this.o.predictedSecondsPerStep;
+    const d = deadlineCheck({ now: await this.o.chainTime(), deadline: this.o.deadline, remainingSteps: progress.steps - progress.step, secondsPerStep: rate, marginSeconds: this.o.marginSeconds });
+    if (d.type === 'release') return { type: 'give-up', code: ReleaseReason.DeadlineUnreachable, detail: `preempted at step ${progress.step}: ${d.detail}`, cancel: true };
+    const job = await this.o.client.getJob(this.id);
+    if (job.phase === 'Planned' || job.phase === 'Running') {
+      this.o.log?.({ type: 'resumed', schedulerJobId: this.id, step: progress.step, waitedMs: Date.now() - since });
+      return { type: 'resume' };
+    }
+    if (job.phase !== 'Pending') {
+      // Cancelled (or ended) by someone else while waiting: the capacity is gone for good.
+      return { type: 'give-up', code: ReleaseReason.CapacityTaken, detail: `scheduler job ${this.id} ended ${job.phase} (${job.reason}) at step ${progress.step}`, cancel: false };
+    }
+    if (job.reason !== this.lastReason) {
+      this.lastReason = job.reason;
+      this.o.log?.({ type: 'waiting', schedulerJobId: this.id, phase: job.phase, reason: job.reason });
+    }
+    return { type: 'wait', phase: job.phase, reason: job.reason };
+  }
+
+  /** Gives the job up: released on chain with the reason (free before the deadline), the scheduler job cancelled if still live. */
+  async giveUp(progress: RunProgress, g: Extract<AdmissionStep, { type: 'give-up' }>): Promise<YieldOutcome> {
+    this.o.log?.({ type: 'abandoned', schedulerJobId: this.id, step: progress.step, detail: g.detail });
+    await this.o.release(g.code, g.detail);
+    if (g.cancel) await this.o.client.cancelJob(this.id);
+    return { type: 'abandon', reason: g.detail };
   }
 }
 
