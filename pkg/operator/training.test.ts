@@ -382,4 +382,42 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     expect(done.status!.plan!.stages!.map((s) => s.node)).not.toContain(lost);
     expect(done.status!.conditions!.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'False', reason: 'Recovered' });
   }, 600_000);
+
+  it('a lost node of a 2-node fleet: stages auto re-plans 2 stages onto 1, and the 1-stage run resumes the 2-stage checkpoint to Succeeded', async () => {
+    // Two nodes of its own (nodeSelector) with a slow device profile, and a GPT the planner splits in 2
+    // on them (on A100 profiles, or smaller, it keeps a model this size whole).
+    const node = (name: string) => ({ name, labels: { pool: 'resplit' }, deviceProfile: 'CPU-32core' });
+    await cluster.createNodes([node('gpu-r0'), node('gpu-r1')]);
+    const gpt = buildGpt({ vocab: 256, layers: 4, dModel: 64, heads: 2, context: 32, seed: 1 });
+    await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'small-gpt' }, binaryData: { 'model.onnx': Buffer.from(encodeModel(gpt)).toString('base64') } } });
+    const body = jobBody('resplit', 30, 10);
+    await custom.createNamespacedCustomObject({
+      group: GROUP, version: VERSION, namespace: NS, plural: PLURAL,
+      body: { ...body, spec: { ...body.spec, model: { ...body.spec.model, source: { configMap: { name: 'small-gpt', key: 'model.onnx' } } }, pipeline: { stages: 'auto', schedule: '1f1b' }, placement: { maxStages: 2, nodeSelector: { pool: 'resplit' } } } },
+    });
+    const w = watchJob('resplit');
+    const running = await until('resplit checkpointed on 2 stages', async () => {
+      const j = await w.poll();
+      if (j.status?.phase === 'Succeeded' || j.status?.phase === 'Failed') throw new Error(`${j.status.phase} before the test could interrupt it`);
+      return j.status?.phase === 'Running' && (j.status.progress?.lastCheckpointStep ?? 0) >= 10 ? j : undefined;
+    }, 240_000, 100);
+    expect(running.status!.plan!.stages!).toHaveLength(2);
+    const c = running.status!.progress!.lastCheckpointStep!;
+    await core.deleteNode({ name: running.status!.plan!.stages![1]!.node });
+    const done = await until('resplit Succeeded', async () => {
+      const j = await w.poll();
+      if (j.status?.phase === 'Failed') throw new Error(`failed: ${JSON.stringify(j.status.conditions)}`);
+      return j.status?.phase === 'Succeeded' ? j : undefined;
+    }, 300_000);
+    expect(done.status!.plan!.stages!).toHaveLength(1);
+    const started = (await eventsOf('resplit')).filter((e) => e.reason === 'TrainingStarted').sort((a, b) => Number(a.metadata?.resourceVersion) - Number(b.metadata?.resourceVersion)).map((e) => e.message ?? '');
+    expect(started).toHaveLength(2);
+    expect(started[0]).toMatch(/from step 0 on 2 stage worker/);
+    const from = Number(/from step (\d+)/.exec(started[1]!)?.[1]);
+    expect(from % 10).toBe(0);
+    expect(from).toBeGreaterThanOrEqual(c);
+    expect(started[1]).toMatch(/on 1 stage worker/);
+    expect(done.status!.progress).toMatchObject({ step: 30, lastCheckpointStep: 30 });
+    expect(done.status!.trace!.stepsCovered).toBe(30); // the trace goes on across the re-split
+  }, 600_000);
 });
