@@ -85,6 +85,32 @@ describe('tessera train --stages K --checkpoint-store jetstream', () => {
     expect(Object.entries(want).some(([name, t]) => t.dtype === 1 && !sameBits(initial[name]!, t))).toBe(true); // it trained
   }, 180_000);
 
+  test('a 2-stage checkpoint resumed with --stages 1 ends bit-identical to a straight 2-stage run; another --micro-batches is refused', async () => {
+    const straight = await tessera([...common, ...stages(), ...jetstream, '--steps', '4', '--checkpoint', 'rs-straight', '--out', join(dir, 'rs-straight.onnx')]);
+    expect(straight.status).toBe(0);
+    const first = await tessera([...common, ...stages(), ...jetstream, '--steps', '2', '--checkpoint', 'rs', '--out', join(dir, 'rs-part.onnx')]);
+    expect(first.status).toBe(0);
+    const one = ['--stages', '1', '--nats', cluster.url, '--ns', 'tc'];
+    const refused = await tessera([...common, ...one, '--micro-batches', '1', ...jetstream, '--steps', '4', '--checkpoint', 'rs', '--resume', 'rs/step-2', '--out', join(dir, 'rs-refused.onnx')]);
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toMatch(/rs\/step-2\/manifest was written for a different model, optimizer, batch, micro-batch count/);
+    const resumed = await tessera([...common, ...one, '--micro-batches', '2', ...jetstream, '--steps', '4', '--checkpoint', 'rs', '--resume', 'rs/step-2', '--out', join(dir, 'rs-resumed.onnx')]);
+    expect(resumed.stderr).toBe('');
+    expect(resumed.status).toBe(0);
+    expect(lines(resumed.stdout).filter((l) => l.type === 'progress').map((l) => l.step)).toEqual([3, 4]);
+    const bus = await NatsBus.connect({ servers: cluster.url });
+    try {
+      const store = new JetStreamCheckpointStore(bus.connection, { bucket });
+      expect((await store.readManifest('rs/step-2')).stages).toBe(2);
+      expect((await store.readManifest('rs/step-4')).stages).toBe(1);
+    } finally {
+      await bus.close();
+    }
+    const want = params(join(dir, 'rs-straight.onnx'));
+    const got = params(join(dir, 'rs-resumed.onnx'));
+    for (const [name, t] of Object.entries(want)) expect({ name, same: sameBits(got[name]!, t) }).toEqual({ name, same: true });
+  }, 180_000);
+
   test('without --nats, the nats-server train starts for its own workers has JetStream', async () => {
     const r = await tessera([...common, '--stages', '2', '--micro-batches', '2', '--checkpoint-store', 'jetstream', '--steps', '1', '--out', join(dir, 'own.onnx')]);
     expect(r.stderr).toBe('');
