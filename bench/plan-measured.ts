@@ -37,7 +37,9 @@ import { costAssignment, evenSplitPlan, planPipeline, type Device, type ModelCha
 import { NatsBus } from '../pkg/transport/index.js';
 import { Driver, StageCompute, stagePlan, startLocalCluster, type StageStepTimings } from '../pkg/worker/index.js';
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
+/** No round starts after this many minutes (a round takes about 1 min at 4,8,16 on a quiet host). */
+const MAX_MIN = Number(process.env.BENCH_MAX_MIN ?? 6.5);
 const WARM = Number(process.env.BENCH_WARM ?? 1);
 const STEPS = Number(process.env.BENCH_STEPS ?? 2);
 const LAYERS = Number(process.env.BENCH_LAYERS ?? 8);
@@ -53,7 +55,11 @@ const SLOWDOWNS = (process.env.BENCH_SLOWDOWNS ?? '1,2,4').split(',').map(Number
 const optimizer = parseOptimizerConfig({ kind: 'adamw', lr: 1e-3 });
 const planOpts = { stages: 3, microBatches: M, schedule: '1f1b' } as const;
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = Math.floor(s.length / 2);
+  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+};
 
 function tokens(rng: Rng, rows: number): Tensor {
   return { dtype: DataType.INT64, dims: [rows, CTX], data: BigInt64Array.from({ length: rows * CTX }, () => BigInt(rng.int(VOCAB))) };
@@ -247,8 +253,12 @@ async function main(): Promise<void> {
     };
     const matchedRuns: PlanRun[] = [];
     const evenRuns: PlanRun[] = [];
-    console.log(`slowdowns ${SLOWDOWNS.join(':')}, ${ROUNDS} rounds x ${WARM} warm-up + ${STEPS} timed steps, inline k=1 F + BW ${isoTotal.toFixed(0)} ms, load average at start ${loadavg()[0]!.toFixed(1)}`);
+    console.log(`slowdowns ${SLOWDOWNS.join(':')}, ${ROUNDS} rounds (none started after ${MAX_MIN} min) x ${WARM} warm-up + ${STEPS} timed steps, inline k=1 F + BW ${isoTotal.toFixed(0)} ms, load average at start ${loadavg()[0]!.toFixed(1)}`);
     for (let round = 0; round < ROUNDS; round++) {
+      if (round > 0 && (performance.now() - t0) / 60000 > MAX_MIN) {
+        console.log(`stopping after ${round} rounds: ${MAX_MIN} min passed (BENCH_MAX_MIN)`);
+        break;
+      }
       // 5. This round's profiles, each worker on the whole model.
       // All three at once: in a pipeline job they compute side by side too, sharing the host's cores.
       const profiles = await Promise.all(ids.map((id) => workerProfile(bus, id, wholeFile, batch, round)));
@@ -289,7 +299,7 @@ async function main(): Promise<void> {
       console.log(`round ${round + 1}: profiles (F + BW ms per micro-batch / finish + update ms per step) ${profiles.map((x, i) => `${ids[i]} ${x.actionMs.toFixed(0)} / ${x.updateMs.toFixed(0)}`).join(', ')}; ${line.join('; ')}`);
     }
 
-    console.log(`\n${ROUNDS} rounds in ${((performance.now() - t0) / 60000).toFixed(1)} min, load average now ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+    console.log(`\n${matchedRuns.length} rounds in ${((performance.now() - t0) / 60000).toFixed(1)} min, load average now ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
     console.log('plan | stages (rounds) | predicted ms, median [rounds] | measured ms, median [rounds] | measured / predicted, median [rounds] | measured / in-job rates, median | load factor (median)');
     for (const [name, runs] of [['matched', matchedRuns], ['even split', evenRuns]] as const) {
       const stages = [...new Set(runs.map((r) => describe(r.plan)))].map((d) => `${d} (${runs.filter((r) => describe(r.plan) === d).length})`).join(', ');
