@@ -15,6 +15,8 @@ export interface TransferContext {
   chunk?: number;
   chunkCount?: number;
   unverified?: boolean;
+  /** Transmissions of the tensor that failed (the first and its resends), once the receiver gave up. */
+  attempts?: number;
 }
 
 /** "stage 2 fwd, step 3, micro-batch 1, tensor "h.7", chunk 1 of 3" (the known parts only). */
@@ -26,6 +28,7 @@ export function describeTransfer(c: TransferContext): string {
   if (c.microBatch !== undefined) parts.push(`micro-batch ${c.microBatch}`);
   if (c.tensor !== undefined) parts.push(`tensor "${c.tensor}"`);
   if (c.chunk !== undefined) parts.push(`chunk ${c.chunk}${c.chunkCount !== undefined ? ` of ${c.chunkCount}` : ''}`);
+  if (c.attempts !== undefined) parts.push(`after ${c.attempts} attempt${c.attempts === 1 ? '' : 's'}`);
   const s = parts.join(', ');
   return s && c.unverified ? `${s} (as its corrupt header claims)` : s;
 }

@@ -4,8 +4,8 @@ export { Reassembler, transferKey } from './reassembler.js';
 export type { ReassemblerOptions, ReassemblyEvent } from './reassembler.js';
 export { CreditSender, CreditReceiver, encodeGrant, decodeGrant } from './credit.js';
 export type { CreditReceiverOptions } from './credit.js';
-export { ResendTracker } from './resend.js';
-export type { ResendDecision, ResendOptions } from './resend.js';
+export { ResendTracker, ControlMessageError, encodeTransferControl, decodeTransferControl, CONTROL_MAGIC, CONTROL_VERSION } from './resend.js';
+export type { ResendDecision, ResendOptions, TransferControl } from './resend.js';
 export { toHalf, fromHalf, float32ToHalfArray, halfToFloat32Array } from './fp16.js';
 export { crc32 } from './crc32.js';
 export {

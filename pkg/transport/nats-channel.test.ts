@@ -105,7 +105,7 @@ describe('tensor channel over a real nats-server (8 MiB max_payload)', () => {
 
   test('a flipped byte in a chunk fails the tensor\'s SHA-256: TensorDigestError naming stage, step, micro-batch, tensor; never delivered', async () => {
     const a = address();
-    const rx = new TensorReceiver(rxBus, a);
+    const rx = new TensorReceiver(rxBus, a, { maxAttempts: 1 }); // detection alone: no resend (resend.test.ts)
     await rx.ready(); // raw publishes below have no probe/grant handshake to wait for the subscription
     const subject = channelSubjects(a).data;
     const meta: FrameMeta = { job: a.job, step: 4, microBatch: 2, name: 'h.3', kind: 'activation' };
@@ -127,7 +127,7 @@ describe('tensor channel over a real nats-server (8 MiB max_payload)', () => {
 
   test('a flipped byte in a frame header fails its CRC: ChunkChecksumError naming what the header claims', async () => {
     const a = address();
-    const rx = new TensorReceiver(rxBus, a);
+    const rx = new TensorReceiver(rxBus, a, { maxAttempts: 1 }); // detection alone: no resend (resend.test.ts)
     await rx.ready();
     const meta: FrameMeta = { job: a.job, step: 6, microBatch: 1, name: 'g', kind: 'gradient' };
     const [f] = encodeTensorFrames(meta, pattern(1000, 3));
@@ -145,7 +145,7 @@ describe('tensor channel over a real nats-server (8 MiB max_payload)', () => {
   test('a missing chunk: IncompleteTensorError after the assembly timeout names the chunk, stage, step, micro-batch; a resent micro-batch then arrives', async () => {
     const a = address();
     // Long enough that the resent tensor's two frames never time out between them on a loaded host.
-    const rx = new TensorReceiver(rxBus, a, { assemblyTimeoutMs: 3000 });
+    const rx = new TensorReceiver(rxBus, a, { assemblyTimeoutMs: 3000, maxAttempts: 1 });
     await rx.ready();
     const meta: FrameMeta = { job: a.job, step: 2, microBatch: 5, name: 'h.1', kind: 'activation' };
     const t = pattern(3 * MiB, 11);

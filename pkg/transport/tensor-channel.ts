@@ -1,8 +1,9 @@
 import type { Tensor } from '../onnx/index.js';
 import { CreditReceiver, CreditSender, decodeGrant, encodeGrant } from './credit.js';
-import { CreditError, ForeignFrameError, FrameError } from './errors.js';
+import { ChunkChecksumError, CreditError, ForeignFrameError, FrameError, IncompleteTensorError, TensorDigestError } from './errors.js';
 import { encodeTensorFrames, peekFrameMeta, type EncodedFrame, type EncodeOptions, type FrameMeta, type TensorKind } from './frame.js';
-import { Reassembler, transferKey, type ReassemblerOptions } from './reassembler.js';
+import { Reassembler, contextOf, transferKey, type ReassemblerOptions } from './reassembler.js';
+import { ResendTracker, decodeTransferControl, encodeTransferControl } from './resend.js';
 
 /**
  * Tensor channels: one directed, credit-controlled stream of tensors between two pipeline stages,
@@ -21,6 +22,13 @@ import { Reassembler, transferKey, type ReassemblerOptions } from './reassembler
  * the sender probes when it opens and while it waits, so either side may start first. Credit counts
  * whole frame bytes (header + body). A tensor's frames are released (credit returned) when the
  * application takes the next event after it, or at once when they are rejected.
+ *
+ * Resend at micro-batch granularity: the sender keeps each sent tensor's frames (views of the
+ * tensor, no copy) until the receiver acks it, within `retainBytes`. A receiver whose tensor fails
+ * its digest, loses a chunk (assemblyTimeoutMs) or a chunk's header drops the partial data and asks
+ * for that (step, micro-batch, tensor) again on the credit subject (resend.ts, TransferControl); the
+ * sender re-publishes it within credit. After maxAttempts failed transmissions the error event is
+ * delivered as without resend. Corrupt bytes are never delivered.
  */
 
 /** Not a valid channel address (a token holds '.', '*', '>' or whitespace, or is empty). */
@@ -171,6 +179,13 @@ export interface TensorSenderOptions {
   probeIntervalMs?: number;
   /** Give up with CreditTimeoutError after waiting this long for credit (ms). @default 30000 */
   creditTimeoutMs?: number;
+  /**
+   * Frame bytes of sent, not yet acknowledged tensors kept for resends (by reference: views of the
+   * tensors). The oldest are dropped past it; a tensor larger than it is not kept; 0 keeps none.
+   * Unacked tensors still in flight are bounded by the receiver's credit window, so twice that
+   * window leaves room for tensors awaiting a resend. @default 64 MiB (2 x the default window)
+   */
+  retainBytes?: number;
 }
 
 export interface TensorSenderStats {
@@ -186,6 +201,17 @@ export interface TensorSenderStats {
   creditWaits: number;
   probesSent: number;
   flushes: number;
+  /** Frame bytes of tensors kept for resends now, and their peak (never above retainBytes). */
+  retainedBytes: number;
+  maxRetainedBytes: number;
+  /** Tensors the receiver acknowledged. */
+  acks: number;
+  /** Tensors re-published on the receiver's request. */
+  resends: number;
+  /** Resend requests for tensors no longer (or never) kept: the receiver's error surfaces. */
+  resendMisses: number;
+  /** Unacknowledged tensors dropped to stay within retainBytes. */
+  evicted: number;
 }
 
 export class TensorSender {
@@ -201,7 +227,13 @@ export class TensorSender {
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
   private unflushed = 0;
-  private readonly s: TensorSenderStats = { framesSent: 0, tensorsSent: 0, bytesSent: 0, granted: 0, maxOverGrant: -Infinity, creditWaits: 0, probesSent: 0, flushes: 0 };
+  private readonly retainBytes: number;
+  /** Sent, unacknowledged tensors by transfer key, oldest first (Map order). */
+  private readonly retained = new Map<string, { frames: EncodedFrame[]; bytes: number }>();
+  private readonly s: TensorSenderStats = {
+    framesSent: 0, tensorsSent: 0, bytesSent: 0, granted: 0, maxOverGrant: -Infinity, creditWaits: 0, probesSent: 0, flushes: 0,
+    retainedBytes: 0, maxRetainedBytes: 0, acks: 0, resends: 0, resendMisses: 0, evicted: 0,
+  };
 
   constructor(private readonly bus: MessageBus, address: ChannelAddress, opts: TensorSenderOptions = {}) {
     this.subjects = channelSubjects(address);
@@ -210,14 +242,52 @@ export class TensorSender {
     this.flushEvery = opts.flushEvery ?? 16 * 1024 * 1024;
     this.probeIntervalMs = opts.probeIntervalMs ?? 250;
     this.creditTimeoutMs = opts.creditTimeoutMs ?? 30_000;
+    this.retainBytes = opts.retainBytes ?? 64 * 1024 * 1024;
     this.sub = bus.subscribe(this.subjects.credit, (d) => {
-      let g: number;
-      try { g = decodeGrant(d); } catch { return; } // not a grant: ignore
+      if (d.length !== 8) { this.onControl(d); return; }
+      const g = decodeGrant(d);
       this.credit.onGrant(g);
       this.s.granted = Math.max(this.s.granted, g);
       this.wake?.();
     });
     this.probe();
+  }
+
+  private onControl(d: Uint8Array): void {
+    let c;
+    try { c = decodeTransferControl(d); } catch { return; } // not ours (e.g. a newer peer's message): the receiver's timeout covers it
+    const key = transferKey(c.meta);
+    const kept = this.retained.get(key);
+    if (c.type === 'ack') {
+      if (kept) this.forget(key, kept.bytes);
+      this.s.acks++;
+      return;
+    }
+    if (!kept) { this.s.resendMisses++; return; }
+    this.s.resends++;
+    const run = this.queue.then(() => this.sendFrames(kept.frames, false));
+    this.queue = run.catch(() => undefined);
+  }
+
+  /** Keeps a sent tensor's frames for resends, dropping the oldest to stay within retainBytes. */
+  private retain(key: string, frames: EncodedFrame[]): void {
+    const bytes = frames.reduce((n, f) => n + f.header.length + f.body.length, 0);
+    if (bytes > this.retainBytes) return;
+    const old = this.retained.get(key);
+    if (old) this.forget(key, old.bytes);
+    for (const [k, v] of this.retained) {
+      if (this.s.retainedBytes + bytes <= this.retainBytes) break;
+      this.forget(k, v.bytes);
+      this.s.evicted++;
+    }
+    this.retained.set(key, { frames, bytes });
+    this.s.retainedBytes += bytes;
+    this.s.maxRetainedBytes = Math.max(this.s.maxRetainedBytes, this.s.retainedBytes);
+  }
+
+  private forget(key: string, bytes: number): void {
+    this.retained.delete(key);
+    this.s.retainedBytes -= bytes;
   }
 
   get stats(): Readonly<TensorSenderStats> {
@@ -232,12 +302,13 @@ export class TensorSender {
   send(meta: Omit<FrameMeta, 'kind'> & { kind?: TensorKind }, tensor: Tensor, opts: { encoding?: EncodeOptions['encoding'] } = {}): Promise<void> {
     const full: FrameMeta = { ...meta, kind: meta.kind ?? 'activation' };
     const frames = encodeTensorFrames(full, tensor, { maxPayload: this.maxPayload, encoding: opts.encoding ?? this.encoding, headerCost: this.bus.headerCost?.bind(this.bus) });
-    const run = this.queue.then(() => this.sendFrames(frames));
+    this.retain(transferKey(full), frames);
+    const run = this.queue.then(() => this.sendFrames(frames, true));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async sendFrames(frames: EncodedFrame[]): Promise<void> {
+  private async sendFrames(frames: EncodedFrame[], first: boolean): Promise<void> {
     for (const f of frames) {
       if (this.closed) throw new ChannelClosedError(`sender on ${this.subjects.data} is closed`);
       const len = f.header.length + f.body.length;
@@ -254,7 +325,7 @@ export class TensorSender {
       if (this.unflushed >= this.flushEvery) await this.doFlush();
     }
     await this.doFlush();
-    this.s.tensorsSent++;
+    if (first) this.s.tensorsSent++;
   }
 
   private async waitForCredit(bytes: number): Promise<void> {
@@ -294,6 +365,7 @@ export class TensorSender {
     this.wake?.();
     this.sub.unsubscribe();
     await this.queue;
+    for (const [k, v] of this.retained) this.forget(k, v.bytes);
   }
 }
 
@@ -311,8 +383,14 @@ export interface TensorReceiverOptions extends ReassemblerOptions {
   regrantAfter?: number;
   /** The job id frames must carry; a frame naming another job is rejected (ForeignFrameError). @default the address's job */
   job?: string;
-  /** A tensor whose next chunk has not come for this long is dropped with IncompleteTensorError (a lost frame). @default 60000 ms */
+  /** A tensor whose next chunk has not come for this long is dropped as incomplete (a lost frame) and asked for again. @default 10000 ms */
   assemblyTimeoutMs?: number;
+  /** Transmissions of a tensor (the first included) before its failure becomes an error event; 1 turns resends off. @default 3 */
+  maxAttempts?: number;
+  /** A requested resend that has not arrived whole after this long counts as a failed attempt (doubling per attempt). @default 10000 ms */
+  resendTimeoutMs?: number;
+  /** Told of every failed transmission that is asked for again (the error names job, stage, step, micro-batch, tensor). @default none */
+  onResend?: (error: FrameError, attempt: number) => void;
 }
 
 export interface TensorReceiverStats {
@@ -330,6 +408,10 @@ export interface TensorReceiverStats {
   errors: number;
   /** Frames rejected because they name another job (each also an error event). */
   foreignFrames: number;
+  /** Transmissions that failed (digest, lost chunk, corrupt header) and were asked for again. */
+  resendRequests: number;
+  /** Frames of a tensor already delivered (a late chunk, a resend crossing an ack): dropped, credit returned. */
+  duplicateFrames: number;
 }
 
 /**
@@ -350,19 +432,33 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
   private readonly queued: Array<{ event: ChannelEvent; frameBytes: number }> = [];
   private waiter: ((r: IteratorResult<ChannelEvent>) => void) | undefined;
   private held = 0; // frame bytes of the event last handed out
-  private current: { key: string | undefined; len: number } | undefined;
+  private current: { key: string | undefined; len: number; claimed: FrameMeta | undefined } | undefined;
   private closed = false;
   private readonly job: string;
   private readonly where: { stage: number; direction: string };
   private readonly assemblyTimeoutMs: number;
   private expiry: NodeJS.Timeout | undefined;
-  private readonly s: TensorReceiverStats = { framesReceived: 0, bytesReceived: 0, bytesReleased: 0, maxOutstanding: 0, granted: 0, grantsSent: 0, probesAnswered: 0, tensorsDelivered: 0, errors: 0, foreignFrames: 0 };
+  private readonly maxAttempts: number;
+  private readonly resends: ResendTracker;
+  /** The transfers awaiting a resend (for naming them when one never comes). */
+  private readonly awaiting = new Map<string, FrameMeta>();
+  /** Recently delivered transfers, oldest first: their late or repeated frames are dropped. */
+  private readonly delivered = new Set<string>();
+  private readonly onResend: TensorReceiverOptions['onResend'];
+  private readonly s: TensorReceiverStats = {
+    framesReceived: 0, bytesReceived: 0, bytesReleased: 0, maxOutstanding: 0, granted: 0, grantsSent: 0, probesAnswered: 0, tensorsDelivered: 0, errors: 0, foreignFrames: 0,
+    resendRequests: 0, duplicateFrames: 0,
+  };
 
   constructor(private readonly bus: MessageBus, address: ChannelAddress, opts: TensorReceiverOptions = {}) {
     this.subjects = channelSubjects(address);
     this.job = opts.job ?? address.job;
     this.where = { stage: address.stage, direction: address.direction };
-    this.assemblyTimeoutMs = opts.assemblyTimeoutMs ?? 60_000;
+    this.assemblyTimeoutMs = opts.assemblyTimeoutMs ?? 10_000;
+    this.maxAttempts = opts.maxAttempts ?? 3;
+    if (!Number.isInteger(this.maxAttempts) || this.maxAttempts < 1) throw new RangeError(`maxAttempts must be an integer >= 1, got ${this.maxAttempts}`);
+    this.resends = new ResendTracker({ timeoutMs: opts.resendTimeoutMs ?? 10_000, backoff: 2, maxAttempts: this.maxAttempts });
+    this.onResend = opts.onResend;
     this.credit = new CreditReceiver({ window: opts.window, regrantAfter: opts.regrantAfter });
     this.reassembler = new Reassembler((e) => this.onReassembly(e), { ...opts, job: this.job });
     this.sub = bus.subscribe(this.subjects.data, (d, h) => this.onMessage(d, h));
@@ -413,8 +509,13 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
     }
     const claimed = peekFrameMeta(header);
     const key = claimed ? transferKey(claimed) : undefined;
+    if (key !== undefined && this.delivered.has(key)) {
+      this.s.duplicateFrames++;
+      this.release(len);
+      return;
+    }
     if (key !== undefined) this.assembling.set(key, (this.assembling.get(key) ?? 0) + len);
-    this.current = { key, len };
+    this.current = { key, len, claimed };
     this.reassembler.push(header, body, performance.now());
     this.current = undefined;
     this.armExpiry();
@@ -422,11 +523,19 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
 
   /** While tensors are assembling, checks for ones whose chunks stopped coming (the runner owns the timer, STYLE 6). */
   private armExpiry(): void {
-    if (this.expiry || this.closed || this.reassembler.pendingCount === 0) return;
+    if (this.expiry || this.closed || (this.reassembler.pendingCount === 0 && this.resends.size === 0)) return;
     const tick = Math.max(10, Math.floor(this.assemblyTimeoutMs / 4));
     this.expiry = setTimeout(() => {
       this.expiry = undefined;
-      this.reassembler.expire(performance.now() - this.assemblyTimeoutMs);
+      const now = performance.now();
+      this.reassembler.expire(now - this.assemblyTimeoutMs);
+      for (const d of this.resends.due(now)) {
+        const meta = this.awaiting.get(d.key);
+        if (!meta) continue;
+        const err = new IncompleteTensorError(`the resent tensor did not arrive whole within the resend timeout`, contextOf(meta), []).addContext({ ...this.where, job: this.job });
+        if (d.action === 'resend') this.requestResend(meta, err, d.attempt);
+        else this.giveUp(d.key, meta, err, d.attempts);
+      }
       this.armExpiry();
     }, tick);
     this.expiry.unref();
@@ -440,7 +549,11 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
         if (c.key !== undefined) this.takeAssembling(c.key, c.len);
         this.release(c.len);
       }
-      this.enqueue({ type: 'error', error: e.error.addContext({ ...this.where, job: this.job }) }, 0);
+      const error = e.error.addContext({ ...this.where, job: this.job });
+      // A chunk whose header failed its CRC is asked for again as the transfer its header claims
+      // (the other chunks, if any, stay assembling; a wrong claim ends as an error after the retries).
+      if (error instanceof ChunkChecksumError && c?.key !== undefined && c.claimed?.job === this.job) this.failed(c.key, c.claimed, error);
+      else this.enqueue({ type: 'error', error }, 0);
       return;
     }
     const key = transferKey(e.meta!);
@@ -448,10 +561,44 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
     if (e.type === 'error') {
       if (e.error instanceof ForeignFrameError) this.s.foreignFrames++;
       this.release(bytes);
-      this.enqueue({ type: 'error', error: e.error.addContext({ ...this.where, job: this.job }), meta: e.meta }, 0);
+      const error = e.error.addContext({ ...this.where, job: this.job });
+      if (error instanceof TensorDigestError || error instanceof IncompleteTensorError) this.failed(key, e.meta!, error);
+      else this.enqueue({ type: 'error', error, meta: e.meta }, 0);
     } else {
+      if (this.maxAttempts > 1) {
+        this.resends.ack(key);
+        this.awaiting.delete(key);
+        this.delivered.add(key);
+        if (this.delivered.size > 1024) this.delivered.delete(this.delivered.values().next().value!);
+        this.control({ type: 'ack', meta: e.meta });
+      }
       this.enqueue({ type: 'tensor', meta: e.meta, tensor: e.tensor, bytes: e.bytes }, bytes);
     }
+  }
+
+  /** One transmission of `meta` failed (its bytes are already released): ask again, or give up. */
+  private failed(key: string, meta: FrameMeta, error: FrameError): void {
+    const d = this.resends.failed(key, performance.now());
+    if (d.action === 'resend') this.requestResend(meta, error, d.attempt);
+    else this.giveUp(key, meta, error, d.attempts);
+  }
+
+  private requestResend(meta: FrameMeta, error: FrameError, attempt: number): void {
+    this.awaiting.set(transferKey(meta), meta);
+    this.s.resendRequests++;
+    this.onResend?.(error, attempt);
+    this.control({ type: 'resend', meta, attempt });
+    this.armExpiry();
+  }
+
+  private giveUp(key: string, meta: FrameMeta, error: FrameError, attempts: number): void {
+    this.awaiting.delete(key);
+    this.enqueue({ type: 'error', error: this.maxAttempts > 1 ? error.addContext({ attempts }) : error, meta }, 0);
+  }
+
+  private control(c: Parameters<typeof encodeTransferControl>[0]): void {
+    if (this.closed) return;
+    try { this.bus.publish(this.subjects.credit, encodeTransferControl(c)); } catch { /* bus closed: the sender's retention bound covers a lost ack */ }
   }
 
   private takeAssembling(key: string, len?: number): number {
@@ -517,6 +664,7 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
     this.sub.unsubscribe();
     this.queued.length = 0;
     this.assembling.clear();
+    this.awaiting.clear();
     const w = this.waiter;
     this.waiter = undefined;
     w?.({ value: undefined, done: true });

@@ -4,7 +4,7 @@ import { Rng } from '../data/rng.js';
 import {
   BadMagicError, ChunkChecksumError, CreditError, CreditReceiver, CreditSender, FRAME_VERSION, ForeignFrameError, FrameMismatchError, IncompleteTensorError, Reassembler,
   ReassemblyOverflowError,
-  ResendTracker, TensorDigestError, TruncatedFrameError, crc32, decodeFrame, decodeGrant, encodeGrant, encodeTensorFrames, fromHalf, splitFrame, toHalf,
+  ControlMessageError, ResendTracker, TensorDigestError, decodeTransferControl, encodeTransferControl, TruncatedFrameError, crc32, decodeFrame, decodeGrant, encodeGrant, encodeTensorFrames, fromHalf, splitFrame, toHalf,
   type EncodedFrame, type FrameMeta, type ReassemblyEvent,
 } from './index.js';
 
@@ -276,5 +276,45 @@ describe('resend tracker', () => {
     expect(t.due(699)).toEqual([]);
     expect(t.due(700)).toEqual([{ key: 'a', action: 'give-up', attempts: 3 }]);
     expect(t.size).toBe(0);
+  });
+
+  test('a failed transmission counts as an attempt: resend with the next deadline, give up at maxAttempts', () => {
+    const t = new ResendTracker({ timeoutMs: 100, backoff: 2, maxAttempts: 3 });
+    expect(t.failed('k', 0)).toEqual({ key: 'k', action: 'resend', attempt: 2 });
+    expect(t.due(199)).toEqual([]); // attempt 2 waits 100 x 2
+    expect(t.failed('k', 50)).toEqual({ key: 'k', action: 'resend', attempt: 3 });
+    expect(t.has('k')).toBe(true);
+    expect(t.failed('k', 60)).toEqual({ key: 'k', action: 'give-up', attempts: 3 });
+    expect(t.has('k')).toBe(false);
+    expect(new ResendTracker({ maxAttempts: 1 }).failed('x', 0)).toEqual({ key: 'x', action: 'give-up', attempts: 1 });
+  });
+});
+
+describe('transfer control codec', () => {
+  test('a resend request, byte by byte', () => {
+    const b = encodeTransferControl({ type: 'resend', meta: { job: 'j', step: 0x0102, microBatch: 3, name: 'hé', kind: 'gradient' }, attempt: 2 });
+    expect(Array.from(b)).toEqual([
+      0x54, 0x53, 0x43, 0x31, 1, 2, 1, 0, // "TSC1", version 1, resend, gradient, reserved
+      2, 1, 0, 0, 0, 0, 0, 0, // step
+      3, 0, 0, 0, 2, 0, 0, 0, // micro-batch, attempt
+      1, 0, 0x6a, 3, 0, 0x68, 0xc3, 0xa9, // "j", "hé" (utf-8)
+    ]);
+    expect(decodeTransferControl(b)).toEqual({ type: 'resend', meta: { job: 'j', step: 0x0102, microBatch: 3, name: 'hé', kind: 'gradient' }, attempt: 2 });
+  });
+
+  test('an ack round-trips with attempt 0; malformed messages are refused naming what is wrong', () => {
+    const ack = encodeTransferControl({ type: 'ack', meta: { job: 'job', step: 9, microBatch: 0, name: 'x', kind: 'activation' } });
+    expect(ack[5]).toBe(1);
+    expect(Array.from(ack.subarray(20, 24))).toEqual([0, 0, 0, 0]);
+    expect(decodeTransferControl(ack)).toEqual({ type: 'ack', meta: { job: 'job', step: 9, microBatch: 0, name: 'x', kind: 'activation' } });
+    const bad = (f: (b: Uint8Array) => Uint8Array, msg: RegExp): void => { expect(() => decodeTransferControl(f(ack.slice()))).toThrow(msg); };
+    bad((b) => b.subarray(0, 20), /shorter than 28/);
+    bad((b) => { b[0] = 0; return b; }, /bad magic/);
+    bad((b) => { b[4] = 2; return b; }, /version 2/);
+    bad((b) => { b[5] = 7; return b; }, /type 7/);
+    bad((b) => { b[6] = 9; return b; }, /tensor kind 9/);
+    bad((b) => b.subarray(0, b.length - 1), /ends inside a string/);
+    bad((b) => Uint8Array.from([...b, 0]), /1 trailing bytes/);
+    expect(() => decodeTransferControl(new Uint8Array(8))).toThrow(ControlMessageError);
   });
 });
