@@ -10,7 +10,6 @@
 // The operator's run phase is not part of the bench: the script writes the TrainingJob's status
 // (trace roots, Succeeded) as the operator would, so each job runs its whole lifecycle.
 // Run: npm run build && node dist/bench/bridge.js   (BENCH_ROUNDS, BENCH_POLL_MS)
-import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
@@ -27,6 +26,7 @@ import { buildGpt } from '../pkg/models/index.js';
 import { encodeModel } from '../pkg/onnx/index.js';
 import { sha256 } from '../pkg/verify/index.js';
 import { startCluster } from '../test/k8s/cluster.js';
+import { installTrainingJobs } from '../test/k8s/kubectl.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const POLL_MS = Number(process.env.BENCH_POLL_MS ?? 500);
@@ -50,15 +50,7 @@ async function until(what: string, fn: () => boolean | Promise<boolean>, timeout
 const chain = await startLocalChain();
 const cluster = await startCluster({ scheduler: false, kwok: false });
 try {
-  // kubectl from the source tree's helper (client-node's typed CRD model drops int-or-string fields)
-  const kubectlPath = join(dirname(execFileSync('bash', [join(root, 'test', 'tools', 'helm.sh')], { encoding: 'utf8' }).trim()), 'kubectl');
-  const kubectl = (args: string[]): void => {
-    const r = spawnSync(kubectlPath, [...args, '--kubeconfig', cluster.kubeconfigPath], { cwd: root, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-  };
-  kubectl(['apply', '-f', 'manifests/crd/tessera.dev_trainingjobs.yaml']);
-  kubectl(['wait', '--for=condition=Established', 'crd/trainingjobs.tessera.dev', '--timeout=60s']);
-  kubectl(['create', 'namespace', NS]);
+  installTrainingJobs(cluster, NS, { priorityClasses: false });
   const custom = cluster.kubeConfig().makeApiClient(CustomObjectsApi);
 
   const { registry, market } = await deployMarket(chain.wallet(0), { minStake: parseEther('1'), unstakeDelay: 3600n, arbiter: chain.accounts[1]!.address, challengerBond: parseEther('0.1'), jobBondBps: 5000n });

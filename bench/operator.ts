@@ -12,13 +12,12 @@
 // Ratios are operator / baseline medians of the same round set. Environment: BENCH_NODES (100,1000),
 // BENCH_JOBS (1,10,100), BENCH_ROUNDS (3: rounds for configurations below 10 jobs; 1 otherwise),
 // BENCH_PLANNER (in-process | grpc), BENCH_WORKERS (2, the operator's reconcile workers).
-import { execFileSync, spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { CoreV1Api, CustomObjectsApi, SchedulingV1Api, Watch, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { GROUP, PLURAL, VERSION } from '../pkg/k8s/index.js';
 import { buildGpt } from '../pkg/models/index.js';
@@ -26,6 +25,7 @@ import { encodeModel } from '../pkg/onnx/index.js';
 import { GrpcPlanner, InProcessPlanner, JOB_LABEL, Operator, type Planner } from '../pkg/operator/index.js';
 import { SchedulerClient, SchedulerServer } from '../pkg/scheduler/index.js';
 import { startCluster, type Cluster, type FakeNode } from '../test/k8s/cluster.js';
+import { installTrainingJobs } from '../test/k8s/kubectl.js';
 
 const NODES = (process.env.BENCH_NODES ?? '100,1000').split(',').map(Number);
 const JOBS = (process.env.BENCH_JOBS ?? '1,10,100').split(',').map(Number);
@@ -102,18 +102,7 @@ async function main(): Promise<void> {
   let scheduler: SchedulerServer | undefined;
   let client: SchedulerClient | undefined;
   try {
-    // kubectl, as a user would (client-node's typed CRD model drops x-kubernetes-int-or-string).
-    const kubectlPath = join(dirname(execFileSync('bash', [join(root, 'test/tools/helm.sh')], { encoding: 'utf8' }).trim()), 'kubectl');
-    const kubectl = (args: string[]): void => {
-      const r = spawnSync(kubectlPath, [...args, '--kubeconfig', cluster.kubeconfigPath], { cwd: root, encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-    };
-    kubectl(['apply', '-f', 'manifests/crd/tessera.dev_trainingjobs.yaml']);
-    kubectl(['wait', '--for=condition=Established', 'crd/trainingjobs.tessera.dev', '--timeout=60s']);
-    await core.createNamespace({ body: { metadata: { name: NS } } });
-    const sched = kc.makeApiClient(SchedulingV1Api);
-    await sched.createPriorityClass({ body: { metadata: { name: 'tessera-local' }, value: 1000 } });
-    await sched.createPriorityClass({ body: { metadata: { name: 'tessera-network' }, value: 100 } });
+    installTrainingJobs(cluster, NS);
     const gpt = buildGpt({ vocab: 256, layers: 2, dModel: 64, heads: 4, context: 64, seed: 1 });
     await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'gpt-small' }, binaryData: { 'model.onnx': Buffer.from(encodeModel(gpt)).toString('base64') } } });
     const example = parseYaml(readFileSync(join(root, 'manifests/examples/gpt-small.yaml'), 'utf8'));

@@ -8,11 +8,9 @@
  * the challenge window it is finalized and the supplier is paid. Slow; needs `npx tsc -p
  * tsconfig.json` first (dist/).
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { hexlify, parseEther } from 'ethers';
 import { deployMarket, JobState, startLocalChain, type JobMarketClient, type LocalChain, type SupplierRegistryClient } from '../chain/index.js';
@@ -23,8 +21,8 @@ import { DriverJobRunner, Operator } from '../operator/index.js';
 import { NatsBus } from '../transport/index.js';
 import { sha256 } from '../verify/index.js';
 import { JetStreamCheckpointStore, NatsServer } from '../worker/index.js';
-import { helm } from '../../test/chart/helm.js';
 import { startCluster, type Cluster } from '../../test/k8s/cluster.js';
+import { installTrainingJobs } from '../../test/k8s/kubectl.js';
 import { KubeletRunner } from '../../test/k8s/kubelet-runner.js';
 import { Bridge, type BridgeEvent } from './bridge.js';
 import { StaticCapacitySource, StaticLoadSource } from './capacity.js';
@@ -32,7 +30,6 @@ import { FileStateStore } from './cursor.js';
 import { KubeJobRunner, networkJobName } from './kube-runner.js';
 
 const NS = 'tessera-network';
-const root = join(dirname(new URL(import.meta.url).pathname), '..', '..');
 const corpus = new URL('../../test/fixtures/corpus/kjv-genesis-exodus.txt', import.meta.url).pathname;
 const STEPS = 200n;
 const REWARD = parseEther('1');
@@ -52,16 +49,7 @@ beforeAll(async () => {
   ({ registry, market } = await deployMarket(chain.wallet(0), { minStake: parseEther('1'), unstakeDelay: 3600n, arbiter: chain.accounts[1]!.address, challengerBond: parseEther('0.1'), jobBondBps: 5000n }));
   cluster = await startCluster({ nodes: [{ name: 'gpu-0' }, { name: 'gpu-1' }] });
   nats = await NatsServer.start({ jetstream: true });
-  const kubectlPath = existsSync('/usr/bin/kubectl') ? '/usr/bin/kubectl' : join(dirname(helm()), 'kubectl');
-  const kubectl = (args: string[]): void => {
-    const r = spawnSync(kubectlPath, [...args, '--kubeconfig', cluster.kubeconfigPath], { cwd: root, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-  };
-  kubectl(['apply', '-f', 'manifests/crd/tessera.dev_trainingjobs.yaml']);
-  kubectl(['wait', '--for=condition=Established', 'crd/trainingjobs.tessera.dev', '--timeout=60s']);
-  kubectl(['create', 'namespace', NS]);
-  kubectl(['create', 'priorityclass', 'tessera-local', '--value=1000']);
-  kubectl(['create', 'priorityclass', 'tessera-network', '--value=100']);
+  installTrainingJobs(cluster, NS);
   kubelet = new KubeletRunner({ kubeConfig: cluster.kubeConfig(), namespace: NS, log });
   await kubelet.start();
   const core = cluster.kubeConfig().makeApiClient(CoreV1Api);

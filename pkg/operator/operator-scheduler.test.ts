@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
@@ -8,11 +7,12 @@ import { buildGpt } from '../models/index.js';
 import { encodeModel } from '../onnx/index.js';
 import { readProfiles } from '../planner/index.js';
 import { JobPhase, SchedulerClient, SchedulerServer } from '../scheduler/index.js';
-import { helm } from '../../test/chart/helm.js';
 import { freePort } from '../../test/nats/launcher.js';
 import { startCluster, type Cluster } from '../../test/k8s/cluster.js';
+import { installTrainingJobs } from '../../test/k8s/kubectl.js';
 import { GrpcPlanner, keyOfSchedulerJob } from './grpc-planner.js';
 import { Operator } from './operator.js';
+import { until } from './testing.js';
 import { JOB_LABEL } from './trainingjob-reconciler.js';
 
 // Slow: a real kube-apiserver, kube-scheduler and kwok GPU nodes (test/k8s), and a real scheduler
@@ -21,21 +21,6 @@ import { JOB_LABEL } from './trainingjob-reconciler.js';
 const NS = 'tj-sched';
 const root = join(dirname(new URL(import.meta.url).pathname), '..', '..');
 const TINY = 'tiny-gpu';
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 interface Job {
   metadata: { name: string; uid: string };
@@ -54,11 +39,6 @@ describe('operator planning through the scheduler gRPC API, on a real kube-apise
   // A 1 MB device: nothing real fits on it, so the scheduler reports how many bytes are missing.
   const a100 = readProfiles().get('A100-SXM-80GB')!;
   const profiles = new Map([...readProfiles(), [TINY, { ...a100, name: TINY, memoryBytes: 1e6, kubernetesProducts: [/^TINY$/] }]]);
-  const kubectl = (args: string[]): string => {
-    const r = spawnSync(join(dirname(helm()), 'kubectl'), [...args, '--kubeconfig', cluster.kubeconfigPath], { cwd: root, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
   const getJob = async (name: string): Promise<Job> => (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name })) as Job;
   const podsOf = async (name: string): Promise<V1Pod[]> => (await core.listNamespacedPod({ namespace: NS, labelSelector: `${JOB_LABEL}=${name}` })).items;
   const planned = (c: string) => async (): Promise<Job | undefined> => {
@@ -83,11 +63,7 @@ describe('operator planning through the scheduler gRPC API, on a real kube-apise
     cluster = await startCluster({ nodes: [{ name: 'gpu-0' }, { name: 'gpu-1' }, { name: 'tiny-0', deviceProfile: TINY, gpuProduct: 'TINY' }] });
     core = cluster.kubeConfig().makeApiClient(CoreV1Api);
     custom = cluster.kubeConfig().makeApiClient(CustomObjectsApi);
-    kubectl(['apply', '-f', 'manifests/crd/tessera.dev_trainingjobs.yaml']);
-    kubectl(['wait', '--for=condition=Established', 'crd/trainingjobs.tessera.dev', '--timeout=60s']);
-    kubectl(['create', 'namespace', NS]);
-    kubectl(['create', 'priorityclass', 'tessera-local', '--value=1000']);
-    kubectl(['create', 'priorityclass', 'tessera-network', '--value=100']);
+    installTrainingJobs(cluster, NS);
     const gpt = buildGpt({ vocab: 256, layers: 2, dModel: 64, heads: 4, context: 64, seed: 1 });
     await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'gpt-small' }, binaryData: { 'model.onnx': Buffer.from(encodeModel(gpt)).toString('base64') } } });
     client = new SchedulerClient(`127.0.0.1:${port}`, { deadlineMs: 3000 });

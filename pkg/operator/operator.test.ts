@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
@@ -6,9 +5,10 @@ import { parse as parseYaml } from 'yaml';
 import { GROUP, PLURAL, VERSION, type TrainingJobStatus } from '../k8s/index.js';
 import { buildGpt } from '../models/index.js';
 import { encodeModel } from '../onnx/index.js';
-import { helm } from '../../test/chart/helm.js';
 import { startCluster, type Cluster } from '../../test/k8s/cluster.js';
+import { installTrainingJobs, kubectl } from '../../test/k8s/kubectl.js';
 import { InProcessPlanner } from './planner.js';
+import { until } from './testing.js';
 import { Operator } from './operator.js';
 import { FINALIZER, JOB_LABEL } from './trainingjob-reconciler.js';
 
@@ -18,21 +18,6 @@ const NS = 'tj-op';
 const LEASE_NS = 'tessera-system';
 const root = join(dirname(new URL(import.meta.url).pathname), '..', '..');
 const LEASE_MS = 4000;
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 interface Job {
   metadata: { name: string; resourceVersion: string; finalizers?: string[]; uid: string };
@@ -45,12 +30,6 @@ describe('operator on a real kube-apiserver with KWOK GPU nodes (slow)', () => {
   let custom: CustomObjectsApi;
   const planner = new InProcessPlanner();
   const ops: Operator[] = [];
-  const kubectlPath = join(dirname(helm()), 'kubectl');
-  const kubectl = (args: string[], input?: string): string => {
-    const r = spawnSync(kubectlPath, [...args, '--kubeconfig', cluster.kubeconfigPath], { cwd: root, input, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
   const getJob = async (name: string): Promise<Job> => (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name })) as Job;
   const podsOf = async (name: string): Promise<V1Pod[]> => (await core.listNamespacedPod({ namespace: NS, labelSelector: `${JOB_LABEL}=${name}` })).items;
   const operator = (identity: string, p = new InProcessPlanner(), releaseOnStop = true): Operator =>
@@ -69,12 +48,8 @@ describe('operator on a real kube-apiserver with KWOK GPU nodes (slow)', () => {
     cluster = await startCluster({ nodes: [{ name: 'gpu-0' }, { name: 'gpu-1' }, { name: 'gpu-2' }] });
     core = cluster.kubeConfig().makeApiClient(CoreV1Api);
     custom = cluster.kubeConfig().makeApiClient(CustomObjectsApi);
-    kubectl(['apply', '-f', 'manifests/crd/tessera.dev_trainingjobs.yaml']);
-    kubectl(['wait', '--for=condition=Established', 'crd/trainingjobs.tessera.dev', '--timeout=60s']);
-    kubectl(['create', 'namespace', NS]);
-    kubectl(['create', 'namespace', LEASE_NS]);
-    kubectl(['create', 'priorityclass', 'tessera-local', '--value=1000']);
-    kubectl(['create', 'priorityclass', 'tessera-network', '--value=100']);
+    installTrainingJobs(cluster, NS);
+    kubectl(cluster, ['create', 'namespace', LEASE_NS]);
     const gpt = buildGpt({ vocab: 256, layers: 2, dModel: 64, heads: 4, context: 64, seed: 1 });
     await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'gpt-small' }, binaryData: { 'model.onnx': Buffer.from(encodeModel(gpt)).toString('base64') } } });
     ops.push(operator('op-a', planner));
@@ -90,7 +65,7 @@ describe('operator on a real kube-apiserver with KWOK GPU nodes (slow)', () => {
   });
 
   it('kubectl apply gpt-small: Planned with a costed plan, one Running pod per stage on the planned node', async () => {
-    kubectl(['apply', '-n', NS, '-f', 'manifests/examples/gpt-small.yaml']);
+    kubectl(cluster, ['apply', '-n', NS, '-f', 'manifests/examples/gpt-small.yaml']);
     const job = await until('gpt-small running on its plan', () => runningOnPlan('gpt-small')).catch(async (e) => {
       process.stderr.write(`DEBUG ${JSON.stringify(await getJob('gpt-small'))}\n${JSON.stringify((await podsOf('gpt-small')).map((p) => [p.metadata?.name, p.spec?.nodeName, p.status]))}\n`);
       throw e;
@@ -117,7 +92,7 @@ describe('operator on a real kube-apiserver with KWOK GPU nodes (slow)', () => {
     const events = await core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=gpt-small' });
     expect(events.items.some((e) => e.type === 'Normal' && e.reason === 'Planned')).toBe(true);
 
-    const [head, row] = kubectl(['get', 'tj', 'gpt-small', '-n', NS]).trim().split('\n').map((l) => l.trim().split(/\s+/));
+    const [head, row] = kubectl(cluster, ['get', 'tj', 'gpt-small', '-n', NS]).trim().split('\n').map((l) => l.trim().split(/\s+/));
     expect(head!.slice(0, 3)).toEqual(['NAME', 'PHASE', 'STAGES']);
     expect(row!.slice(0, 3)).toEqual(['gpt-small', 'Planned', String(stages.length)]);
     expect(planner.heldBy(`${NS}/gpt-small`)).toHaveLength(stages.length);

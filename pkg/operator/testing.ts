@@ -31,3 +31,23 @@ export class FakeClock implements Clock {
     return this.timers.length;
   }
 }
+
+/**
+ * Polls `fn` every `everyMs` until it returns a value other than undefined/false and returns it; an
+ * error thrown by `fn` counts as "not yet" (the apiserver may not know the object yet) and is named
+ * in the timeout error. For the integration tests against the real apiserver.
+ */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}

@@ -113,6 +113,11 @@ function k8sDir(): string {
   return resolve('test', 'k8s');
 }
 
+/** The source tree's root (manifests/, test/tools/), also when running from dist/. */
+export function sourceRoot(): string {
+  return resolve(k8sDir(), '..', '..');
+}
+
 /**
  * Directory with tessera-k8s, kwok and kwok-stages.yaml: $TESSERA_K8S_BIN_DIR, else build.sh's
  * cache dir (building when missing).
