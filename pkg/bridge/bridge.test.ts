@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { hexlify, parseEther, type Wallet } from 'ethers';
 import { deployMarket, JobState, startLocalChain, type JobMarketClient, type LocalChain, type SupplierRegistryClient } from '../chain/index.js';
+import { revertChainBeforeEach } from '../chain/test-support.js';
 import { buildGpt } from '../models/index.js';
 import { encodeModel } from '../onnx/index.js';
 import { sha256 } from '../verify/index.js';
@@ -25,7 +26,6 @@ const REWARD = parseEther('1');
 const STEPS = 6n;
 
 let chain: LocalChain;
-let snap: string;
 let owner: Wallet, submitter: Wallet, supplier: Wallet;
 let registry: SupplierRegistryClient;
 let market: JobMarketClient;
@@ -43,17 +43,9 @@ beforeAll(async () => {
   modelDigest = hexlify(sha256(model));
   dataURI = corpus; // a plain path works too
   dataDigest = hexlify(sha256(new Uint8Array(await readFile(corpus))));
-  snap = await chain.snapshot();
 }, 60_000);
 
-afterAll(async () => {
-  await chain?.stop();
-});
-
-beforeEach(async () => {
-  await chain.revert(snap);
-  snap = await chain.snapshot();
-});
+revertChainBeforeEach(() => chain);
 
 function makeBridge(statePath: string, events: BridgeEvent[], stepSeconds = 1, load = new StaticLoadSource(), maxBlockRange?: number): Bridge {
   return new Bridge({

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { EventLog, hexlify, parseEther, type Wallet } from 'ethers';
 import { deployMarket, JobState, ReleaseReason, startLocalChain, type JobMarketClient, type LocalChain, type SupplierRegistryClient } from '../chain/index.js';
+import { revertChainBeforeEach } from '../chain/test-support.js';
 import { buildGpt } from '../models/index.js';
 import { encodeModel } from '../onnx/index.js';
 import { SchedulerClient, SchedulerServer, type JobSpec, type WorkerSession } from '../scheduler/index.js';
@@ -30,7 +31,6 @@ const STEPS = 40n;
 const EVERY = 5;
 
 let chain: LocalChain;
-let snap: string;
 let submitter: Wallet, supplier: Wallet;
 let registry: SupplierRegistryClient;
 let market: JobMarketClient;
@@ -57,17 +57,12 @@ beforeAll(async () => {
   dataDigest = hexlify(sha256(new Uint8Array(await readFile(corpus))));
   const { modelBytes } = await runner('probe').inspect({ jobId: 0n, modelURI, dataURI, modelDigest, dataDigest, steps: 1n });
   trainingBytes = Number(modelBytes * DEFAULT_MEMORY_PER_MODEL_BYTE);
-  snap = await chain.snapshot();
 }, 60_000);
 
-afterAll(async () => {
-  await chain?.stop();
-});
+revertChainBeforeEach(() => chain);
 
 // A fresh scheduler per test: one worker whose memory fits one training job (network or local), not two.
 beforeEach(async () => {
-  await chain.revert(snap);
-  snap = await chain.snapshot();
   schedulerLog.length = 0;
   server = new SchedulerServer({ host: '127.0.0.1', port: 0, heartbeatTimeoutMs: 600_000, tickIntervalMs: 100, preemptionGraceMs: 60_000, log: (l) => schedulerLog.push(l) });
   client = new SchedulerClient(`127.0.0.1:${await server.start()}`);

@@ -8,11 +8,10 @@ import { startLocalChain, type LocalChain } from './local-chain.js';
 import { deployArtifact, deployMarket } from './deploy.js';
 import { JobMarketClient, JobState, ReleaseReason, SupplierRegistryClient, decodeRevert } from './bindings.js';
 import { loadArtifact } from './artifacts.js';
-import { CAPACITY, digest, revertName, spec, testConfig } from './test-support.js';
+import { CAPACITY, digest, revertChainBeforeEach, revertName, spec, testConfig } from './test-support.js';
 import { ChainStartError, ContractRevertError } from './errors.js';
 
 let chain: LocalChain;
-let snap: string;
 let owner: Wallet, arbiter: Wallet, submitter: Wallet, supplier: Wallet, supplier2: Wallet, challenger: Wallet, worker: Wallet, stranger: Wallet;
 let registry: SupplierRegistryClient;
 let market: JobMarketClient;
@@ -26,17 +25,9 @@ beforeAll(async () => {
   chain = await startLocalChain();
   [owner, arbiter, submitter, supplier, supplier2, challenger, worker, stranger] = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => chain.wallet(i)) as Wallet[] as [Wallet, Wallet, Wallet, Wallet, Wallet, Wallet, Wallet, Wallet];
   ({ registry, market } = await deployMarket(owner, cfg()));
-  snap = await chain.snapshot();
 }, 60_000);
 
-afterAll(async () => {
-  await chain?.stop();
-});
-
-beforeEach(async () => {
-  await chain.revert(snap);
-  snap = await chain.snapshot();
-});
+revertChainBeforeEach(() => chain);
 
 async function balance(addr: string): Promise<bigint> {
   return chain.provider.getBalance(addr);

@@ -4,6 +4,7 @@ import type { Capacity, JobSpec } from './bindings.js';
 import { PriceUnit } from './bindings.js';
 import type { MarketConfig } from './deploy.js';
 import { ContractRevertError } from './errors.js';
+import type { LocalChain } from './local-chain.js';
 
 export const CAPACITY: Capacity = {
   flopsPerSecond: 4n * 10n ** 15n,
@@ -44,4 +45,29 @@ export function rng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/**
+ * One local chain per test file, every test starting from the state the file's beforeAll left:
+ * snapshots it after that beforeAll, reverts to it before each test (evm_revert consumes the
+ * snapshot, so a new one is taken) and stops the chain after the file. Call it at the top level,
+ * after the beforeAll that starts the chain and before the file's own beforeEach hooks.
+ */
+export function revertChainBeforeEach(chain: () => LocalChain | undefined): void {
+  let snap: string | undefined;
+  const running = (): LocalChain => {
+    const c = chain();
+    if (!c) throw new Error('revertChainBeforeEach: the chain did not start (see the beforeAll error)');
+    return c;
+  };
+  beforeAll(async () => {
+    snap = await running().snapshot();
+  });
+  afterAll(async () => {
+    await chain()?.stop();
+  });
+  beforeEach(async () => {
+    await running().revert(snap!);
+    snap = await running().snapshot();
+  });
 }
