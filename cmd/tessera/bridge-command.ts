@@ -161,20 +161,28 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         await bridge.register();
         const pollMs = intFlag(values, 'poll-ms', 2000, 0);
         const signal = io.signal ?? signalOnExit();
+        if (values.once) {
+          await bridge.tick(); // one tick, finished: every job stepped until none has work in flight
+          return 0;
+        }
         for (;;) {
+          // step() never waits for a job: training, preemption waits and commits go on between ticks
+          let waitMs = pollMs;
           try {
-            await bridge.tick();
+            const pace = await bridge.step();
+            if (pace.type === 'busy') waitMs = Math.min(pollMs, pace.afterMs);
           } catch (err) {
-            if (values.once) throw err;
             io.err(`tessera bridge: ${formatError(err)}; retrying in ${pollMs} ms\n`);
           }
-          if (values.once || signal.aborted) return 0;
+          if (signal.aborted) break;
           await new Promise<void>((r) => {
-            const t = setTimeout(r, pollMs);
+            const t = setTimeout(r, waitMs);
             signal.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true });
           });
-          if (signal.aborted) return 0;
+          if (signal.aborted) break;
         }
+        await bridge.stop(); // jobs training here checkpoint and end; the next start resumes them
+        return 0;
       } finally {
         scheduler?.close();
         provider.destroy();

@@ -87,6 +87,7 @@ export class Bridge {
   readonly #tasks = new Map<string, JobTask>();
   /** Counts ticks, so a job running elsewhere is looked at once per tick, not once per pass. */
   #tick = 0;
+  #stopping = false;
   constructor(private readonly deps: BridgeDeps, private readonly opts: BridgeOptions) {}
 
   private emit(e: BridgeEvent): void {
@@ -225,6 +226,27 @@ export class Bridge {
     return this.pass();
   }
 
+  /**
+   * Stops the jobs training in this process: each checkpoints after its current step and ends;
+   * the state file keeps them accepted, so the next start resumes them from their checkpoints.
+   * Resolves when every run task has ended. Call no other method afterwards.
+   */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (;;) {
+      // Runs blocked on the loop are served: a root is committed (the checkpoint that follows must
+      // not pass an uncommitted root), a preempted run (checkpoint on disk) ends where it waits.
+      for (const [id, t] of [...this.#tasks]) {
+        if (t.state === 'committing') await this.commitStep(id, t);
+        else if (t.state === 'preempted') t.settle({ type: 'abandon', reason: 'the bridge is stopping' });
+      }
+      const running = [...this.#tasks.values()].flatMap((t) => (t.state === 'training' || t.state === 'committing' || t.state === 'preempted' || (t.state === 'released' && t.run) ? [t.run!.ended] : []));
+      if (running.length === 0) break;
+      await Promise.race([...running, new Promise((r) => setTimeout(r, 50))]);
+    }
+    this.#tasks.clear();
+  }
+
   /** One step of every job in flight, in job order. */
   private async pass(): Promise<BridgePace> {
     let busy = false;
@@ -244,8 +266,6 @@ export class Bridge {
 
   /** The job's step function: looks at its state once, does what that state needs now, never waits on the run. */
   private async stepJob(a: ActiveJob): Promise<void> {
-    const jobId = BigInt(a.jobId);
-    const market = this.deps.market.connect(this.deps.signer);
     if (a.phase === ActivePhase.Submitted) return this.finalizeStep(a);
     const t = this.task(a.jobId);
     switch (t.state) {
@@ -269,16 +289,8 @@ export class Bridge {
       }
       case 'training':
         return;
-      case 'committing': {
-        // Idempotent: an index already on chain (an earlier instance, a lost answer) is not sent again.
-        if (t.index >= (await market.getJob(jobId)).checkpointCount) {
-          await market.commitTraceRoot(jobId, BigInt(t.index), t.root);
-          this.emit({ type: 'root-committed', jobId, index: t.index, root: t.root });
-        }
-        this.#tasks.set(a.jobId, { state: 'training', run: t.run });
-        t.settle();
-        return;
-      }
+      case 'committing':
+        return this.commitStep(a.jobId, t);
       case 'preempted': {
         const lease = t.run.lease!;
         const s = await lease.checkAdmission(t.progress, t.since);
@@ -302,6 +314,18 @@ export class Bridge {
       case 'released':
         return; // a stale entry: the file says accepted; nothing to do until the run ends
     }
+  }
+
+  /** Commits the root the run waits on; idempotent: an index already on chain (an earlier instance, a lost answer) is not sent again. */
+  private async commitStep(id: string, t: Extract<JobTask, { state: 'committing' }>): Promise<void> {
+    const jobId = BigInt(id);
+    const market = this.deps.market.connect(this.deps.signer);
+    if (t.index >= (await market.getJob(jobId)).checkpointCount) {
+      await market.commitTraceRoot(jobId, BigInt(t.index), t.root);
+      this.emit({ type: 'root-committed', jobId, index: t.index, root: t.root });
+    }
+    this.#tasks.set(id, { state: 'training', run: t.run });
+    t.settle();
   }
 
   /** An accepted job with nothing running here: check it is still ours and still fits, hold capacity, start the run. */
@@ -353,9 +377,12 @@ export class Bridge {
     const run: RunTask = { job, lease, ended: Promise.resolve() };
     const commit = (index: number, root: string): Promise<void> =>
       new Promise((settle) => this.#tasks.set(id, { state: 'committing', run, index, root, settle }));
-    const control: RunControl | undefined = lease && {
-      shouldYield: (p) => lease.shouldYield(p),
+    // Yields to a preempting local job (with a lease), or to stop(): then the checkpoint is on
+    // disk and the run ends; the job stays accepted in the file and a restart resumes from it.
+    const control: RunControl = {
+      shouldYield: async (p) => this.#stopping || (lease !== undefined && (await lease.shouldYield(p))),
       yielded: async (p) => {
+        if (this.#stopping || lease === undefined) return { type: 'abandon', reason: 'the bridge is stopping' };
         if ((await lease.confirmCheckpoint(p)) === 'resume') return { type: 'resume' };
         return new Promise<YieldOutcome>((settle) => this.#tasks.set(id, { state: 'preempted', run, progress: p, since: Date.now(), settle }));
       },
