@@ -108,7 +108,7 @@ export class Driver {
       ns: opts.ns, job: opts.job, stages: opts.stages, microBatches: opts.microBatches, schedule: opts.schedule, model: opts.model,
       bindings: opts.bindings, loss: opts.loss, optimizer: optimizer as JobSpec['optimizer'], intraOpThreads: opts.intraOpThreads,
       resume: opts.resume, fingerprint: opts.fingerprint, heartbeatMs: opts.heartbeatMs, checkpointStore: opts.checkpointStore, checkpointBucket: opts.checkpointBucket,
-      cuts: opts.cuts, schedulerJob: opts.schedulerJob,
+      cuts: opts.cuts, schedulerJob: opts.schedulerJob, transfer: opts.transfer,
     };
     const store = openCheckpointStore(spec.checkpointStore ?? 'file', { bus, bucket: spec.checkpointBucket });
     // A resumed job continues the trace of the run it resumes (the manifest holds its step roots).
@@ -139,7 +139,7 @@ export class Driver {
     const workers = wanted ? [...wanted] : hellos.slice(0, spec.stages);
 
     const dataOut = new Map<number, TensorSender>();
-    part.stages.forEach((st, i) => { if (st.dataInputs.length > 0) dataOut.set(i, new TensorSender(bus, channels.data(spec.ns, spec.job, i))); });
+    part.stages.forEach((st, i) => { if (st.dataInputs.length > 0) dataOut.set(i, new TensorSender(bus, channels.data(spec.ns, spec.job, i), { maxPayload: spec.transfer?.maxPayload })); });
     const d = new Driver(bus, spec, part, gradClipNorm, opts, workers, dataOut, store);
     d.stepRoots.push(...resumedRoots);
     d.trace = TraceAccumulator.from(resumedRoots.map((h) => new Uint8Array(Buffer.from(h, 'hex'))));

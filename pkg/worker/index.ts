@@ -20,7 +20,7 @@ export { Liveness } from './liveness.js';
 export { runPipelineTraining, runPipelineWithRecovery } from './run.js';
 export type { PipelineProgress, PipelineRunHooks, RecoveryOptions } from './run.js';
 export { channels, subjects, encodeControl, decodeControl } from './protocol.js';
-export type { DriverCommand, JobSpec, PoolMessage, StageStepTimings, WorkerEvent } from './protocol.js';
+export type { DriverCommand, JobSpec, PoolMessage, StageStepTimings, TransferSpec, WorkerEvent } from './protocol.js';
 export { latestStepDir, pipelineFingerprint, readManifest, readPipelineCheckpoint, stageFile, stageSnapshotFor, stepDir, writeManifest, writeStageCheckpoint } from './checkpoint.js';
 export type { PipelineCheckpoint, PipelineManifest } from './checkpoint.js';
 export { fileCheckpointStore, openCheckpointStore, registerCheckpointStore } from './checkpoint-store.js';

@@ -65,7 +65,7 @@ export class PoolWorker {
     const { spec, stage } = msg;
     this.status = { type: 'starting', job: spec.job, stage };
     this.opts.log?.(`job ${spec.job}: starting stage ${stage}/${spec.stages}`);
-    this.starting = StageWorker.start(this.bus, spec, stage, { compute: this.opts.compute, worker: this.opts.id }).then(
+    this.starting = StageWorker.start(this.bus, spec, stage, { compute: this.opts.compute, worker: this.opts.id, log: this.opts.log }).then(
       (worker) => {
         this.status = { type: 'busy', job: spec.job, stage, worker };
         this.opts.onStage?.({ type: 'started', spec, stage });

@@ -78,6 +78,23 @@ export interface JobSpec {
   cuts?: string[][];
   /** The scheduler job this run belongs to: stage workers registered with the scheduler report their stage's state on it. @default none */
   schedulerJob?: string;
+  /**
+   * Tensor channel tuning (pkg/transport): frame size, the missing-chunk timeout, transmissions of a
+   * failed tensor before the step fails, the wait for a requested resend. @default the transport's defaults
+   */
+  transfer?: TransferSpec;
+}
+
+/** The JobSpec.transfer settings; each falls back to the pkg/transport default. */
+export interface TransferSpec {
+  /** TensorSenderOptions.maxPayload. @default 8 MiB */
+  maxPayload?: number;
+  /** TensorReceiverOptions.assemblyTimeoutMs. @default 10000 */
+  assemblyTimeoutMs?: number;
+  /** TensorReceiverOptions.maxAttempts (1: no resend). @default 3 */
+  maxAttempts?: number;
+  /** TensorReceiverOptions.resendTimeoutMs. @default 10000 */
+  resendTimeoutMs?: number;
 }
 
 export type DriverCommand =

@@ -28,6 +28,8 @@ export interface StageWorkerOptions {
   compute?: ComputeFactory;
   /** Worker id reported in events. @default "w<stage>" */
   worker?: string;
+  /** Log lines (e.g. a tensor asked for again after a digest failure or a lost chunk). @default none */
+  log?: (line: string) => void;
 }
 
 /** Job lifecycle of one stage, as a union told apart by `type` (STYLE 9). */
@@ -121,18 +123,25 @@ export class StageWorker {
     }
 
     const last = stage === spec.stages - 1;
+    const t = spec.transfer ?? {};
+    const log = opts.log;
+    const rx = {
+      assemblyTimeoutMs: t.assemblyTimeoutMs, maxAttempts: t.maxAttempts, resendTimeoutMs: t.resendTimeoutMs,
+      onResend: (err: Error, attempt: number) => log?.(`resend requested (attempt ${attempt}): ${err.name}: ${err.message}`),
+    };
+    const tx = { maxPayload: t.maxPayload };
     const inbox = {
-      fwd: stage > 0 ? new Inbox(bus, channels.fwd(ns, job, stage)) : undefined,
-      bwd: !last ? new Inbox(bus, channels.bwd(ns, job, stage)) : undefined,
-      data: plan.dataInputs.length > 0 ? new Inbox(bus, channels.data(ns, job, stage)) : undefined,
-      tiedGrad: new Map([...readers.keys()].map((r) => [r, new Inbox(bus, channels.tiedGrad(ns, job, r, stage))])),
-      tiedValue: new Map([...reads.keys()].map((o) => [o, new Inbox(bus, channels.tiedValue(ns, job, o, stage))])),
+      fwd: stage > 0 ? new Inbox(bus, channels.fwd(ns, job, stage), rx) : undefined,
+      bwd: !last ? new Inbox(bus, channels.bwd(ns, job, stage), rx) : undefined,
+      data: plan.dataInputs.length > 0 ? new Inbox(bus, channels.data(ns, job, stage), rx) : undefined,
+      tiedGrad: new Map([...readers.keys()].map((r) => [r, new Inbox(bus, channels.tiedGrad(ns, job, r, stage), rx)])),
+      tiedValue: new Map([...reads.keys()].map((o) => [o, new Inbox(bus, channels.tiedValue(ns, job, o, stage), rx)])),
     };
     const out = {
-      fwd: !last ? new TensorSender(bus, channels.fwd(ns, job, stage + 1)) : undefined,
-      bwd: stage > 0 ? new TensorSender(bus, channels.bwd(ns, job, stage - 1)) : undefined,
-      tiedGrad: new Map([...reads.keys()].map((o) => [o, new TensorSender(bus, channels.tiedGrad(ns, job, stage, o))])),
-      tiedValue: new Map([...readers.keys()].map((r) => [r, new TensorSender(bus, channels.tiedValue(ns, job, stage, r))])),
+      fwd: !last ? new TensorSender(bus, channels.fwd(ns, job, stage + 1), tx) : undefined,
+      bwd: stage > 0 ? new TensorSender(bus, channels.bwd(ns, job, stage - 1), tx) : undefined,
+      tiedGrad: new Map([...reads.keys()].map((o) => [o, new TensorSender(bus, channels.tiedGrad(ns, job, stage, o), tx)])),
+      tiedValue: new Map([...readers.keys()].map((r) => [r, new TensorSender(bus, channels.tiedValue(ns, job, stage, r), tx)])),
     };
     const w = new StageWorker(bus, spec, stage, opts.worker ?? `w${stage}`, plan, compute, actions, inbox, out, { reads, readers }, store, step);
     w.subs.push(bus.subscribe(subjects.stage(ns, job, stage), (d) => w.onCommand(d)));

@@ -16,13 +16,11 @@ const model = { base64: Buffer.from(encodeModel(buildGpt({ vocab: 32, layers: 2,
 const ints = (rng: Rng, dims: number[]): Tensor => ({ dtype: 7, dims, data: BigInt64Array.from({ length: dims[0]! * dims[1]! }, () => BigInt(rng.int(32))) });
 const batch = (): Record<string, Tensor> => { const rng = new Rng(5); return { tokens: ints(rng, [rows, 8]), targets: ints(rng, [rows, 8]) }; };
 
-/** A bus that flips one payload byte of the first frame published on `subject`. */
+/** A bus that flips one payload byte of every frame published on `subject` (resends included). */
 class FlippingBus extends MemoryBus {
-  private done = false;
   constructor(hub: MemoryHub, private readonly subject: string) { super(hub); }
   override publish(subject: string, data: Uint8Array, header?: Uint8Array): void {
-    if (!this.done && header && subject === this.subject && data.length > 0) {
-      this.done = true;
+    if (header && subject === this.subject && data.length > 0) {
       const bad = data.slice();
       bad[bad.length >> 1]! ^= 0x04;
       super.publish(subject, bad, header);
@@ -51,12 +49,12 @@ async function run(job: string, busFor: (hub: MemoryHub) => MemoryBus, before?: 
 }
 
 describe('transport errors fail the step at the driver', () => {
-  test('a flipped byte in an activation: StageFailedError for stage 1 naming step, micro-batch and tensor (SHA-256)', async () => {
+  test('a flipped byte in every transmission of an activation: StageFailedError for stage 1 naming step, micro-batch, tensor and the 3 attempts (SHA-256)', async () => {
     const fwd = channelSubjects({ ns: 'unit', job: 'flip', stage: 1, direction: 'fwd' }).data;
     const err = await run('flip', (hub) => new FlippingBus(hub, fwd));
     expect(err).toBeInstanceOf(StageFailedError);
     expect((err as StageFailedError).stage).toBe(1);
-    expect((err as Error).message).toMatch(/stage 1 fwd, step \d+, micro-batch 0, tensor "[^"]+": the tensor failed its SHA-256 digest/);
+    expect((err as Error).message).toMatch(/stage 1 fwd, step \d+, micro-batch 0, tensor "[^"]+", after 3 attempts: the tensor failed its SHA-256 digest/);
   }, 60_000);
 
   test('a frame of another job on the stage\'s channel: StageFailedError naming it, the frame never used', async () => {
