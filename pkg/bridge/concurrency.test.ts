@@ -19,7 +19,7 @@ import { SchedulerClient, SchedulerServer, type JobSpec, type WorkerSession } fr
 import { eventually, profile } from '../scheduler/testing.js';
 import { sha256 } from '../verify/index.js';
 import { Bridge, type BridgeEvent } from './bridge.js';
-import { DEFAULT_MEMORY_PER_MODEL_BYTE, SchedulerLoadSource, StaticCapacitySource } from './capacity.js';
+import { DEFAULT_MEMORY_PER_MODEL_BYTE, SchedulerLoadSource, StaticCapacitySource, StaticLoadSource } from './capacity.js';
 import { FileStateStore, type BridgeState } from './cursor.js';
 import { networkJobSpec } from './lease.js';
 import { LocalTrainRunner, type JobRunner } from './runner.js';
@@ -204,6 +204,29 @@ test('stop() while a job trains: it checkpoints and ends, stays accepted in the 
   // the new instance committed only what the first had not: no index twice
   expect(ofType(events2, 'root-committed').map((x) => x.index)).toEqual([...Array(40 / EVERY - before).keys()].map((i) => i + before));
   expect(ofType(events2, 'accepted')).toEqual([]);
+}, 120_000);
+
+test('without a scheduler, jobs accepted and not yet submitted hold capacity: a second job that does not fit beside the first is skipped; once the first is submitted the next one is accepted', async () => {
+  const events: BridgeEvent[] = [];
+  const bridge = new Bridge({
+    signer: supplier, provider: chain.provider, registry, market,
+    store: new FileStateStore(join(dir, 'bound.json')),
+    capacity: new StaticCapacitySource({ flopsPerSecond: 10n ** 14n, memoryBytes: BigInt(Math.round(models.mid.trainingBytes * 1.5)), maxModelBytes: 2n ** 30n }),
+    load: new StaticLoadSource(), // nothing else runs: only the bridge's own jobs hold capacity
+    runner: slowed(new LocalTrainRunner({ outDir: join(dir, 'out-bound'), batch: 2, checkpointEvery: EVERY })),
+    predictor: { stepSeconds: () => 1 },
+    log: (e) => events.push(e),
+  }, { stake: STAKE, policy: { minWeiPerStep: parseEther('0.001') }, leasePollMs: 50, fromBlock: (await chain.provider.getBlockNumber()) + 1 });
+  await bridge.register();
+  const x = await post('mid', 10n);
+  const y = await post('mid', 10n);
+  await drive(bridge, () => has(events, 'root-committed', x), 'X trains');
+  expect(ofType(events, 'accepted').map((e) => e.jobId)).toEqual([x]);
+  expect(ofType(events, 'skipped')).toEqual([expect.objectContaining({ jobId: y, reason: 'capacity', detail: expect.stringMatching(/^needs \d+ B of memory, \d+ B idle$/) })]);
+  await drive(bridge, () => has(events, 'submitted', x), 'X submitted');
+  const z = await post('mid', 10n);
+  await drive(bridge, () => has(events, 'submitted', z), 'Z submitted');
+  expect(ofType(events, 'accepted').map((e) => e.jobId)).toEqual([x, z]);
 }, 120_000);
 
 /** The local job: as much memory as a mid network job, so it fits gpu-0 only. */
