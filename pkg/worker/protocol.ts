@@ -57,7 +57,10 @@ export interface JobSpec {
   optimizer: OptimizerConfig;
   /** ORT intra-op threads per session. @default 1 */
   intraOpThreads?: number;
-  /** Resume every stage from this step of the checkpoint store (a step directory for 'file'). @default fresh parameters */
+  /**
+   * Resume every stage from this step of the checkpoint store (a step directory for 'file'), written
+   * under this split or any other (stages take their parameters and state by name). @default fresh parameters
+   */
   resume?: string;
   /**
    * Checkpoint store (checkpoint-store.ts registry) the stages write to and resume from: 'file'
@@ -67,7 +70,7 @@ export interface JobSpec {
   checkpointStore?: string;
   /** Bucket of the 'jetstream' checkpoint store. @default "tessera-checkpoints" */
   checkpointBucket?: string;
-  /** Digest of what the run depends on, stored in checkpoints (pkg/train fingerprintOf). @default "" */
+  /** Digest of what the run depends on, stored in checkpoints (checkpoint.ts pipelineFingerprint: not the split). @default "" */
   fingerprint?: string;
   /** Worker heartbeat period in ms; 0 turns heartbeats off (in-process tests). @default 500 */
   heartbeatMs?: number;
