@@ -6,10 +6,9 @@
  * operator's run phase does (pkg/operator/driver-runner.ts; roots as bare hex), so no stage workers
  * are needed. Slow (control plane start).
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { hexlify, parseEther } from 'ethers';
 import { deployMarket, JobState, startLocalChain, type JobMarketClient, type LocalChain, type SupplierRegistryClient } from '../chain/index.js';
@@ -17,8 +16,8 @@ import { GROUP, PLURAL, VERSION, parseTrainingJob, type TrainingJob } from '../k
 import { buildGpt } from '../models/index.js';
 import { encodeModel } from '../onnx/index.js';
 import { sha256 } from '../verify/index.js';
-import { helm } from '../../test/chart/helm.js';
 import { startCluster, type Cluster } from '../../test/k8s/cluster.js';
+import { installTrainingJobs } from '../../test/k8s/kubectl.js';
 import { Bridge, type BridgeEvent } from './bridge.js';
 import { StaticCapacitySource, StaticLoadSource } from './capacity.js';
 import { FileStateStore } from './cursor.js';
@@ -26,7 +25,6 @@ import { JobInputError } from './errors.js';
 import { KubeJobRunner, NETWORK_JOB_LABEL, networkJobName } from './kube-runner.js';
 
 const NS = 'tessera-network';
-const root = join(dirname(new URL(import.meta.url).pathname), '..', '..');
 const corpus = new URL('../../test/fixtures/corpus/kjv-genesis-exodus.txt', import.meta.url).pathname;
 let chain: LocalChain;
 let cluster: Cluster;
@@ -42,13 +40,7 @@ beforeAll(async () => {
   chain = await startLocalChain();
   ({ registry, market } = await deployMarket(chain.wallet(0), { minStake: parseEther('1'), unstakeDelay: 3600n, arbiter: chain.accounts[1]!.address, challengerBond: parseEther('0.1'), jobBondBps: 5000n }));
   cluster = await startCluster({ scheduler: false, kwok: false });
-  const kubectl = (args: string[]): void => {
-    const r = spawnSync(join(dirname(helm()), 'kubectl'), [...args, '--kubeconfig', cluster.kubeconfigPath], { cwd: root, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-  };
-  kubectl(['apply', '-f', 'manifests/crd/tessera.dev_trainingjobs.yaml']);
-  kubectl(['wait', '--for=condition=Established', 'crd/trainingjobs.tessera.dev', '--timeout=60s']);
-  kubectl(['create', 'namespace', NS]);
+  installTrainingJobs(cluster, NS, { priorityClasses: false });
   core = cluster.kubeConfig().makeApiClient(CoreV1Api);
   custom = cluster.kubeConfig().makeApiClient(CustomObjectsApi);
   dir = await mkdtemp(join(tmpdir(), 'bridge-kube-'));

@@ -1,7 +1,4 @@
-import { spawnSync } from 'node:child_process';
 import { hexlify } from 'ethers';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, Watch, type CoreV1Event, type V1Pod } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION, type TrainingJobStatus } from '../k8s/index.js';
 import { buildGpt } from '../models/index.js';
@@ -10,11 +7,12 @@ import { Trainer, bindBatchDims } from '../train/index.js';
 import { NatsBus } from '../transport/index.js';
 import { sha256 } from '../verify/index.js';
 import { JetStreamCheckpointStore, NatsServer, registerCheckpointStore } from '../worker/index.js';
-import { helm } from '../../test/chart/helm.js';
 import { startCluster, type Cluster } from '../../test/k8s/cluster.js';
+import { installTrainingJobs, kubectl } from '../../test/k8s/kubectl.js';
 import { KubeletRunner } from '../../test/k8s/kubelet-runner.js';
 import { DriverJobRunner } from './driver-runner.js';
 import { Operator } from './operator.js';
+import { until } from './testing.js';
 import { JOB_LABEL } from './trainingjob-reconciler.js';
 
 // Slow: a real kube-apiserver, kube-scheduler, garbage collector and kwok GPU nodes (test/k8s), a
@@ -22,22 +20,6 @@ import { JOB_LABEL } from './trainingjob-reconciler.js';
 // started by the test-only kubelet runner. Needs `npx tsc -p tsconfig.json` first (dist/).
 
 const NS = 'tj-train';
-const root = join(dirname(new URL(import.meta.url).pathname), '..', '..');
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 interface Job {
   metadata: { name: string; uid: string };
@@ -69,12 +51,6 @@ describe('training through the operator: apply to Succeeded on stage worker proc
   let kubelet: KubeletRunner;
   let op: Operator;
   const log = (l: string): void => { if (process.env.TESSERA_TEST_LOG) process.stderr.write(`${l}\n`); };
-  const kubectlPath = existsSync('/usr/bin/kubectl') ? '/usr/bin/kubectl' : join(dirname(helm()), 'kubectl');
-  const kubectl = (args: string[]): string => {
-    const r = spawnSync(kubectlPath, [...args, '--kubeconfig', cluster.kubeconfigPath], { cwd: root, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
   const getJob = async (name: string): Promise<Job> => (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name })) as Job;
   const podsOf = async (name: string): Promise<V1Pod[]> => (await core.listNamespacedPod({ namespace: NS, labelSelector: `${JOB_LABEL}=${name}` })).items;
   const eventsOf = async (name: string): Promise<CoreV1Event[]> => (await core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=${name}` })).items;
@@ -111,11 +87,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     nats = await NatsServer.start({ jetstream: true });
     core = cluster.kubeConfig().makeApiClient(CoreV1Api);
     custom = cluster.kubeConfig().makeApiClient(CustomObjectsApi);
-    kubectl(['apply', '-f', 'manifests/crd/tessera.dev_trainingjobs.yaml']);
-    kubectl(['wait', '--for=condition=Established', 'crd/trainingjobs.tessera.dev', '--timeout=60s']);
-    kubectl(['create', 'namespace', NS]);
-    kubectl(['create', 'priorityclass', 'tessera-local', '--value=1000']);
-    kubectl(['create', 'priorityclass', 'tessera-network', '--value=100']);
+    installTrainingJobs(cluster, NS);
     const gpt = buildGpt({ vocab: 256, layers: 2, dModel: 32, heads: 2, context: 16, seed: 1 });
     await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'tiny-gpt' }, binaryData: { 'model.onnx': Buffer.from(encodeModel(gpt)).toString('base64') } } });
     await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'corpus' }, data: { 'corpus.txt': CORPUS } } });
@@ -161,7 +133,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     const reasons = (await eventsOf('tiny')).map((e) => e.reason);
     expect(reasons).toEqual(expect.arrayContaining(['Planned', 'TrainingStarted', 'Checkpointed', 'Completed']));
 
-    const [head, row] = kubectl(['get', 'tj', 'tiny', '-n', NS]).trim().split('\n').map((l) => l.trim().split(/\s+/));
+    const [head, row] = kubectl(cluster, ['get', 'tj', 'tiny', '-n', NS]).trim().split('\n').map((l) => l.trim().split(/\s+/));
     expect(head!.slice(0, 5)).toEqual(['NAME', 'PHASE', 'STAGES', 'STEP', 'LOSS']);
     expect(row!.slice(0, 5)).toEqual(['tiny', 'Succeeded', '2', '120', s.progress!.loss]);
 
