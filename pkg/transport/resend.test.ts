@@ -43,9 +43,9 @@ describe('resend of a failed tensor over a real nats-server', () => {
   let n = 0;
   const address = (): ChannelAddress => ({ ns: 'rs', job: `job${n++}`, stage: 2, direction: 'fwd' });
   // 16 KiB tensors in 4 KiB frames: 5 chunks each.
-  const tx = (a: ChannelAddress, retainBytes?: number): { bus: FaultyBus; sender: TensorSender } => {
+  const tx = (a: ChannelAddress, retainBytes?: number, ackTimeoutMs?: number): { bus: FaultyBus; sender: TensorSender } => {
     const bus = new FaultyBus(txConn, channelSubjects(a).data);
-    return { bus, sender: new TensorSender(bus, a, { maxPayload: 4 * KiB, retainBytes }) };
+    return { bus, sender: new TensorSender(bus, a, { maxPayload: 4 * KiB, retainBytes, ackTimeoutMs }) };
   };
   const resent: Array<[string, number]> = [];
   const rxOpts = { assemblyTimeoutMs: 300, resendTimeoutMs: 2000, onResend: (e: FrameError, attempt: number) => { resent.push([e.message, attempt]); } };
@@ -90,6 +90,38 @@ describe('resend of a failed tensor over a real nats-server', () => {
     if (e.type !== 'tensor') throw e.error;
     expect(Buffer.compare(bytes(e.tensor), bytes(t))).toBe(0);
     expect(resent).toEqual([[expect.stringMatching(/step 0, micro-batch 4, tensor "x": chunk\(s\) 3 of 5 never arrived/), 2]]);
+    await sender.close();
+    await rx.close();
+  });
+
+  test('a tensor lost whole (no frame arrives, the receiver cannot ask): published again when its ack is overdue', async () => {
+    const a = address();
+    const rx = new TensorReceiver(rxBus, a, rxOpts);
+    const { bus, sender } = tx(a, undefined, 200);
+    bus.fault = (i, b) => (i === 0 ? undefined : b);
+    const t = pattern(256, 4); // 1 KiB: one frame
+    const [, e] = await Promise.all([sender.send({ job: a.job, step: 5, microBatch: 0, name: 'y' }, t), take(rx)]);
+    if (e.type !== 'tensor') throw e.error;
+    expect(Buffer.compare(bytes(e.tensor), bytes(t))).toBe(0);
+    expect(sender.stats.ackTimeouts).toBe(1);
+    expect(rx.stats.resendRequests).toBe(0);
+    await sender.close();
+    await rx.close();
+  });
+
+  test('a lost ack: the tensor published again is dropped as a duplicate, delivered once', async () => {
+    const a = address();
+    const control = channelSubjects(a).credit;
+    const realPublish = rxBus.publish.bind(rxBus);
+    let dropped = 0;
+    const rxLossy = Object.assign(Object.create(rxBus) as NatsBus, { publish: (s: string, d: Uint8Array, h?: Uint8Array) => { if (s === control && d.length !== 8 && dropped++ === 0) return; realPublish(s, d, h); } });
+    const rx = new TensorReceiver(rxLossy, a, rxOpts);
+    const { sender } = tx(a, undefined, 100);
+    const [, e] = await Promise.all([sender.send({ job: a.job, step: 1, microBatch: 0, name: 'z' }, pattern(4 * KiB, 6)), take(rx)]);
+    expect(e.type).toBe('tensor');
+    for (let i = 0; i < 100 && sender.stats.acks === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(sender.stats).toMatchObject({ ackTimeouts: 1, acks: 1, retainedBytes: 0 });
+    expect(rx.stats).toMatchObject({ tensorsDelivered: 1, duplicateFrames: 5 });
     await sender.close();
     await rx.close();
   });

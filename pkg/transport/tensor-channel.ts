@@ -186,6 +186,12 @@ export interface TensorSenderOptions {
    * window leaves room for tensors awaiting a resend. @default 64 MiB (2 x the default window)
    */
   retainBytes?: number;
+  /**
+   * A kept tensor not acknowledged this long after its last frame went out is published again
+   * (doubling per attempt, at most 3 transmissions): the receiver cannot ask for a tensor none of
+   * whose frames arrived. Duplicates are dropped by the receiver. @default 10000 ms
+   */
+  ackTimeoutMs?: number;
 }
 
 export interface TensorSenderStats {
@@ -204,12 +210,14 @@ export interface TensorSenderStats {
   /** Frame bytes of tensors kept for resends now, and their peak (never above retainBytes). */
   retainedBytes: number;
   maxRetainedBytes: number;
-  /** Tensors the receiver acknowledged. */
+  /** Kept tensors the receiver acknowledged (repeated acks not counted). */
   acks: number;
   /** Tensors re-published on the receiver's request. */
   resends: number;
   /** Resend requests for tensors no longer (or never) kept: the receiver's error surfaces. */
   resendMisses: number;
+  /** Tensors published again because no ack came within ackTimeoutMs. */
+  ackTimeouts: number;
   /** Unacknowledged tensors dropped to stay within retainBytes. */
   evicted: number;
 }
@@ -232,8 +240,12 @@ export class TensorSender {
   private readonly retained = new Map<string, { frames: EncodedFrame[]; bytes: number }>();
   private readonly s: TensorSenderStats = {
     framesSent: 0, tensorsSent: 0, bytesSent: 0, granted: 0, maxOverGrant: -Infinity, creditWaits: 0, probesSent: 0, flushes: 0,
-    retainedBytes: 0, maxRetainedBytes: 0, acks: 0, resends: 0, resendMisses: 0, evicted: 0,
+    retainedBytes: 0, maxRetainedBytes: 0, acks: 0, resends: 0, resendMisses: 0, ackTimeouts: 0, evicted: 0,
   };
+  /** Kept tensors awaiting their ack (ResendTracker: the timer here is the runner's, STYLE 6). */
+  private readonly unacked: ResendTracker;
+  private ackTimer: NodeJS.Timeout | undefined;
+  private readonly ackTimeoutMs: number;
 
   constructor(private readonly bus: MessageBus, address: ChannelAddress, opts: TensorSenderOptions = {}) {
     this.subjects = channelSubjects(address);
@@ -243,6 +255,8 @@ export class TensorSender {
     this.probeIntervalMs = opts.probeIntervalMs ?? 250;
     this.creditTimeoutMs = opts.creditTimeoutMs ?? 30_000;
     this.retainBytes = opts.retainBytes ?? 64 * 1024 * 1024;
+    this.ackTimeoutMs = opts.ackTimeoutMs ?? 10_000;
+    this.unacked = new ResendTracker({ timeoutMs: this.ackTimeoutMs, backoff: 2, maxAttempts: 3 });
     this.sub = bus.subscribe(this.subjects.credit, (d) => {
       if (d.length !== 8) { this.onControl(d); return; }
       const g = decodeGrant(d);
@@ -259,14 +273,36 @@ export class TensorSender {
     const key = transferKey(c.meta);
     const kept = this.retained.get(key);
     if (c.type === 'ack') {
-      if (kept) this.forget(key, kept.bytes);
-      this.s.acks++;
+      if (kept) {
+        this.forget(key, kept.bytes);
+        this.s.acks++;
+      }
       return;
     }
     if (!kept) { this.s.resendMisses++; return; }
     this.s.resends++;
-    const run = this.queue.then(() => this.sendFrames(kept.frames, false));
+    this.republish(kept.frames);
+  }
+
+  private republish(frames: EncodedFrame[]): void {
+    const run = this.queue.then(() => this.sendFrames(frames));
     this.queue = run.catch(() => undefined);
+  }
+
+  /** While kept tensors await acks, publishes again those whose ack is overdue. */
+  private armAckTimer(): void {
+    if (this.ackTimer || this.closed || this.unacked.size === 0) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = undefined;
+      for (const d of this.unacked.due(performance.now())) {
+        const kept = this.retained.get(d.key);
+        if (d.action === 'give-up' || !kept) continue; // the receiver's own timeouts decide from here
+        this.s.ackTimeouts++;
+        this.republish(kept.frames);
+      }
+      this.armAckTimer();
+    }, Math.max(10, Math.floor(this.ackTimeoutMs / 4)));
+    this.ackTimer.unref();
   }
 
   /** Keeps a sent tensor's frames for resends, dropping the oldest to stay within retainBytes. */
@@ -287,6 +323,7 @@ export class TensorSender {
 
   private forget(key: string, bytes: number): void {
     this.retained.delete(key);
+    this.unacked.ack(key);
     this.s.retainedBytes -= bytes;
   }
 
@@ -302,13 +339,21 @@ export class TensorSender {
   send(meta: Omit<FrameMeta, 'kind'> & { kind?: TensorKind }, tensor: Tensor, opts: { encoding?: EncodeOptions['encoding'] } = {}): Promise<void> {
     const full: FrameMeta = { ...meta, kind: meta.kind ?? 'activation' };
     const frames = encodeTensorFrames(full, tensor, { maxPayload: this.maxPayload, encoding: opts.encoding ?? this.encoding, headerCost: this.bus.headerCost?.bind(this.bus) });
-    this.retain(transferKey(full), frames);
-    const run = this.queue.then(() => this.sendFrames(frames, true));
+    const key = transferKey(full);
+    this.retain(key, frames);
+    const run = this.queue.then(async () => {
+      await this.sendFrames(frames);
+      this.s.tensorsSent++;
+      if (this.retained.has(key)) {
+        this.unacked.sent(key, performance.now());
+        this.armAckTimer();
+      }
+    });
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async sendFrames(frames: EncodedFrame[], first: boolean): Promise<void> {
+  private async sendFrames(frames: EncodedFrame[]): Promise<void> {
     for (const f of frames) {
       if (this.closed) throw new ChannelClosedError(`sender on ${this.subjects.data} is closed`);
       const len = f.header.length + f.body.length;
@@ -325,7 +370,6 @@ export class TensorSender {
       if (this.unflushed >= this.flushEvery) await this.doFlush();
     }
     await this.doFlush();
-    if (first) this.s.tensorsSent++;
   }
 
   private async waitForCredit(bytes: number): Promise<void> {
@@ -363,6 +407,7 @@ export class TensorSender {
     if (this.closed) return;
     this.closed = true;
     this.wake?.();
+    clearTimeout(this.ackTimer);
     this.sub.unsubscribe();
     await this.queue;
     for (const [k, v] of this.retained) this.forget(k, v.bytes);
@@ -510,8 +555,10 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
     const claimed = peekFrameMeta(header);
     const key = claimed ? transferKey(claimed) : undefined;
     if (key !== undefined && this.delivered.has(key)) {
+      // Sent again because our ack was lost (or overtaken): ack again, never deliver twice.
       this.s.duplicateFrames++;
       this.release(len);
+      this.control({ type: 'ack', meta: claimed! });
       return;
     }
     if (key !== undefined) this.assembling.set(key, (this.assembling.get(key) ?? 0) + len);
