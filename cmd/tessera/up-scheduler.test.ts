@@ -2,11 +2,11 @@
 // the up process (scheduler gRPC server + nats-server + worker processes that measure themselves and
 // register), `tessera train --scheduler` planning through it, and a worker SIGKILLed mid-run.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildGpt } from '../../pkg/models/index.js';
-import { encodeModel } from '../../pkg/onnx/index.js';
+import { decodeModel, encodeModel } from '../../pkg/onnx/index.js';
 import { SchedulerClient } from '../../pkg/scheduler/index.js';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -158,6 +158,55 @@ test('SIGKILL of a planned worker mid-run: the scheduler declares it lost, re-pl
     expect(up.out()).toMatch(new RegExp(`scheduler: worker ${victim} lost: .*jobs affected: kill1`));
   } finally {
     client.close();
+    up.proc.kill('SIGINT');
+    await up.exited;
+  }
+}, 240_000);
+
+test('train --stages auto --scheduler: a lost worker of 2 re-plans the job onto 1 stage, which resumes the 2-stage checkpoint and ends with the bits of single-process accumulation', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-upresplit-'));
+  // Untied head: the gradient arithmetic is then the same under any split, and equal to --micro-batches in one process.
+  // A model this size the scheduler splits in 2 on 2 local workers (a smaller one it keeps whole).
+  const modelPath = join(dir, 'gpt.onnx');
+  writeFileSync(modelPath, encodeModel(buildGpt({ vocab: 256, layers: 4, dModel: 64, heads: 2, context: 32, seed: 1, tiedHead: false })));
+  const common = ['train', '--model', modelPath, '--data', corpus, '--batch', '8', '--micro-batches', '2', '--clip', '1', '--steps', '30', '--log-every', '1'];
+  const up = await startUp(['--workers', '2', '--ns', 'upresplit', '--heartbeat-timeout-ms', String(HEARTBEAT_TIMEOUT_MS)]);
+  try {
+    const run = spawn(process.execPath, [cli, ...common, '--checkpoint-every', '5', '--stages', 'auto', '--nats', up.url, '--ns', 'upresplit', '--scheduler', up.address,
+      '--job', 'resplit1', '--restarts', '1', '--out', join(dir, 'out.onnx'), '--checkpoint', join(dir, 'ck')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    run.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
+    const exited = new Promise<number | null>((r) => run.once('exit', (code) => r(code)));
+    let killed = false;
+    await new Promise<void>((resolve, reject) => {
+      run.once('exit', () => reject(new Error(`train exited before the kill:\n${out}\n${err}`)));
+      run.stdout!.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (killed || !out.includes('step 12/30')) return;
+        killed = true;
+        const plan = /plan: 2 stage\(s\) on (w\d), (w\d)/.exec(out);
+        if (!plan) reject(new Error(`the first plan is not 2 stages (the test needs a split to shrink):\n${out}`));
+        else process.kill(up.pids.get(plan[2]!)!, 'SIGKILL'); // the last stage's worker
+        resolve();
+      });
+    });
+    const code = await exited;
+    if (code !== 0) process.stderr.write(`train out:\n${out}\ntrain err:\n${err}\nup:\n${up.out()}\n`);
+    expect(code).toBe(0);
+    expect([...out.matchAll(/^plan: (\d) stage\(s\)/gm)].map((x) => Number(x[1]))).toEqual([2, 1]);
+    expect(err).toMatch(/StageLostError: stage 1 .*restarting from \S+step-\d+/);
+    expect(out).toMatch(/step 30\/30/);
+
+    const ref = spawnSync(process.execPath, [cli, ...common, '--out', join(dir, 'ref.onnx')], { encoding: 'utf8', timeout: 120_000 });
+    expect(ref.status).toBe(0);
+    const params = (f: string) => decodeModel(readFileSync(join(dir, f))).graph.initializers;
+    const want = params('ref.onnx');
+    const got = params('out.onnx');
+    const bytes = (d: ArrayBufferView) => Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+    expect(want.size).toBeGreaterThan(0);
+    for (const [name, t] of want) expect({ name, same: bytes(got.get(name)!.data).equals(bytes(t.data)) }).toEqual({ name, same: true });
+  } finally {
     up.proc.kill('SIGINT');
     await up.exited;
   }
