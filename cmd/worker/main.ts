@@ -10,7 +10,7 @@
 // it runs for scheduler jobs, and registers again with backoff when the scheduler goes away.
 import { readFile } from 'node:fs/promises';
 import { parseFleet, readProfiles } from '../../pkg/planner/index.js';
-import type { DeviceProfile } from '../../pkg/scheduler/index.js';
+import { JobReason, type DeviceProfile } from '../../pkg/scheduler/index.js';
 import { NatsBus } from '../../pkg/transport/index.js';
 import { PoolWorker, SchedulerLink, measureDevice, threadCompute, type PoolStageEvent } from '../../pkg/worker/index.js';
 import { UsageError, exitCodeFor, formatError } from '../tessera/errors.js';
@@ -49,11 +49,11 @@ async function main(argv: string[]): Promise<number> {
       stats: () => ({ utilization: worker.state.type === 'idle' ? 0 : 1, memoryUsedBytes: process.memoryUsage().rss, measuredFlops: measured.matmulFlops }),
       // A cancelled or failed scheduler job's stage is aborted here, so the worker returns to the
       // pool even when its driver is gone (e.g. train stopped with Ctrl-C). Not after a lost worker
-      // (reason WorkerLost): that job's driver notices the lost stage and aborts the others itself;
+      // (code WorkerLost): that job's driver notices the lost stage and aborts the others itself;
       // aborting first would make it blame a live stage.
-      onRevoke: (jobId, reason) => {
+      onRevoke: (jobId, reason, code) => {
         const st = worker.state;
-        if (reason.startsWith('WorkerLost')) return;
+        if (code === JobReason.WorkerLost) return;
         if (st.type === 'busy' && st.worker.spec.schedulerJob === jobId) void st.worker.abort(`the scheduler released job ${jobId}: ${reason}`);
       },
     });

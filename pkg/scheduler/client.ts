@@ -1,12 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Device, Plan, Schedule, StagePlan } from '../planner/index.js';
 import {
-  fleetToWire, jobFromWire, jobSpecToWire, phaseToWire, planFromWire, profileToWire, stageFromWire, workerFromWire,
+  fleetToWire, jobFromWire, jobSpecToWire, phaseToWire, planFromWire, profileToWire, reasonFromWire, stageFromWire, workerFromWire,
   type JobView, type WireJob, type WirePlan, type WireStagePlan, type WireWorker, type WorkerInfo,
 } from './codec.js';
 import type { ServingStatus } from './health.js';
 import { HEALTH_SERVICE, SCHEDULER_SERVICE, clientConstructor } from './proto.js';
-import type { DeviceProfile, JobPhase, JobProgress, JobSpec, LiveStats } from './types.js';
+import type { DeviceProfile, JobPhase, JobProgress, JobReason, JobSpec, LiveStats } from './types.js';
 
 export interface SchedulerClientOptions {
   /**
@@ -25,7 +25,8 @@ export interface SchedulerClientOptions {
 export type WorkerInbound =
   | { type: 'ack'; workerId: string; heartbeatTimeoutMs: number; serverTimeMs: number }
   | { type: 'assignment'; jobId: string; attempt: number; stage: StagePlan; numStages: number; schedule: Schedule; microBatches: number }
-  | { type: 'revocation'; jobId: string; attempt: number; reason: string };
+  /** `code`: why, typed (undefined from a server older or newer than this client); `reason`: for people. */
+  | { type: 'revocation'; jobId: string; attempt: number; reason: string; code: JobReason | undefined };
 
 type UnaryFn = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
 
@@ -113,7 +114,7 @@ interface WireSchedulerMessage {
   msg?: 'ack' | 'assignment' | 'revocation';
   ack?: { workerId?: string; heartbeatTimeoutMs?: number; serverTimeMs?: number } | null;
   assignment?: { jobId?: string; attempt?: number; stage?: WireStagePlan | null; numStages?: number; schedule?: string; microBatches?: number } | null;
-  revocation?: { jobId?: string; attempt?: number; reason?: string } | null;
+  revocation?: { jobId?: string; attempt?: number; reason?: string; code?: string } | null;
 }
 
 /**
@@ -212,6 +213,6 @@ function inbound(m: WireSchedulerMessage): WorkerInbound | undefined {
       schedule: a.schedule === 'SCHEDULE_GPIPE' ? 'gpipe' : '1f1b', microBatches: a.microBatches ?? 0,
     };
   }
-  if (m.msg === 'revocation' && m.revocation) return { type: 'revocation', jobId: m.revocation.jobId ?? '', attempt: m.revocation.attempt ?? 0, reason: m.revocation.reason ?? '' };
+  if (m.msg === 'revocation' && m.revocation) return { type: 'revocation', jobId: m.revocation.jobId ?? '', attempt: m.revocation.attempt ?? 0, reason: m.revocation.reason ?? '', code: reasonFromWire(m.revocation.code) };
   return undefined;
 }

@@ -1,7 +1,7 @@
 import type { Device, LayerCost, Plan, Schedule, StagePlan } from '../planner/index.js';
 import type { WorkerView } from './core.js';
 import { InvalidRequestError } from './errors.js';
-import { JobPhase, type DeviceProfile, type Job, type JobProgress, type JobSpec, type LiveStats, type Measurement, type WorkerStatus } from './types.js';
+import { JobPhase, type DeviceProfile, type JobReason, type Job, type JobProgress, type JobSpec, type LiveStats, type Measurement, type WorkerStatus } from './types.js';
 
 /**
  * Wire <-> domain conversion for tessera.v1 messages as @grpc/proto-loader hands them over
@@ -30,6 +30,16 @@ const PHASE_TO_WIRE: Record<JobPhase, string> = {
   Pending: 'JOB_PHASE_PENDING', Planned: 'JOB_PHASE_PLANNED', Running: 'JOB_PHASE_RUNNING', Complete: 'JOB_PHASE_COMPLETE', Failed: 'JOB_PHASE_FAILED', Cancelled: 'JOB_PHASE_CANCELLED',
 };
 const PHASE_FROM_WIRE = new Map<string, JobPhase>(Object.entries(PHASE_TO_WIRE).map(([k, v]) => [v, k as JobPhase]));
+const REASON_TO_WIRE: Record<JobReason, string> = {
+  Reserved: 'JOB_REASON_CODE_RESERVED', Unschedulable: 'JOB_REASON_CODE_UNSCHEDULABLE', WorkerLost: 'JOB_REASON_CODE_WORKER_LOST', Replanned: 'JOB_REASON_CODE_REPLANNED',
+  StageRunning: 'JOB_REASON_CODE_STAGE_RUNNING', StagesComplete: 'JOB_REASON_CODE_STAGES_COMPLETE', StageFailed: 'JOB_REASON_CODE_STAGE_FAILED', CancelledByUser: 'JOB_REASON_CODE_CANCELLED_BY_USER',
+  Preempted: 'JOB_REASON_CODE_PREEMPTED', WaitingForPreemption: 'JOB_REASON_CODE_WAITING_FOR_PREEMPTION', HolderComplete: 'JOB_REASON_CODE_HOLDER_COMPLETE', HolderFailed: 'JOB_REASON_CODE_HOLDER_FAILED',
+};
+const REASON_FROM_WIRE = new Map<string, JobReason>(Object.entries(REASON_TO_WIRE).map(([k, v]) => [v, k as JobReason]));
+
+export const reasonToWire = (r: JobReason): string => REASON_TO_WIRE[r];
+/** A code this build does not know (a newer server) or UNSPECIFIED (an older one) maps to undefined. */
+export const reasonFromWire = (v: string | undefined): JobReason | undefined => REASON_FROM_WIRE.get(v ?? '');
 
 export const scheduleToWire = (s: Schedule): string => SCHEDULE_TO_WIRE[s];
 export const phaseToWire = (p: JobPhase): string => PHASE_TO_WIRE[p];

@@ -53,7 +53,7 @@ describe('preemption over gRPC', () => {
     const yielded = await client.reportJob('net-1', 'checkpointed', 'checkpoint at step 3');
     expect(yielded).toMatchObject({ phase: 'Pending', reason: 'Preempted' });
     expect(yielded.preemption).toBeUndefined();
-    expect(await worker.next(revocationOf('net-1'), 10_000)).toMatchObject({ reason: expect.stringMatching(/^Preempted: preempted by "local-1"; checkpoint confirmed \(checkpoint at step 3\)/) });
+    expect(await worker.next(revocationOf('net-1'), 10_000)).toMatchObject({ code: 'Preempted', reason: expect.stringMatching(/^Preempted: preempted by "local-1"; checkpoint confirmed \(checkpoint at step 3\)/) });
     await worker.next(assignmentOf('local-1', 1), 10_000);
     expect((await client.getJob('local-1')).phase).toBe('Planned');
 

@@ -192,7 +192,7 @@ describe('scheduler gRPC server (loopback)', () => {
     const a = await client.getJob('job-a');
     const cancelled = await client.cancelJob('job-a');
     expect([cancelled.phase, cancelled.reason, cancelled.plan]).toEqual(['Cancelled', 'CancelledByUser', undefined]);
-    for (const s of a.plan!.stages) await sessions.get(s.deviceId)!.session.next((m) => m.type === 'revocation' && m.jobId === 'job-a');
+    for (const s of a.plan!.stages) expect(await sessions.get(s.deviceId)!.session.next((m) => m.type === 'revocation' && m.jobId === 'job-a')).toMatchObject({ code: 'CancelledByUser' });
     // Cancelling again is a no-op.
     expect((await client.cancelJob('job-a')).phase).toBe('Cancelled');
     // job-b was waiting for exactly this capacity.
@@ -226,6 +226,9 @@ describe('scheduler gRPC server (loopback)', () => {
     silence(victim);
     const closed = await sessions.get(victim)!.session.closed;
     expect(closed).toMatchObject({ code: grpc.status.UNAVAILABLE, details: expect.stringMatching(new RegExp(`worker "${victim}" declared lost: no heartbeat for \\d+ ms`)) });
+    // the surviving stages are revoked with the typed code their workers act on (cmd/worker leaves them to the driver)
+    const survivor = c.plan!.stages.find((s) => s.deviceId !== victim)!.deviceId;
+    expect(await sessions.get(survivor)!.session.next((m) => m.type === 'revocation' && m.jobId === 'job-c')).toMatchObject({ code: 'WorkerLost', reason: expect.stringMatching(/^WorkerLost: /) });
 
     await eventually(async () => (await client.getJob('job-c')).attempts === 2, 3000, 'job-c re-planned');
     const again = await client.getJob('job-c');

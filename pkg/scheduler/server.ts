@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Plan } from '../planner/index.js';
-import { jobSpecFromWire, fleetFromWire, jobToWire, progressFromWire, phaseFromWire, planToWire, profileFromWire, scheduleToWire, stageToWire, statsFromWire, workerToWire, type WireDevice, type WireJob, type WireJobProgress, type WireDeviceProfile, type WireJobSpec, type WireLiveStats } from './codec.js';
+import { jobSpecFromWire, fleetFromWire, jobToWire, progressFromWire, phaseFromWire, planToWire, profileFromWire, reasonToWire, scheduleToWire, stageToWire, statsFromWire, workerToWire, type WireDevice, type WireJob, type WireJobProgress, type WireDeviceProfile, type WireJobSpec, type WireLiveStats } from './codec.js';
 import { SchedulerCore, type HolderReport, type SchedulerCoreOptions, type SchedulerEvent, type StageState } from './core.js';
 import { InvalidRequestError, LostWorkerError, SchedulerError, WorkerProtocolError } from './errors.js';
 import { HealthService, ServingStatus } from './health.js';
@@ -282,7 +282,7 @@ export class SchedulerServer {
           for (const s of e.plan.stages) this.streams.get(s.deviceId)?.write(assignment(e.jobId, e.attempt, e.plan, s.index));
           break;
         case 'job-released':
-          for (const d of e.deviceIds) this.streams.get(d)?.write({ revocation: { jobId: e.jobId, attempt: e.attempt, reason: `${e.reason}: ${e.message}` } });
+          for (const d of e.deviceIds) this.streams.get(d)?.write({ revocation: { jobId: e.jobId, attempt: e.attempt, reason: `${e.reason}: ${e.message}`, code: reasonToWire(e.reason) } });
           break;
         case 'worker-lost': {
           // Declared lost by the timer while its stream is still open: end that stream so the

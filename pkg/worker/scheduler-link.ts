@@ -1,4 +1,4 @@
-import { SchedulerClient, type DeviceProfile, type LiveStats, type WorkerInbound } from '../scheduler/index.js';
+import { SchedulerClient, type DeviceProfile, type JobReason, type LiveStats, type WorkerInbound } from '../scheduler/index.js';
 
 /**
  * A stage worker's membership in the scheduler's fleet: registers over the RegisterWorker stream
@@ -25,8 +25,12 @@ export interface SchedulerLinkOptions {
   ackTimeoutMs?: number;
   /** Random source for the jitter, in [0, 1). @default Math.random */
   random?: () => number;
-  /** The scheduler released a job's stages here (cancelled, failed, or re-planned after a lost worker). @default ignore */
-  onRevoke?: (jobId: string, reason: string) => void;
+  /**
+   * The scheduler released a job's stages here (cancelled, failed, or re-planned after a lost
+   * worker): `code` is why, typed (undefined from a scheduler that sends none); `reason` is for logs.
+   * @default ignore
+   */
+  onRevoke?: (jobId: string, reason: string, code: JobReason | undefined) => void;
 }
 
 /** Membership state, told apart by `type` (STYLE 9). */
@@ -152,7 +156,7 @@ export class SchedulerLink {
       } else if (m.type === 'revocation') {
         this.assignments.delete(m.jobId);
         this.log(`scheduler: job ${m.jobId} attempt ${m.attempt} released here (${m.reason})`);
-        this.opts.onRevoke?.(m.jobId, m.reason);
+        this.opts.onRevoke?.(m.jobId, m.reason, m.code);
       }
     }
     return closed;
