@@ -8,15 +8,17 @@
 //   3. link latency and bandwidth from a NATS round trip with 64 B and with 4 MiB;
 //   4. calibrates the chain: every segment's forward and fused backward timed inline on this host
 //      (k = 1) as its work (1 unit = 1 host-ns), so a device's rate is in host-ns per second;
-//   5. per round, right before it (load drifts while other processes run): every worker's measured
-//      profile on this model, a 1-stage job of the whole model, all three at once (2 micro-batches;
-//      2 warm-up steps, then the median of 3 steps timed by the worker itself, Driver.timings): its rate (the calibrated chain's total over its mean
+//   5. before the first job and after every job (load drifts while other processes run): every
+//      worker's measured profile on this model, a 1-stage job of the whole model, all three at once
+//      (2 micro-batches; 2 warm-up steps, then the mean of 2 steps timed by the worker itself,
+//      Driver.timings): its rate (the calibrated chain's total over its mean
 //      F + BW action time, so the hop to its compute thread, digests and gradient sums are in it) and
 //      its per-step bandwidth (weights + optimizer state bytes over its finish + update time) ->
 //      Device.flops, Device.updateBandwidth;
-//   6. that round's plans from that profile: planPipeline (3 stages) and evenSplitPlan over the
-//      matched plan's devices in its order; each plan's prediction is the planner's own
-//      predictedStepMs (its schedule simulated with the plan's stage times);
+//   6. before each job, the plans from the latest profile: planPipeline (3 stages) and evenSplitPlan
+//      over the matched plan's devices in its order; each job's prediction is the planner's own
+//      (costAssignment's predictedStepMs: the schedule simulated with the plan's stage times) for the
+//      mean of the profiles just before and just after the job;
 //   7. runs both with the distributed driver (1F1B, 8 micro-batches), a fresh job each, WARM untimed
 //      steps then STEPS timed, the order alternating by round; medians over rounds. Each job's last
 //      step is also predicted by the same cost model fed with the rates the workers' own timings show
@@ -39,7 +41,7 @@ import { Driver, StageCompute, stagePlan, startLocalCluster, type StageStepTimin
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 /** No round starts after this many minutes (a round takes about 1 min at 4,8,16 on a quiet host). */
-const MAX_MIN = Number(process.env.BENCH_MAX_MIN ?? 6.5);
+const MAX_MIN = Number(process.env.BENCH_MAX_MIN ?? 6);
 const WARM = Number(process.env.BENCH_WARM ?? 1);
 const STEPS = Number(process.env.BENCH_STEPS ?? 2);
 const LAYERS = Number(process.env.BENCH_LAYERS ?? 8);
@@ -47,7 +49,7 @@ const D = Number(process.env.BENCH_D ?? 128);
 const CTX = Number(process.env.BENCH_CTX ?? 32);
 const MB = Number(process.env.BENCH_MB ?? 16);
 const PROFILE_WARM = 2;
-const PROFILE_STEPS = 3;
+const PROFILE_STEPS = 2;
 const M = 8;
 const VOCAB = 64;
 /** Worker slowdowns, e.g. BENCH_SLOWDOWNS=2,4,8: same 1:2:4 fleet with CPU headroom (see README). */
@@ -254,49 +256,60 @@ async function main(): Promise<void> {
     const matchedRuns: PlanRun[] = [];
     const evenRuns: PlanRun[] = [];
     console.log(`slowdowns ${SLOWDOWNS.join(':')}, ${ROUNDS} rounds (none started after ${MAX_MIN} min) x ${WARM} warm-up + ${STEPS} timed steps, inline k=1 F + BW ${isoTotal.toFixed(0)} ms, load average at start ${loadavg()[0]!.toFixed(1)}`);
+    type Profile = { actionMs: number; updateMs: number };
+    let profileJobs = 0;
+    // All three at once: in a pipeline job they compute side by side too, sharing the host's cores.
+    const profileFleet = async (): Promise<Profile[]> => {
+      const n = profileJobs++;
+      return Promise.all(ids.map((id) => workerProfile(bus, id, wholeFile, batch, n)));
+    };
+    const fleetOf = (ps: readonly Profile[]): Device[] => ids.map((id, i) => ({
+      id, name: `cpu/${SLOWDOWNS[i]}`, memoryBytes: 64e9, linkBandwidth, linkLatency,
+      flops: (1e9 * isoTotal) / ps[i]!.actionMs, updateBandwidth: fixedBytes / (ps[i]!.updateMs / 1000),
+    }));
+    const showProfiles = (ps: readonly Profile[]): string => ps.map((x, i) => `${ids[i]} ${x.actionMs.toFixed(0)} / ${x.updateMs.toFixed(0)}`).join(', ');
+    // 5. Profiles before the first job; then after every job, so each job has one just before and one just after.
+    let prof = await profileFleet();
+    console.log(`profiles (F + BW ms per micro-batch / finish + update ms per step): ${showProfiles(prof)}`);
     for (let round = 0; round < ROUNDS; round++) {
       if (round > 0 && (performance.now() - t0) / 60000 > MAX_MIN) {
         console.log(`stopping after ${round} rounds: ${MAX_MIN} min passed (BENCH_MAX_MIN)`);
         break;
       }
-      // 5. This round's profiles, each worker on the whole model.
-      // All three at once: in a pipeline job they compute side by side too, sharing the host's cores.
-      const profiles = await Promise.all(ids.map((id) => workerProfile(bus, id, wholeFile, batch, round)));
-      const fleet: Device[] = ids.map((id, i) => ({
-        id, name: `cpu/${SLOWDOWNS[i]}`, memoryBytes: 64e9, linkBandwidth, linkLatency,
-        flops: (1e9 * isoTotal) / profiles[i]!.actionMs, updateBandwidth: fixedBytes / (profiles[i]!.updateMs / 1000),
-      }));
-      // 6. This round's plans, predicted by the planner itself.
-      const matched = planPipeline(calChain, fleet, planOpts);
-      const even = evenSplitPlan(calChain, matched.stages.map((s) => fleet.find((d) => d.id === s.deviceId)!), planOpts);
       // 7. Both plans, the order alternating by round.
-      const pair: [Plan, PlanRun[]][] = [[matched, matchedRuns], [even, evenRuns]];
-      if (round % 2 === 1) pair.reverse();
-      const line: string[] = [];
-      for (const [plan, into] of pair) {
+      for (const kind of round % 2 === 0 ? ['matched', 'even'] as const : ['even', 'matched'] as const) {
+        // 6. The plan from the latest profile (what a scheduler would decide now).
+        const matched = planPipeline(calChain, fleetOf(prof), planOpts);
+        const plan = kind === 'matched' ? matched : evenSplitPlan(calChain, matched.stages.map((s) => fleetOf(prof).find((d) => d.id === s.deviceId)!), planOpts);
+        const into = kind === 'matched' ? matchedRuns : evenRuns;
         const driver = await Driver.start(bus, {
-          ns: 'bench', job: `pm${round}-${into === matchedRuns ? 'matched' : 'even'}`, stages: 3, microBatches: M, schedule: '1f1b', model: { path: await fileFor(plan) },
+          ns: 'bench', job: `pm${round}-${kind}`, stages: 3, microBatches: M, schedule: '1f1b', model: { path: await fileFor(plan) },
           bindings: { batch: MB }, optimizer, workers: plan.stages.map((s) => s.deviceId),
         });
         // Load factor of this job: one block's fwd+bwd, timed inline just before and after the job
         // (workers idle), over its calibration time. It sees other processes' load, not the job's own.
         const before = await calib.probe();
         let measured: number;
-        let inJob: { ms: number; slower: string };
+        let timings: readonly (StageStepTimings | undefined)[];
         try {
           for (let i = 0; i < WARM; i++) await driver.trainStep(batch);
           const ts = performance.now();
           for (let i = 0; i < STEPS; i++) await driver.trainStep(batch);
           measured = (performance.now() - ts) / STEPS;
-          inJob = inJobPrediction(calChain, fleet, plan, driver.timings);
+          timings = driver.timings;
         } finally {
           await driver.stop();
         }
-        const run = { plan, predicted: plan.predictedStepMs, measured, inJob: inJob.ms, load: (before + (await calib.probe())) / 2 / probeBase };
-        into.push(run);
-        line.push(`${into === matchedRuns ? 'matched' : 'even'} ${describe(plan)} predicted ${run.predicted.toFixed(0)} measured ${run.measured.toFixed(0)} ms (${(run.measured / run.predicted).toFixed(2)}; in job / profile time, compute/step ${inJob.slower}; load factor ${run.load.toFixed(2)})`);
+        const load = (before + (await calib.probe())) / 2 / probeBase;
+        const after = await profileFleet();
+        // The prediction: the planner's, for the mean of the profiles just before and just after the job.
+        const bracket = fleetOf(prof.map((p, i) => ({ actionMs: (p.actionMs + after[i]!.actionMs) / 2, updateMs: (p.updateMs + after[i]!.updateMs) / 2 })));
+        const predicted = costAssignment(calChain, bracket, plan.stages, planOpts).predictedStepMs;
+        const inJob = inJobPrediction(calChain, bracket, plan, timings);
+        into.push({ plan, predicted, measured, inJob: inJob.ms, load });
+        console.log(`round ${round + 1} ${kind} ${describe(plan)}: predicted ${predicted.toFixed(0)} (from the profile before only ${plan.predictedStepMs.toFixed(0)}) measured ${measured.toFixed(0)} ms (${(measured / predicted).toFixed(2)}; in job / profile time, compute/step ${inJob.slower}; load factor ${load.toFixed(2)}); profiles after: ${showProfiles(after)}`);
+        prof = after;
       }
-      console.log(`round ${round + 1}: profiles (F + BW ms per micro-batch / finish + update ms per step) ${profiles.map((x, i) => `${ids[i]} ${x.actionMs.toFixed(0)} / ${x.updateMs.toFixed(0)}`).join(', ')}; ${line.join('; ')}`);
     }
 
     console.log(`\n${matchedRuns.length} rounds in ${((performance.now() - t0) / 60000).toFixed(1)} min, load average now ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
