@@ -250,11 +250,17 @@ export class Bridge {
   /** One step of every job in flight, in job order. */
   private async pass(): Promise<BridgePace> {
     let busy = false;
+    let failed: { error: unknown } | undefined;
     for (const a of Object.values((await this.state()).active)) {
-      await this.stepJob(a);
+      try {
+        await this.stepJob(a);
+      } catch (error) {
+        failed ??= { error }; // one job's failure does not hold up the others' steps; the tick still fails
+      }
       const t = this.#tasks.get(a.jobId);
       if (t && isBusy(t)) busy = true;
     }
+    if (failed) throw failed.error;
     // jobs gone from the file whose run task is still ending (released while training)
     for (const t of this.#tasks.values()) if (isBusy(t)) busy = true;
     return busy ? { type: 'busy', afterMs: this.opts.leasePollMs ?? 250 } : { type: 'idle' };
