@@ -6,7 +6,9 @@
  *           body as payload) published with plain NATS publish, flushed with the same cadence (after
  *           each tensor), the subscriber only counts them;
  *   tcp     the same frame bytes (header, then body) written to a plain TCP socket (with
- *           backpressure), the receiver counts bytes.
+ *           backpressure), the receiver counts bytes;
+ *   framedNoResend  framed with resend off (the sender keeps nothing, the receiver sends no acks:
+ *           retainBytes 0, maxAttempts 1), to price resend's acks and retention in the same run.
  * The sender runs in this process, the receiver in a forked child (as pipeline stages would be).
  * A round moves TOTAL bytes as tensors of 256 KiB, 1 MiB and 8 MiB (8 MiB = 2 frames, the header
  * counts against max_payload). Time: first send until the child reports the last byte / tensor
@@ -29,7 +31,7 @@ import { NatsServer } from '../test/nats/launcher.js';
 const MiB = 1024 * 1024;
 const MAX_PAYLOAD = 8 * MiB;
 const SIZES = [256 * 1024, MiB, 8 * MiB];
-const MODES = ['framed', 'rawNats', 'tcp'] as const;
+const MODES = ['framed', 'rawNats', 'tcp', 'framedNoResend'] as const;
 type Mode = (typeof MODES)[number];
 
 interface Job { mode: Mode; id: string; count: number; totalBytes: number; url: string; tcpPort: number; window: number; regrantAfter: number }
@@ -84,7 +86,7 @@ async function child(): Promise<void> {
           await nc.flush();
           ready();
         } else {
-          const rx = new TensorReceiver(bus!, address(job.id), { window: job.window, regrantAfter: job.regrantAfter });
+          const rx = new TensorReceiver(bus!, address(job.id), { window: job.window, regrantAfter: job.regrantAfter, maxAttempts: job.mode === 'framedNoResend' ? 1 : undefined });
           await rx.ready();
           ready();
           let n = 0, bytes = 0;
@@ -139,12 +141,12 @@ async function round(mode: Mode, peer: Peer, ctx: { url: string; tcpPort: number
   await ready;
   const done = peer.next('done');
   let sender: TensorSender | undefined;
-  if (mode === 'framed') sender = new TensorSender(ctx.bus, address(id), { maxPayload: MAX_PAYLOAD });
+  if (mode === 'framed' || mode === 'framedNoResend') sender = new TensorSender(ctx.bus, address(id), { maxPayload: MAX_PAYLOAD, retainBytes: mode === 'framed' ? undefined : 0 });
   const srv0 = procCpuMs(ctx.serverPid);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < count; i++) {
-    if (mode === 'framed') await sender!.send({ ...meta, step: i }, tensor);
+    if (sender) await sender.send({ ...meta, step: i }, tensor);
     else if (mode === 'rawNats') {
       for (let k = 0; k < frames.length; k++) ctx.nc.publish(`bench.raw.${id}`, frames[k]!.body, { headers: natsHeaders[k]! });
       await ctx.nc.flush(); // TensorSender flushes at the end of every tensor: same cadence
@@ -234,11 +236,11 @@ async function main(): Promise<void> {
     }
     console.log(`transport bench: ${rounds} interleaved rounds, ${perSize / MiB} MiB per size per round, sender and receiver in separate processes, max_payload 8 MiB, credit window ${window / MiB} MiB regrant after ${regrantAfter / MiB} MiB, Node ${process.version}`);
     const med = (k: string, f: (s: Sample) => number): number => median(res.get(k)!.map(f));
-    console.log('size     | framed MiB/s | raw NATS MiB/s | raw TCP MiB/s | framed/rawNATS | framed/TCP');
+    console.log('size     | framed MiB/s | raw NATS MiB/s | raw TCP MiB/s | framed/rawNATS | framed/TCP | framed no resend MiB/s | framed/no resend');
     for (const size of SIZES) {
-      const [f, n, t] = MODES.map((m) => med(`${size}:${m}`, (s) => s.mibps));
+      const [f, n, t, x] = MODES.map((m) => med(`${size}:${m}`, (s) => s.mibps));
       const label = size >= MiB ? `${size / MiB} MiB` : `${size / 1024} KiB`;
-      console.log(`${label.padEnd(8)} | ${f!.toFixed(0).padStart(12)} | ${n!.toFixed(0).padStart(14)} | ${t!.toFixed(0).padStart(13)} | ${(f! / n!).toFixed(3).padStart(14)} | ${(f! / t!).toFixed(3).padStart(10)}`);
+      console.log(`${label.padEnd(8)} | ${f!.toFixed(0).padStart(12)} | ${n!.toFixed(0).padStart(14)} | ${t!.toFixed(0).padStart(13)} | ${(f! / n!).toFixed(3).padStart(14)} | ${(f! / t!).toFixed(3).padStart(10)} | ${x!.toFixed(0).padStart(22)} | ${(f! / x!).toFixed(3).padStart(16)}`);
     }
     // If the run is CPU-bound (three processes on a shared 2-core host), throughput goes as 1 / CPU per MiB:
     // framed/rawNATS cannot exceed rawCPU / (rawCPU + the SHA-256 passes framed must add, one per side).
