@@ -34,7 +34,13 @@ function tessera(args: string[]): Promise<{ status: number | null; stdout: strin
 const common = ['train', '--model', modelPath, '--data', corpus, '--batch', '4', '--lr', '0.01', '--clip', '1', '--seed', '2', '--log-every', '1', '--json'];
 const stages = () => ['--stages', '2', '--micro-batches', '2', '--nats', cluster.url, '--ns', 'tc'];
 const jetstream = ['--checkpoint-store', 'jetstream', '--checkpoint-bucket', bucket];
-const lines = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; step?: number; checkpoint?: string });
+const lines = (stdout: string) => stdout.trim().split('\n').map((l) => {
+  try {
+    return JSON.parse(l) as { type: string; step?: number; checkpoint?: string };
+  } catch {
+    throw new Error(`--json printed a line that is not JSON: ${JSON.stringify(l)} (stdout: ${JSON.stringify(stdout)})`);
+  }
+});
 const params = (path: string): Record<string, Tensor> => Object.fromEntries(decodeModel(readFileSync(path)).graph.initializers);
 const sameBits = (a: Tensor, b: Tensor) => Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength).equals(Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength));
 
@@ -52,16 +58,14 @@ afterAll(async () => {
 describe('tessera train --stages K --checkpoint-store jetstream', () => {
   test('writes the stages\' checkpoints to the JetStream bucket; a run resumed from one ends bit-identical to a straight run', async () => {
     const straight = await tessera([...common, ...stages(), ...jetstream, '--steps', '4', '--checkpoint', 'straight', '--out', join(dir, 'straight.onnx')]);
-    expect(straight.stderr).toBe('');
-    expect(straight.status).toBe(0);
+    expect(straight).toMatchObject({ stderr: '', status: 0 }); // on failure jest prints the whole run, stdout too
     expect(lines(straight.stdout).at(-1)).toMatchObject({ type: 'done', steps: 4, checkpoint: 'straight/step-4' });
 
     const first = await tessera([...common, ...stages(), ...jetstream, '--steps', '2', '--checkpoint', 'part', '--out', join(dir, 'part.onnx')]);
-    expect(first.stderr).toBe('');
+    expect(first).toMatchObject({ stderr: '', status: 0 });
     expect(lines(first.stdout).at(-1)).toMatchObject({ type: 'done', steps: 2, checkpoint: 'part/step-2' });
     const resumed = await tessera([...common, ...stages(), ...jetstream, '--steps', '4', '--checkpoint', 'part', '--resume', 'part/step-2', '--out', join(dir, 'resumed.onnx')]);
-    expect(resumed.stderr).toBe('');
-    expect(resumed.status).toBe(0);
+    expect(resumed).toMatchObject({ stderr: '', status: 0 });
     const out = lines(resumed.stdout);
     expect(out.filter((l) => l.type === 'progress').map((l) => l.step)).toEqual([3, 4]); // continued, not restarted
     expect(out.at(-1)).toMatchObject({ type: 'done', steps: 4, checkpoint: 'part/step-4' });
@@ -87,9 +91,9 @@ describe('tessera train --stages K --checkpoint-store jetstream', () => {
 
   test('a 2-stage checkpoint resumed with --stages 1 ends bit-identical to a straight 2-stage run; another --micro-batches is refused', async () => {
     const straight = await tessera([...common, ...stages(), ...jetstream, '--steps', '4', '--checkpoint', 'rs-straight', '--out', join(dir, 'rs-straight.onnx')]);
-    expect(straight.status).toBe(0);
+    expect(straight).toMatchObject({ status: 0 }); // prints stderr too if not
     const first = await tessera([...common, ...stages(), ...jetstream, '--steps', '2', '--checkpoint', 'rs', '--out', join(dir, 'rs-part.onnx')]);
-    expect(first.status).toBe(0);
+    expect(first).toMatchObject({ status: 0 });
     const one = ['--stages', '1', '--nats', cluster.url, '--ns', 'tc'];
     const refused = await tessera([...common, ...one, '--micro-batches', '1', ...jetstream, '--steps', '4', '--checkpoint', 'rs', '--resume', 'rs/step-2', '--out', join(dir, 'rs-refused.onnx')]);
     expect(refused.status).not.toBe(0);
