@@ -18,6 +18,7 @@ import { GROUP, PLURAL, VERSION, type TrainingJob } from '../k8s/index.js';
 import { buildGpt } from '../models/index.js';
 import { encodeModel } from '../onnx/index.js';
 import { DriverJobRunner, Operator } from '../operator/index.js';
+import { until } from '../operator/testing.js';
 import { NatsBus } from '../transport/index.js';
 import { sha256 } from '../verify/index.js';
 import { JetStreamCheckpointStore, NatsServer } from '../worker/index.js';
@@ -56,9 +57,7 @@ beforeAll(async () => {
   const runner = new DriverJobRunner({ core, natsUrl: nats.url, checkpointStore: 'jetstream', checkpointRoot: 'e2e', livenessTimeoutMs: 3000, publishIntervalMs: 250, log });
   op = new Operator({ kubeConfig: cluster.kubeConfig(), namespace: NS, identity: 'op-bridge', watchNamespace: NS, template: { natsUrl: nats.url }, runner, log, releaseOnStop: true });
   await op.start();
-  const deadline = Date.now() + 60_000;
-  while (!op.isLeader && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  if (!op.isLeader) throw new Error('the operator did not become leader');
+  await until('op-bridge leads', async () => op.isLeader);
   dir = await mkdtemp(join(tmpdir(), 'bridge-kube-e2e-'));
 }, 45 * 60_000);
 
