@@ -9,7 +9,7 @@ import { traceFromWire } from './trace-wire.js';
 import { NotEnoughWorkersError, StageFailedError, StageLostError } from './errors.js';
 import { Liveness } from './liveness.js';
 import {
-  channels, checkJobTokens, decodeControl, encodeControl, subjects, workerEventTypes, type DriverCommand, type JobSpec, type StageStepTimings, type WorkerEvent,
+  channels, checkJobTokens, checkTransferSpec, decodeControl, encodeControl, subjects, workerEventTypes, type DriverCommand, type JobSpec, type StageStepTimings, type WorkerEvent,
 } from './protocol.js';
 
 /** The job spec, except that optimizer.gradClipNorm, if any, is applied globally by the driver (stages get the rest). */
@@ -101,6 +101,7 @@ export class Driver {
   /** Discovers workers, assigns stages, and waits until every stage is ready (graphs built, channels open). */
   static async start(bus: MessageBus, opts: DriverOptions, model?: Model): Promise<Driver> {
     checkJobTokens(opts.ns, opts.job);
+    checkTransferSpec(opts.transfer);
     const m = model ?? decodeModel('path' in opts.model ? new Uint8Array(await readFile(opts.model.path)) : new Uint8Array(Buffer.from(opts.model.base64, 'base64')));
     const part = partitionModel(m, { cuts: opts.cuts ?? 'auto', stages: opts.stages, bindings: opts.bindings, loss: opts.loss });
     const { gradClipNorm, ...optimizer } = opts.optimizer as JobSpec['optimizer'] & { gradClipNorm?: number };

@@ -165,6 +165,19 @@ export function checkJobTokens(ns: string, job: string): void {
   channelSubjects({ ns, job, stage: 0, direction: 'fwd' });
 }
 
+/** Refuses JobSpec.transfer values the channels could not use, naming the field (before any stage starts). */
+export function checkTransferSpec(t: TransferSpec | undefined): void {
+  if (!t) return;
+  const positive = (name: keyof TransferSpec, min: number): void => {
+    const v = t[name];
+    if (v !== undefined && (!Number.isInteger(v) || v < min)) throw new RangeError(`transfer.${name} must be an integer >= ${min}, got ${v}`);
+  };
+  positive('maxPayload', 256);
+  positive('assemblyTimeoutMs', 1);
+  positive('maxAttempts', 1);
+  positive('resendTimeoutMs', 1);
+}
+
 const utf8 = new TextEncoder();
 const utf8d = new TextDecoder();
 

@@ -15,6 +15,7 @@ import { parseOptimizerConfig } from '../optim/index.js';
 import { NatsBus, channelSubjects } from '../transport/index.js';
 import { NatsServer } from '../../test/nats/launcher.js';
 import { Driver, PoolWorker, StageFailedError, readPipelineCheckpoint } from './index.js';
+import { checkTransferSpec } from './protocol.js';
 
 const rows = 8;
 const model = { base64: Buffer.from(encodeModel(buildGpt({ vocab: 32, layers: 2, dModel: 16, heads: 2, context: 8, seed: 1, tiedHead: false }))).toString('base64') };
@@ -108,4 +109,11 @@ describe('a corrupt or lost activation chunk is resent; the run is unchanged', (
     // Micro-batch 0 was asked for twice (attempts 2 and 3) before the step failed (micro-batch 1 fared the same).
     expect(r.log.filter((l) => /resend requested .* micro-batch 0,/.test(l)).map((l) => /attempt (\d)/.exec(l)![1])).toEqual(['2', '3']);
   }, 120_000);
+});
+
+test('transfer settings a channel could not use are refused naming the field', () => {
+  expect(() => checkTransferSpec({ maxAttempts: 0 })).toThrow('transfer.maxAttempts must be an integer >= 1, got 0');
+  expect(() => checkTransferSpec({ maxPayload: 100 })).toThrow('transfer.maxPayload must be an integer >= 256, got 100');
+  expect(() => checkTransferSpec({ assemblyTimeoutMs: 1.5 })).toThrow(/assemblyTimeoutMs/);
+  expect(() => checkTransferSpec({ maxAttempts: 3, resendTimeoutMs: 500 })).not.toThrow();
 });
