@@ -487,8 +487,8 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
   private readonly resends: ResendTracker;
   /** The transfers awaiting a resend (for naming them when one never comes). */
   private readonly awaiting = new Map<string, FrameMeta>();
-  /** Recently delivered transfers, oldest first: their late or repeated frames are dropped. */
-  private readonly delivered = new Set<string>();
+  /** Recently finished transfers (delivered or given up), oldest first: their late or repeated frames are dropped. */
+  private readonly finished = new Set<string>();
   private readonly onResend: TensorReceiverOptions['onResend'];
   private readonly s: TensorReceiverStats = {
     framesReceived: 0, bytesReceived: 0, bytesReleased: 0, maxOutstanding: 0, granted: 0, grantsSent: 0, probesAnswered: 0, tensorsDelivered: 0, errors: 0, foreignFrames: 0,
@@ -554,8 +554,8 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
     }
     const claimed = peekFrameMeta(header);
     const key = claimed ? transferKey(claimed) : undefined;
-    if (key !== undefined && this.delivered.has(key)) {
-      // Sent again because our ack was lost (or overtaken): ack again, never deliver twice.
+    if (key !== undefined && this.finished.has(key)) {
+      // Sent again because our ack was lost (or overtaken): ack again (the sender may drop it), never deliver twice.
       this.s.duplicateFrames++;
       this.release(len);
       this.control({ type: 'ack', meta: claimed! });
@@ -615,8 +615,7 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
       if (this.maxAttempts > 1) {
         this.resends.ack(key);
         this.awaiting.delete(key);
-        this.delivered.add(key);
-        if (this.delivered.size > 1024) this.delivered.delete(this.delivered.values().next().value!);
+        this.finish(key);
         this.control({ type: 'ack', meta: e.meta });
       }
       this.enqueue({ type: 'tensor', meta: e.meta, tensor: e.tensor, bytes: e.bytes }, bytes);
@@ -638,8 +637,14 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
     this.armExpiry();
   }
 
+  private finish(key: string): void {
+    this.finished.add(key);
+    if (this.finished.size > 1024) this.finished.delete(this.finished.values().next().value!);
+  }
+
   private giveUp(key: string, meta: FrameMeta, error: FrameError, attempts: number): void {
     this.awaiting.delete(key);
+    if (this.maxAttempts > 1) this.finish(key); // its late frames must not start another round of resends
     this.enqueue({ type: 'error', error: this.maxAttempts > 1 ? error.addContext({ attempts }) : error, meta }, 0);
   }
 
