@@ -81,7 +81,7 @@ function slowed(inner: JobRunner): JobRunner {
     inspect: (job) => inner.inspect(job),
     run: (job, commit, control) => inner.run(job, commit, control && {
       shouldYield: async (p) => {
-        await new Promise((r) => setTimeout(r, 20));
+        await new Promise((r) => setTimeout(r, 40));
         return control.shouldYield(p);
       },
       yielded: (p) => control.yielded(p),
