@@ -278,7 +278,7 @@ export class DriverJobRunner implements JobRunner {
         await driver.stop();
         const result = await this.storeResult(key, store, dir, fingerprint, model, progress!, final);
         this.log(`${key}: training complete at step ${progress!.step}; model ${result.model.location}, digest ${result.digest}`);
-        this.set(key, run, { type: 'succeeded', progress: progress!, result }, true);
+        this.set(key, run, { type: 'succeeded', progress: progress!, result, startStep }, true);
       } catch (err) {
         if (err instanceof RunStoppedError && err.how === StopMode.Checkpoint && driver.state.type === 'running') {
           if (driver.step > (progress?.lastCheckpointStep ?? 0)) await checkpoint(before);

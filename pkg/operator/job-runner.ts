@@ -51,7 +51,7 @@ export type RunView =
   | { type: 'running'; generation?: number; workers: readonly string[]; progress: RunProgress; /** The step this run began at: 0, or the checkpoint it resumed from. */ startStep: number }
   | { type: 'stopping'; generation?: number; workers: readonly string[]; progress?: RunProgress }
   | { type: 'stopped'; reason: string; progress?: RunProgress }
-  | { type: 'succeeded'; progress: RunProgress; result: TrainingJobResult }
+  | { type: 'succeeded'; progress: RunProgress; result: TrainingJobResult; /** The step the finishing run began at (a run can start and finish between two reconciles). */ startStep?: number }
   | { type: 'failed'; reason: string; message: string; progress?: RunProgress };
 
 /** A run that holds (or is about to hold) the stage workers. */

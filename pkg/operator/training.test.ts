@@ -69,6 +69,8 @@ describe('training through the operator: apply to Succeeded on stage worker proc
   };
   const startedFrom = async (name: string): Promise<number[]> =>
     (await eventsOf(name)).filter((e) => e.reason === 'TrainingStarted').sort((a, b) => Number(a.metadata?.resourceVersion) - Number(b.metadata?.resourceVersion)).map((e) => Number(/from step (\d+)/.exec(e.message ?? '')?.[1]));
+  /** The operator writes a transition's events after the status that shows it: wait for the last (Completed). */
+  const completedEvent = (name: string) => until(`${name} Completed event`, async () => (await eventsOf(name)).find((e) => e.reason === 'Completed'), 30_000, 100);
   /** Polls the job, keeping every distinct (phase, step, loss) it showed. */
   const watchJob = (name: string) => {
     const seen: Array<{ phase?: string; step?: number; loss?: string }> = [];
@@ -130,6 +132,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     expect(s.trace).toMatchObject({ stepsCovered: 120, root: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect(s.conditions?.find((c) => c.type === 'Complete')).toMatchObject({ status: 'True', reason: 'Completed' });
 
+    await completedEvent('tiny');
     const reasons = (await eventsOf('tiny')).map((e) => e.reason);
     expect(reasons).toEqual(expect.arrayContaining(['Planned', 'TrainingStarted', 'Checkpointed', 'Completed']));
 
@@ -178,7 +181,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     } finally {
       await bus.close();
     }
-    const completed = (await eventsOf('net')).find((e) => e.reason === 'Completed');
+    const completed = await completedEvent('net');
     expect(completed?.message).toContain(s.result!.digest);
   }, 300_000);
 
@@ -203,6 +206,8 @@ describe('training through the operator: apply to Succeeded on stage worker proc
         return j.status?.phase === 'Succeeded' ? j : undefined;
       }, 240_000, 100);
       expect(refused).toBe(2);
+      // Events follow the status write that showed Succeeded; Completed is the last of them.
+      await completedEvent('unstored');
       // two runs: from 0, then from the final checkpoint (step 30), which took no step
       expect(await startedFrom('unstored')).toEqual([0, 30]);
       const s = done.status!;
@@ -249,6 +254,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     const after = w.seen.slice(w.seen.findIndex((s) => s.phase === 'Suspended') + 1).filter((s) => s.step !== undefined);
     expect(after.every((s) => s.step! >= at.step!)).toBe(true);
     // TrainingStarted names the step each run began at: 0, then the suspend's checkpoint.
+    await completedEvent('pausable');
     expect(await startedFrom('pausable')).toEqual([0, at.step]);
     expect(done.status!.progress).toMatchObject({ step: 400, lastCheckpointStep: 400 });
     // The trace continues the suspended run's (its step roots come back from the checkpoint).
@@ -289,6 +295,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
       if (j.status?.phase === 'Failed') throw new Error(`failed: ${JSON.stringify(j.status.conditions)}`);
       return j.status?.phase === 'Succeeded' ? j : undefined;
     }, 300_000);
+    await completedEvent('resilient');
     const from = await startedFrom('resilient');
     expect(from).toHaveLength(3);
     expect(from[0]).toBe(0);
@@ -382,6 +389,7 @@ describe('training through the operator: apply to Succeeded on stage worker proc
       return j.status?.phase === 'Succeeded' ? j : undefined;
     }, 300_000);
     expect(done.status!.plan!.stages!).toHaveLength(1);
+    await completedEvent('resplit');
     const started = (await eventsOf('resplit')).filter((e) => e.reason === 'TrainingStarted').sort((a, b) => Number(a.metadata?.resourceVersion) - Number(b.metadata?.resourceVersion)).map((e) => e.message ?? '');
     expect(started).toHaveLength(2);
     expect(started[0]).toMatch(/from step 0 on 2 stage worker/);

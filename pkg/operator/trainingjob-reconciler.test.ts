@@ -228,6 +228,21 @@ describe('TrainingJobReconciler.decide with a JobRunner (training run phase)', (
     expect(resumed.actions.filter((a) => a.type === 'event')).toEqual([{ type: 'event', eventType: 'Normal', reason: 'TrainingStarted', message: 'training from step 5 (resumed from its checkpoint) on 2 stage worker(s)' }]);
   });
 
+  it('a run that starts and finishes between two reconciles still gets its TrainingStarted event; a mirrored one does not get two', async () => {
+    const { r, snap } = await planned();
+    const result = { digest: `0x${'cd'.repeat(32)}`, step: 30, finalTraceRoot: 'ab'.repeat(32), model: { store: 'jetstream', bucket: 'b', location: 'e2e/x/model.onnx' } };
+    const first = await r.decide(KEY, { ...snap, run: { type: 'running', workers, progress: progress(30), startStep: 0 } });
+    const mirrored = applied(snap, first.actions);
+    expect(statusOf(first.actions)!.conditions!.find((c) => c.type === 'Running')!.message).toBe('training from step 0 on 2 stage worker(s)');
+    // The first run ended (its result could not be stored); the next one resumed at 30 and finished unseen.
+    const unseen = await r.decide(KEY, { ...mirrored, run: { type: 'succeeded', progress: progress(30, { lastCheckpointStep: 30 }), result, startStep: 30 } });
+    expect(events(unseen.actions)).toEqual(['TrainingStarted', 'Checkpointed', 'Completed']);
+    expect(unseen.actions.find((a) => a.type === 'event')).toMatchObject({ message: 'training from step 30 (resumed from its checkpoint)' });
+    // The same run, seen running first: no second TrainingStarted when it finishes.
+    const seen = await r.decide(KEY, { ...mirrored, run: { type: 'succeeded', progress: progress(30, { lastCheckpointStep: 30 }), result, startStep: 0 } });
+    expect(events(seen.actions)).toEqual(['Checkpointed', 'Completed']);
+  });
+
   it('suspend while running: stop after a checkpoint first, pods stay until the run stopped, then go', async () => {
     const { r, snap } = await planned();
     const suspended = { ...snap, job: { ...snap.job!, spec: { ...(snap.job!.spec as object), suspend: true } } };

@@ -358,7 +358,7 @@ export function decideRun(job: TrainingJob, base: ReconcileResult, run: RunView 
       break;
     case 'running':
       phase = Phase.Running;
-      conds = setCondition(conds, { type: ConditionType.Running, status: 'True', reason: ConditionReason.Training, message: `training on ${run.workers.length} stage worker(s)` }, now, g);
+      conds = setCondition(conds, { type: ConditionType.Running, status: 'True', reason: ConditionReason.Training, message: `training from step ${run.startStep} on ${run.workers.length} stage worker(s)` }, now, g);
       break;
     case 'stopping':
       conds = setCondition(conds, { type: ConditionType.Running, status: 'False', reason: ConditionReason.Stopping, message: 'stopping training' }, now, g);
@@ -382,8 +382,15 @@ export function decideRun(job: TrainingJob, base: ReconcileResult, run: RunView 
   // Every run (first, after a lost stage, after a resume or an operator restart) passes through
   // Running False before it trains, so a Running condition turning True is a new run.
   const prevRunning = conditionOf(prev, ConditionType.Running);
-  if (run?.type === 'running' && !(prevRunning?.status === 'True' && prevRunning.reason === ConditionReason.Training)) {
+  const mirrored = prevRunning?.status === 'True' && prevRunning.reason === ConditionReason.Training;
+  if (run?.type === 'running' && !mirrored) {
     events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.TrainingStarted, message: `training from step ${run.startStep}${run.startStep > 0 ? ' (resumed from its checkpoint)' : ''} on ${run.workers.length} stage worker(s)` });
+  }
+  // A run that started and finished between two reconciles was never mirrored as Running (or the
+  // Running condition still names an earlier run's start step): report its start too.
+  if (run?.type === 'succeeded' && run.startStep !== undefined && prev?.phase !== Phase.Succeeded
+    && !(mirrored && prevRunning?.message?.startsWith(`training from step ${run.startStep} `))) {
+    events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.TrainingStarted, message: `training from step ${run.startStep}${run.startStep > 0 ? ' (resumed from its checkpoint)' : ''}` });
   }
   const ck = status.progress?.lastCheckpointStep;
   if (ck !== undefined && ck !== prev?.progress?.lastCheckpointStep) events.push({ type: 'event', eventType: 'Normal', reason: ConditionReason.Checkpointed, message: `checkpoint of step ${ck}${progress?.lastCheckpoint ? ` at ${progress.lastCheckpoint}` : ''}` });
