@@ -76,7 +76,7 @@ async function isolatedStageTimes(model: ReturnType<typeof buildGpt>, cuts: stri
     let next: Record<string, Tensor> = {};
     for (let r = 0; r < 11; r++) {
       let t0 = performance.now();
-      next = await c.forward(r, feeds());
+      next = (await c.forward(r, feeds())).tensors;
       const tf = performance.now() - t0;
       const grads = Object.fromEntries(plan.gradInputs.map(([v]) => [v, { ...next[v]!, data: new Float32Array(next[v]!.data.length).fill(1e-3) }]));
       t0 = performance.now();

@@ -7,6 +7,10 @@
  *           each tensor), the subscriber only counts them;
  *   tcp     the same frame bytes (header, then body) written to a plain TCP socket (with
  *           backpressure), the receiver counts bytes;
+ *   framedTraced  framed as stage workers send: the tensor's digest (pkg/verify tensorDigest) comes
+ *           with it, because the stage already took it for its trace record (computed here outside
+ *           the timed loop), so the sender does not hash; the receiver still verifies every tensor
+ *           (its digest then serves the receiving stage's trace record);
  *   framedNoResend  framed with resend off (the sender keeps nothing, the receiver sends no acks:
  *           retainBytes 0, maxAttempts 1), to price resend's acks and retention in the same run.
  * The sender runs in this process, the receiver in a forked child (as pipeline stages would be).
@@ -25,13 +29,14 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, headers, type MsgHdrs } from '@nats-io/transport-node';
 import { DataType, type Tensor } from '../pkg/onnx/index.js';
+import { tensorDigest } from '../pkg/verify/index.js';
 import { crc32, encodeTensorFrames, FRAME_HEADER, NatsBus, Reassembler, TensorReceiver, TensorSender, type ChannelAddress, type FrameMeta } from '../pkg/transport/index.js';
 import { NatsServer } from '../test/nats/launcher.js';
 
 const MiB = 1024 * 1024;
 const MAX_PAYLOAD = 8 * MiB;
 const SIZES = [256 * 1024, MiB, 8 * MiB];
-const MODES = ['framed', 'rawNats', 'tcp', 'framedNoResend'] as const;
+const MODES = ['framed', 'framedTraced', 'rawNats', 'tcp', 'framedNoResend'] as const;
 type Mode = (typeof MODES)[number];
 
 interface Job { mode: Mode; id: string; count: number; totalBytes: number; url: string; tcpPort: number; window: number; regrantAfter: number }
@@ -141,12 +146,13 @@ async function round(mode: Mode, peer: Peer, ctx: { url: string; tcpPort: number
   await ready;
   const done = peer.next('done');
   let sender: TensorSender | undefined;
-  if (mode === 'framed' || mode === 'framedNoResend') sender = new TensorSender(ctx.bus, address(id), { maxPayload: MAX_PAYLOAD, retainBytes: mode === 'framed' ? undefined : 0 });
+  if (mode === 'framed' || mode === 'framedTraced' || mode === 'framedNoResend') sender = new TensorSender(ctx.bus, address(id), { maxPayload: MAX_PAYLOAD, retainBytes: mode === 'framedNoResend' ? 0 : undefined });
+  const digest = mode === 'framedTraced' ? tensorDigest(tensor) : undefined;
   const srv0 = procCpuMs(ctx.serverPid);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < count; i++) {
-    if (sender) await sender.send({ ...meta, step: i }, tensor);
+    if (sender) await sender.send({ ...meta, step: i }, tensor, { digest });
     else if (mode === 'rawNats') {
       for (let k = 0; k < frames.length; k++) ctx.nc.publish(`bench.raw.${id}`, frames[k]!.body, { headers: natsHeaders[k]! });
       await ctx.nc.flush(); // TensorSender flushes at the end of every tensor: same cadence
@@ -236,21 +242,21 @@ async function main(): Promise<void> {
     }
     console.log(`transport bench: ${rounds} interleaved rounds, ${perSize / MiB} MiB per size per round, sender and receiver in separate processes, max_payload 8 MiB, credit window ${window / MiB} MiB regrant after ${regrantAfter / MiB} MiB, Node ${process.version}`);
     const med = (k: string, f: (s: Sample) => number): number => median(res.get(k)!.map(f));
-    console.log('size     | framed MiB/s | raw NATS MiB/s | raw TCP MiB/s | framed/rawNATS | framed/TCP | framed no resend MiB/s | framed/no resend');
+    console.log('size     | framed MiB/s | framed, traced digest MiB/s | raw NATS MiB/s | raw TCP MiB/s | framed/rawNATS | traced/rawNATS | framed/TCP | framed no resend MiB/s | framed/no resend');
     for (const size of SIZES) {
-      const [f, n, t, x] = MODES.map((m) => med(`${size}:${m}`, (s) => s.mibps));
+      const [f, g, n, t, x] = MODES.map((m) => med(`${size}:${m}`, (s) => s.mibps));
       const label = size >= MiB ? `${size / MiB} MiB` : `${size / 1024} KiB`;
-      console.log(`${label.padEnd(8)} | ${f!.toFixed(0).padStart(12)} | ${n!.toFixed(0).padStart(14)} | ${t!.toFixed(0).padStart(13)} | ${(f! / n!).toFixed(3).padStart(14)} | ${(f! / t!).toFixed(3).padStart(10)} | ${x!.toFixed(0).padStart(22)} | ${(f! / x!).toFixed(3).padStart(16)}`);
+      console.log(`${label.padEnd(8)} | ${f!.toFixed(0).padStart(12)} | ${g!.toFixed(0).padStart(27)} | ${n!.toFixed(0).padStart(14)} | ${t!.toFixed(0).padStart(13)} | ${(f! / n!).toFixed(3).padStart(14)} | ${(g! / n!).toFixed(3).padStart(14)} | ${(f! / t!).toFixed(3).padStart(10)} | ${x!.toFixed(0).padStart(22)} | ${(f! / x!).toFixed(3).padStart(16)}`);
     }
     // If the run is CPU-bound (three processes on a shared 2-core host), throughput goes as 1 / CPU per MiB:
     // framed/rawNATS cannot exceed rawCPU / (rawCPU + the SHA-256 passes framed must add, one per side).
-    console.log('codec in one process, CPU time (same rounds): size | encode MiB/s | reassemble+verify MiB/s | SHA-256 MiB/s | CRC-32 MiB/s | framed - raw NATS CPU ms/MiB (measured below) | 2 x SHA-256 ms/MiB | CPU-bound limit of framed/rawNATS = raw / (raw + 2 x SHA)');
+    console.log('codec in one process, CPU time (same rounds): size | encode MiB/s | reassemble+verify MiB/s | SHA-256 MiB/s | CRC-32 MiB/s | framed - raw NATS CPU ms/MiB (measured below) | 2 x SHA-256 ms/MiB | CPU-bound limit of framed/rawNATS = raw / (raw + 2 x SHA) | of traced/rawNATS = raw / (raw + 1 x SHA)');
     for (const size of SIZES) {
       const e = median(codec.get(size)!.map((c) => c.encode)), d = median(codec.get(size)!.map((c) => c.reassemble));
       const sha = median(codec.get(size)!.map((c) => c.sha)), crc = median(codec.get(size)!.map((c) => c.crc));
       const cpu = (m: Mode): number => med(`${size}:${m}`, (s) => (s.senderMs + s.receiverMs + s.serverMs) / s.mib);
       const twoSha = 2 * 1000 / sha;
-      console.log(`  ${size / 1024} KiB | ${e.toFixed(0)} | ${d.toFixed(0)} | ${sha.toFixed(0)} | ${crc.toFixed(0)} | ${(cpu('framed') - cpu('rawNats')).toFixed(2)} | ${twoSha.toFixed(2)} | ${(cpu('rawNats') / (cpu('rawNats') + twoSha)).toFixed(3)}`);
+      console.log(`  ${size / 1024} KiB | ${e.toFixed(0)} | ${d.toFixed(0)} | ${sha.toFixed(0)} | ${crc.toFixed(0)} | ${(cpu('framed') - cpu('rawNats')).toFixed(2)} | ${twoSha.toFixed(2)} | ${(cpu('rawNats') / (cpu('rawNats') + twoSha)).toFixed(3)} | ${(cpu('rawNats') / (cpu('rawNats') + twoSha / 2)).toFixed(3)}`);
     }
     // CPU ms per MiB moved (medians over rounds); "cores busy" = all three processes' CPU over wall time.
     console.log('CPU ms per MiB (same rounds): size mode | sender | receiver | nats-server | total | cores busy | flushes per tensor');
@@ -258,7 +264,7 @@ async function main(): Promise<void> {
       const k = `${size}:${m}`;
       const per = (f: (s: Sample) => number): number => med(k, (s) => f(s) / s.mib);
       const total = per((s) => s.senderMs + s.receiverMs + s.serverMs);
-      console.log(`  ${size / 1024} KiB ${m.padEnd(7)} | ${per((s) => s.senderMs).toFixed(2)} | ${per((s) => s.receiverMs).toFixed(2)} | ${m === 'tcp' ? '-' : per((s) => s.serverMs).toFixed(2)} | ${total.toFixed(2)} | ${med(k, (s) => (s.senderMs + s.receiverMs + s.serverMs) / (s.mib / s.mibps * 1000)).toFixed(2)} | ${med(k, (s) => s.flushesPerTensor).toFixed(2)}`);
+      console.log(`  ${size / 1024} KiB ${m.padEnd(14)} | ${per((s) => s.senderMs).toFixed(2)} | ${per((s) => s.receiverMs).toFixed(2)} | ${m === 'tcp' ? '-' : per((s) => s.serverMs).toFixed(2)} | ${total.toFixed(2)} | ${med(k, (s) => (s.senderMs + s.receiverMs + s.serverMs) / (s.mib / s.mibps * 1000)).toFixed(2)} | ${med(k, (s) => s.flushesPerTensor).toFixed(2)}`);
     }
     for (const size of SIZES) for (const m of MODES) console.log(`  rounds ${size / 1024} KiB ${m}: [${res.get(`${size}:${m}`)!.map((x) => x.mibps.toFixed(0)).join(' ')}]`);
     sock.destroy();

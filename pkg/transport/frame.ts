@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { DataType, dtypeInfo, type Tensor } from '../onnx/index.js';
+import { tensorBytes, tensorDigest, type Digest } from '../verify/index.js';
 import { crc32 } from './crc32.js';
 import { float32ToHalfArray, halfToFloat32Array } from './fp16.js';
 import { BadMagicError, ChunkChecksumError, FrameError, TruncatedFrameError, type TransferContext } from './errors.js';
@@ -9,11 +9,12 @@ import { BadMagicError, ChunkChecksumError, FrameError, TruncatedFrameError, typ
  * header + body <= maxPayload bytes. Pure codec: bytes in, values out (STYLE 7).
  *
  * Header layout (little-endian), offsets in bytes:
- *   0  magic "TSF1"          4  version u8 = 2      5  kind u8          6  encoding u8     7  dtype u8
+ *   0  magic "TSF1"          4  version u8 = 3      5  kind u8          6  encoding u8     7  dtype u8
  *   8  headerLength u16      10 rank u8             11 reserved u8 = 0
  *   12 step u64              20 microBatch u32      24 chunkIndex u32   28 chunkCount u32
  *   32 totalBytes u64        40 chunkOffset u64     48 chunkLength u64
- *   56 sha256 of the whole encoded payload (32 bytes)
+ *   56 digest of the whole tensor as encoded: pkg/verify tensorDigest (SHA-256 over domain, dtype,
+ *      dims and bytes; dtype float16 for fp16-encoded floats), 32 bytes
  *   88 dims: rank x u64
  *   .. job: u16 length + utf8      .. name: u16 length + utf8
  *   headerLength-4: crc32 over header[0, headerLength-4)
@@ -22,13 +23,16 @@ import { BadMagicError, ChunkChecksumError, FrameError, TruncatedFrameError, typ
  * message header and the body is the message payload, a view of the tensor's bytes; where one byte
  * string is needed (a socket, a test) the frame is header ‖ body (`splitFrame` takes it apart).
  * Integrity: the CRC-32 covers the header (so a chunk is never filed under a wrong transfer); the
- * body is covered by the SHA-256 of the whole tensor, checked before the tensor is delivered.
+ * body is covered by the digest of the whole tensor, checked before the tensor is delivered.
  * Version 1 also ran a CRC-32 over every body: redundant with the digest (nothing resends single
- * chunks) and ~10 % of the transfer's CPU (bench/README.md, "transport.ts").
+ * chunks) and ~10 % of the transfer's CPU (bench/README.md, "transport.ts"). Version 3 made the
+ * digest the trace records' tensorDigest (version 2: SHA-256 of the bare bytes), so a stage that
+ * digests its outputs for its trace hands that digest to the sender, and a receiver's verified
+ * digest is its trace's input digest: each tensor is hashed once per side, not twice.
  */
 
 export const FRAME_MAGIC = Uint8Array.of(0x54, 0x53, 0x46, 0x31); // "TSF1"
-export const FRAME_VERSION = 2;
+export const FRAME_VERSION = 3;
 
 export const TensorKind = { activation: 0, gradient: 1, other: 2 } as const;
 export type TensorKind = keyof typeof TensorKind;
@@ -64,6 +68,11 @@ export interface Frame extends FrameMeta {
   payload: Uint8Array;
 }
 
+/** The dtype the frame's bytes (and so its digest) have: float16 for fp16-encoded floats. */
+export function encodedDtype(f: Pick<Frame, 'dtype' | 'encoding'>): DataType {
+  return f.encoding === 'fp16' ? DataType.FLOAT16 : f.dtype;
+}
+
 export interface EncodeOptions {
   /** Largest frame, header included, as the bus counts it. @default 8 MiB (the max_payload Tessera configures for nats-server) */
   maxPayload?: number;
@@ -71,6 +80,12 @@ export interface EncodeOptions {
   encoding?: Encoding;
   /** Bytes a header of this many bytes occupies on the bus (e.g. base64 in a NATS message header). @default the header's length */
   headerCost?: (headerLength: number) => number;
+  /**
+   * tensorDigest of the tensor, when the caller already has it (a stage digests its outputs for its
+   * trace record): saves the sender's hash pass. Used for raw encoding only (fp16 digests the
+   * encoded halves). A wrong digest makes the receiver reject the tensor. @default computed here
+   */
+  digest?: Digest;
 }
 
 const FIXED = 88;
@@ -79,20 +94,13 @@ const utf8d = new TextDecoder('utf-8', { fatal: true });
 const kindByCode = Object.fromEntries(Object.entries(TensorKind).map(([k, v]) => [v, k])) as Record<number, TensorKind>;
 const encByCode = Object.fromEntries(Object.entries(Encoding).map(([k, v]) => [v, k])) as Record<number, Encoding>;
 
-export function sha256(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(bytes).digest());
-}
-
-function bytesOf(t: Tensor): Uint8Array {
-  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-}
-
 /** Splits a tensor into frames of at most maxPayload bytes each (header cost included). */
 export function encodeTensorFrames(meta: FrameMeta, tensor: Tensor, opts: EncodeOptions = {}): EncodedFrame[] {
   const maxPayload = opts.maxPayload ?? 8 * 1024 * 1024;
   const encoding = opts.encoding ?? 'raw';
   if (encoding === 'fp16' && tensor.dtype !== DataType.FLOAT) throw new FrameError(`fp16 transfer needs a float32 tensor, "${meta.name}" is dtype ${tensor.dtype}`);
-  const body = encoding === 'fp16' ? new Uint8Array(float32ToHalfArray(tensor.data as Float32Array).buffer) : bytesOf(tensor);
+  const encoded: Tensor = encoding === 'fp16' ? { dtype: DataType.FLOAT16, dims: tensor.dims, data: float32ToHalfArray(tensor.data as Float32Array) } : tensor;
+  const body = tensorBytes(encoded); // a view (little-endian hosts); checks dims against the data
   const job = utf8.encode(meta.job);
   const name = utf8.encode(meta.name);
   const rank = tensor.dims.length;
@@ -101,7 +109,8 @@ export function encodeTensorFrames(meta: FrameMeta, tensor: Tensor, opts: Encode
   if (cost >= maxPayload) throw new FrameError(`maxPayload ${maxPayload} leaves no room after a ${cost}-byte header`);
   const per = maxPayload - cost;
   const count = Math.max(1, Math.ceil(body.length / per));
-  const digest = sha256(body);
+  const digest = encoding === 'raw' && opts.digest ? opts.digest : tensorDigest(encoded);
+  if (digest.length !== 32) throw new FrameError(`a tensor digest has 32 bytes, "${meta.name}" was given ${digest.length}`);
   // The header differs between chunks only in chunkIndex, chunkOffset, chunkLength and the CRC:
   // build it once, copy its ~100 bytes per frame. The body is never copied.
   const head = new Uint8Array(hlen);

@@ -1,4 +1,4 @@
-export { encodeTensorFrames, decodeFrame, splitFrame, peekFrameMeta, tensorFromPayload, FRAME_MAGIC, FRAME_VERSION, TensorKind, Encoding } from './frame.js';
+export { encodeTensorFrames, decodeFrame, splitFrame, peekFrameMeta, tensorFromPayload, encodedDtype, FRAME_MAGIC, FRAME_VERSION, TensorKind, Encoding } from './frame.js';
 export type { EncodedFrame, EncodeOptions, Frame, FrameMeta } from './frame.js';
 export { Reassembler, transferKey } from './reassembler.js';
 export type { ReassemblerOptions, ReassemblyEvent } from './reassembler.js';

@@ -1,10 +1,11 @@
-import { createHash, type Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import type { Tensor } from '../onnx/index.js';
-import { decodeFrame, sha256, tensorFromPayload, type Frame, type FrameMeta } from './frame.js';
+import { tensorHasher, type Digest } from '../verify/index.js';
+import { decodeFrame, encodedDtype, tensorFromPayload, type Frame, type FrameMeta } from './frame.js';
 import { ForeignFrameError, FrameError, FrameMismatchError, IncompleteTensorError, ReassemblyOverflowError, TensorDigestError, type TransferContext } from './errors.js';
 
 export type ReassemblyEvent =
-  | { type: 'tensor'; meta: FrameMeta; tensor: Tensor; bytes: number }
+  | { type: 'tensor'; meta: FrameMeta; tensor: Tensor; bytes: number; /** tensorDigest of `tensor`, verified; absent for fp16 transfers (it covered the halves) */ digest?: Digest }
   | { type: 'error'; error: FrameError; meta?: FrameMeta };
 
 export interface ReassemblerOptions {
@@ -23,7 +24,7 @@ interface Pending {
   body: Uint8Array;
   /** Chunk indices already written (duplicates are ignored). */
   seen: Set<number>;
-  /** SHA-256 over body[0, hashedTo), fed as chunks become contiguous, so hashing overlaps arrival. */
+  /** tensorDigest's hash over body[0, hashedTo), fed as chunks become contiguous, so hashing overlaps arrival. */
   hash: Hash;
   hashedTo: number;
   /** Written chunks not yet hashed: offset -> length. */
@@ -95,7 +96,7 @@ export class Reassembler {
         this.emit({ type: 'error', meta, error: new FrameMismatchError(`a single chunk covers bytes [${f.chunkOffset}, ${f.chunkOffset + f.payload.length}) of ${f.totalBytes}`, contextOf(meta)) });
         return;
       }
-      this.complete(meta, f, f.payload, sha256(f.payload));
+      this.complete(meta, f, f.payload, new Uint8Array(tensorHasher(encodedDtype(f), f.dims).update(f.payload).digest()));
       return;
     }
     if (!p) {
@@ -104,7 +105,7 @@ export class Reassembler {
         this.emit({ type: 'error', meta, error: new ReassemblyOverflowError(`the tensor claims ${f.totalBytes} bytes, above the ${this.maxBytes}-byte reassembly limit`, contextOf(meta)) });
         return;
       }
-      p = { first: { ...f, payload: EMPTY }, body: new Uint8Array(f.totalBytes), seen: new Set(), hash: createHash('sha256'), hashedTo: 0, waiting: new Map(), bytes: f.totalBytes, lastChunkAt: now };
+      p = { first: { ...f, payload: EMPTY }, body: new Uint8Array(f.totalBytes), seen: new Set(), hash: tensorHasher(encodedDtype(f), f.dims), hashedTo: 0, waiting: new Map(), bytes: f.totalBytes, lastChunkAt: now };
       this.pending.set(key, p);
       this.buffered += p.bytes;
     } else {
@@ -165,7 +166,8 @@ export class Reassembler {
       return;
     }
     try {
-      this.emit({ type: 'tensor', meta, tensor: tensorFromPayload(first, body), bytes: body.length });
+      const tensor = tensorFromPayload(first, body);
+      this.emit(first.encoding === 'raw' ? { type: 'tensor', meta, tensor, bytes: body.length, digest } : { type: 'tensor', meta, tensor, bytes: body.length });
     } catch (err) {
       this.emit({ type: 'error', meta, error: err instanceof FrameError ? err.addContext(contextOf(meta)) : new FrameError(String(err), contextOf(meta)) });
     }

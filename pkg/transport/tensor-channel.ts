@@ -1,4 +1,5 @@
 import type { Tensor } from '../onnx/index.js';
+import type { Digest } from '../verify/index.js';
 import { CreditReceiver, CreditSender, decodeGrant, encodeGrant } from './credit.js';
 import { ChunkChecksumError, CreditError, ForeignFrameError, FrameError, IncompleteTensorError, TensorDigestError } from './errors.js';
 import { encodeTensorFrames, peekFrameMeta, type EncodedFrame, type EncodeOptions, type FrameMeta, type TensorKind } from './frame.js';
@@ -334,11 +335,12 @@ export class TensorSender {
   /**
    * Sends one tensor: splits it into frames and publishes each once credit allows. Calls are
    * serialized (frames of concurrent sends never interleave). Resolves when the last frame was
-   * flushed to the server, not when the receiver has it.
+   * flushed to the server, not when the receiver has it. `digest`: the tensor's tensorDigest when
+   * the caller has it already (see EncodeOptions.digest).
    */
-  send(meta: Omit<FrameMeta, 'kind'> & { kind?: TensorKind }, tensor: Tensor, opts: { encoding?: EncodeOptions['encoding'] } = {}): Promise<void> {
+  send(meta: Omit<FrameMeta, 'kind'> & { kind?: TensorKind }, tensor: Tensor, opts: Pick<EncodeOptions, 'encoding' | 'digest'> = {}): Promise<void> {
     const full: FrameMeta = { ...meta, kind: meta.kind ?? 'activation' };
-    const frames = encodeTensorFrames(full, tensor, { maxPayload: this.maxPayload, encoding: opts.encoding ?? this.encoding, headerCost: this.bus.headerCost?.bind(this.bus) });
+    const frames = encodeTensorFrames(full, tensor, { maxPayload: this.maxPayload, encoding: opts.encoding ?? this.encoding, headerCost: this.bus.headerCost?.bind(this.bus), digest: opts.digest });
     const key = transferKey(full);
     this.retain(key, frames);
     const run = this.queue.then(async () => {
@@ -418,7 +420,7 @@ export class TensorSender {
 // Receiver.
 
 export type ChannelEvent =
-  | { type: 'tensor'; meta: FrameMeta; tensor: Tensor; /** encoded payload bytes */ bytes: number }
+  | { type: 'tensor'; meta: FrameMeta; tensor: Tensor; /** encoded payload bytes */ bytes: number; /** pkg/verify tensorDigest of `tensor`, verified against the bytes received; absent for fp16 transfers */ digest?: Digest }
   | { type: 'error'; error: FrameError | CreditError; meta?: FrameMeta };
 
 export interface TensorReceiverOptions extends ReassemblerOptions {
@@ -618,7 +620,7 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
         this.finish(key);
         this.control({ type: 'ack', meta: e.meta });
       }
-      this.enqueue({ type: 'tensor', meta: e.meta, tensor: e.tensor, bytes: e.bytes }, bytes);
+      this.enqueue(e.digest ? { type: 'tensor', meta: e.meta, tensor: e.tensor, bytes: e.bytes, digest: e.digest } : { type: 'tensor', meta: e.meta, tensor: e.tensor, bytes: e.bytes }, bytes);
     }
   }
 

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { DataType, type Tensor } from '../onnx/index.js';
 import { Rng } from '../data/rng.js';
+import { tensorDigest, toHex } from '../verify/index.js';
 import {
   BadMagicError, ChunkChecksumError, CreditError, CreditReceiver, CreditSender, FRAME_VERSION, ForeignFrameError, FrameMismatchError, IncompleteTensorError, Reassembler,
   ReassemblyOverflowError,
@@ -58,19 +59,21 @@ describe('tensor frames', () => {
     expect(c.map((f) => f.body.length)).toEqual([300, 300, 300, 300]);
   });
 
-  test('byte layout of a version 2 header (golden bytes)', () => {
+  test('byte layout of a version 3 header (golden bytes)', () => {
     const t: Tensor = { dtype: DataType.FLOAT, dims: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) };
     const m: FrameMeta = { job: 'j1', step: 0x0102, microBatch: 5, name: 'h', kind: 'gradient' };
     const [f, g] = encodeTensorFrames(m, t, { maxPayload: 20 + 88 + 16 + 2 + 2 + 2 + 1 + 4 }); // 20 body bytes per frame
-    expect(FRAME_VERSION).toBe(2);
+    expect(FRAME_VERSION).toBe(3);
     const h = f!.header;
     expect(h.length).toBe(88 + 16 + 4 + 3 + 4);
-    expect(Array.from(h.subarray(0, 12))).toEqual([0x54, 0x53, 0x46, 0x31, 2, 1, 0, DataType.FLOAT, h.length, 0, 2, 0]);
+    expect(Array.from(h.subarray(0, 12))).toEqual([0x54, 0x53, 0x46, 0x31, 3, 1, 0, DataType.FLOAT, h.length, 0, 2, 0]);
     expect(Array.from(h.subarray(12, 56))).toEqual([
       0x02, 0x01, 0, 0, 0, 0, 0, 0, /* step */ 5, 0, 0, 0, /* micro-batch */ 0, 0, 0, 0, /* chunk 0 */ 2, 0, 0, 0, /* of 2 */
       24, 0, 0, 0, 0, 0, 0, 0, /* total */ 0, 0, 0, 0, 0, 0, 0, 0, /* offset */ 20, 0, 0, 0, 0, 0, 0, 0, /* length */
     ]);
-    expect(Buffer.from(h.subarray(56, 88)).toString('hex')).toBe(createHash('sha256').update(new Uint8Array(t.data.buffer)).digest('hex'));
+    // The digest is pkg/verify's tensorDigest, written out here: SHA-256(domain, dtype u32, rank u32, dims u64, bytes).
+    const layout = Uint8Array.from([1, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
+    expect(Buffer.from(h.subarray(56, 88)).toString('hex')).toBe(createHash('sha256').update('tessera/tensor/v1\0').update(layout).update(new Uint8Array(t.data.buffer)).digest('hex'));
     expect(Array.from(h.subarray(88, 104))).toEqual([2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
     expect(Array.from(h.subarray(104, 111))).toEqual([2, 0, 0x6a, 0x31, 1, 0, 0x68]); // "j1", "h"
     expect(new DataView(h.buffer, h.byteOffset).getUint32(111, true)).toBe(crc32(h.subarray(0, 111)));
@@ -96,11 +99,37 @@ describe('tensor frames', () => {
 
   test('fp16 transfer halves the bytes and round-trips exactly representable values', () => {
     const t: Tensor = { dtype: DataType.FLOAT, dims: [6], data: Float32Array.from([1, -2, 0.5, 65504, 0, -0.25]) };
-    const frames = encodeTensorFrames(meta, t, { encoding: 'fp16' });
+    const frames = encodeTensorFrames(meta, t, { encoding: 'fp16', digest: new Uint8Array(32) }); // a raw digest does not apply to halves
     expect(decodeFrame(frames[0]!.header, frames[0]!.body).payload.length).toBe(12);
     const e = collect(frames)[0]!;
     if (e.type !== 'tensor') throw e.error;
     expect(Array.from(e.tensor.data as Float32Array)).toEqual([1, -2, 0.5, 65504, 0, -0.25]);
+    expect(e.digest).toBeUndefined(); // the frames' digest covered the halves, not the delivered float32 tensor
+  });
+
+  test('a delivered tensor carries its verified tensorDigest, in one and in many frames', () => {
+    for (const maxPayload of [1 << 20, 700]) {
+      const t = f32(900, 4);
+      const frames = encodeTensorFrames(meta, t, { maxPayload });
+      const e = collect(frames)[0]!;
+      if (e.type !== 'tensor') throw e.error;
+      expect(toHex(e.digest!)).toBe(toHex(tensorDigest(t)));
+    }
+  });
+
+  test('a digest the caller supplies is framed as is (no hash on the sender); a wrong one fails the tensor at the receiver', () => {
+    const t = f32(500, 5);
+    const right = encodeTensorFrames(meta, t, { maxPayload: 700, digest: tensorDigest(t) });
+    expect(right.map((f) => toHex(f.header.subarray(56, 88)))).toEqual(right.map(() => toHex(tensorDigest(t))));
+    const e = collect(right)[0]!;
+    expect(e.type).toBe('tensor');
+    const wrong = tensorDigest(f32(500, 6));
+    const frames = encodeTensorFrames(meta, t, { maxPayload: 700, digest: wrong });
+    expect(toHex(frames[0]!.header.subarray(56, 88))).toBe(toHex(wrong));
+    const ev = collect(frames);
+    expect(ev).toHaveLength(1);
+    expect(ev[0]!.type === 'error' && ev[0]!.error).toBeInstanceOf(TensorDigestError);
+    expect(() => encodeTensorFrames(meta, t, { digest: new Uint8Array(16) })).toThrow(/32 bytes/);
   });
 
   describe('rejections', () => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { DataType, type Tensor } from '../onnx/index.js';
-import { TensorLayoutError, tensorDigest, tensorSetDigest, toHex } from './index.js';
+import { TensorLayoutError, tensorBytes, tensorDigest, tensorDigests, tensorHasher, tensorSetDigest, tensorSetDigestOf, toHex } from './index.js';
 
 // Expected digests are computed here from the documented layout, bytes written out by hand.
 const sha = (...hex: string[]): string => createHash('sha256').update(Buffer.from(hex.join(''), 'hex')).digest('hex');
@@ -74,5 +74,33 @@ describe('tensorSetDigest', () => {
     const base = toHex(tensorSetDigest({ a, b }));
     expect(toHex(tensorSetDigest({ a: b, b: a }))).not.toBe(base);
     expect(toHex(tensorSetDigest({ a, c: b }))).not.toBe(base);
+  });
+});
+
+describe('digests from known parts (the transport hands its verified digests to the trace)', () => {
+  const x = t(DataType.FLOAT, [3, 5], Float32Array.from({ length: 15 }, (_, i) => i / 7 - 1));
+  const y = t(DataType.INT64, [4], BigInt64Array.of(1n, -2n, 3n, 1n << 40n));
+
+  test('tensorHasher fed the bytes in any split equals tensorDigest', () => {
+    const bytes = tensorBytes(x);
+    for (const cut of [0, 1, 17, bytes.length]) {
+      const h = tensorHasher(x.dtype, x.dims);
+      h.update(bytes.subarray(0, cut));
+      h.update(bytes.subarray(cut));
+      expect(toHex(h.digest())).toBe(toHex(tensorDigest(x)));
+    }
+  });
+
+  test('tensorSetDigestOf(tensorDigests(set)) equals tensorSetDigest(set)', () => {
+    expect(toHex(tensorSetDigestOf(tensorDigests({ x, y })))).toBe(toHex(tensorSetDigest({ x, y })));
+    expect(toHex(tensorSetDigestOf({}))).toBe(toHex(tensorSetDigest({})));
+  });
+
+  test('known digests are taken as given, the rest computed', () => {
+    const fake = new Uint8Array(32).fill(7);
+    const d = tensorDigests({ x, y }, { y: fake });
+    expect(d.y).toBe(fake); // not recomputed (the caller vouches for it)
+    expect(toHex(d.x!)).toBe(toHex(tensorDigest(x)));
+    expect(toHex(tensorSetDigestOf(d))).not.toBe(toHex(tensorSetDigest({ x, y })));
   });
 });

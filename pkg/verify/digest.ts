@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { dtypeInfo, numel, type Tensor } from '../onnx/index.js';
 import { TensorLayoutError } from './errors.js';
 
@@ -50,14 +50,25 @@ export function tensorBytes(t: Tensor): Uint8Array {
 
 /** SHA-256 over (domain, dtype, dims, little-endian bytes): see the layout above. */
 export function tensorDigest(t: Tensor): Digest {
-  const data = tensorBytes(t);
-  const head = new Uint8Array(8 + 8 * t.dims.length);
-  const v = new DataView(head.buffer);
-  v.setUint32(0, t.dtype, true);
-  v.setUint32(4, t.dims.length, true);
-  t.dims.forEach((d, i) => v.setBigUint64(8 + 8 * i, BigInt(d), true));
-  return sha256(utf8.encode(TENSOR_DIGEST_DOMAIN), head, data);
+  const data = tensorBytes(t); // checks the layout first
+  return new Uint8Array(tensorHasher(t.dtype, t.dims).update(data).digest());
 }
+
+/**
+ * A SHA-256 already fed the domain, dtype and dims of a tensor: feed it the element bytes (in
+ * pieces, e.g. chunks as they arrive) and its digest is tensorDigest of that tensor. Lets the
+ * transport verify a tensor with the very digest its trace record needs, in one pass.
+ */
+export function tensorHasher(dtype: number, dims: readonly number[]): Hash {
+  const head = new Uint8Array(8 + 8 * dims.length);
+  const v = new DataView(head.buffer);
+  v.setUint32(0, dtype, true);
+  v.setUint32(4, dims.length, true);
+  dims.forEach((d, i) => v.setBigUint64(8 + 8 * i, BigInt(d), true));
+  return createHash('sha256').update(DOMAIN_BYTES).update(head);
+}
+
+const DOMAIN_BYTES = utf8.encode(TENSOR_DIGEST_DOMAIN);
 
 /** Orders strings by their UTF-8 bytes (not UTF-16 code units), so any language sorts them alike. */
 export function compareUtf8(a: string, b: string): number {
@@ -66,11 +77,24 @@ export function compareUtf8(a: string, b: string): number {
 
 /** SHA-256 over a named tensor set, sorted by name: see the layout above. The empty set has a digest too. */
 export function tensorSetDigest(set: Readonly<Record<string, Tensor>>): Digest {
-  const names = Object.keys(set).sort(compareUtf8);
+  return tensorSetDigestOf(tensorDigests(set));
+}
+
+/**
+ * The tensorDigest of each tensor of a set, taking those in `known` as given (digests the caller
+ * computed over the same bytes, e.g. a receiver's verified frame digest) so no tensor is hashed twice.
+ */
+export function tensorDigests(set: Readonly<Record<string, Tensor>>, known: Readonly<Record<string, Digest>> = {}): Record<string, Digest> {
+  return Object.fromEntries(Object.entries(set).map(([n, t]) => [n, known[n] ?? tensorDigest(t)]));
+}
+
+/** tensorSetDigest from the tensors' digests (tensorDigests), without their bytes. */
+export function tensorSetDigestOf(digests: Readonly<Record<string, Digest>>): Digest {
+  const names = Object.keys(digests).sort(compareUtf8);
   const parts: Uint8Array[] = [utf8.encode(TENSOR_SET_DIGEST_DOMAIN), u32(names.length)];
   for (const n of names) {
     const name = utf8.encode(n);
-    parts.push(u32(name.length), name, tensorDigest(set[n]!));
+    parts.push(u32(name.length), name, digests[n]!);
   }
   return sha256(...parts);
 }

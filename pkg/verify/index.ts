@@ -4,7 +4,7 @@
  * encoding (record.ts) -> step root over stage records and trace root over step roots, RFC 6962
  * Merkle trees with inclusion proofs (merkle.ts) -> where two traces part (compare.ts).
  */
-export { DIGEST_BYTES, TENSOR_DIGEST_DOMAIN, TENSOR_SET_DIGEST_DOMAIN, compareUtf8, digestEquals, sha256, tensorBytes, tensorDigest, tensorSetDigest, toHex } from './digest.js';
+export { DIGEST_BYTES, TENSOR_DIGEST_DOMAIN, TENSOR_SET_DIGEST_DOMAIN, compareUtf8, digestEquals, sha256, tensorBytes, tensorDigest, tensorDigests, tensorHasher, tensorSetDigest, tensorSetDigestOf, toHex } from './digest.js';
 export type { Digest } from './digest.js';
 export { MICRO_BATCH_FIELDS, RECORD_MAGIC, RECORD_VERSION, decodeTraceRecord, encodeTraceRecord, recordHash } from './record.js';
 export type { MicroBatchDigests, TraceRecord } from './record.js';

@@ -27,8 +27,14 @@ port.on('message', (req: ThreadRequest) => {
     try {
       switch (req.op) {
         case 'warm': await compute.warm(init.warm); return reply({ id: req.id });
-        case 'forward': return reply({ id: req.id }, await compute.forward(req.microBatch, req.tensors), req.tensors);
-        case 'backward': return reply({ id: req.id }, await compute.backward(req.kind, req.microBatch, req.tensors), req.tensors);
+        case 'forward': {
+          const out = await compute.forward(req.microBatch, req.tensors, req.known);
+          return reply({ id: req.id, digests: out.digests }, out.tensors, req.tensors);
+        }
+        case 'backward': {
+          const out = await compute.backward(req.kind, req.microBatch, req.tensors, req.known);
+          return reply({ id: req.id, digests: out.digests }, out.tensors, req.tensors);
+        }
         case 'tiedGrads': return reply({ id: req.id }, await compute.tiedGrads());
         case 'addTiedGrads': await compute.addTiedGrads(req.tensors); return reply({ id: req.id });
         case 'finishGrads': return reply({ id: req.id, sumSq: await compute.finishGrads(req.microBatches) });

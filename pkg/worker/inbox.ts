@@ -1,4 +1,5 @@
 import type { Tensor } from '../onnx/index.js';
+import type { Digest } from '../verify/index.js';
 import { TensorReceiver, type ChannelAddress, type MessageBus, type TensorReceiverOptions } from '../transport/index.js';
 import { StageTensorError } from './errors.js';
 
@@ -17,10 +18,22 @@ export function frameJob(channelJob: string): string {
  * A transport error event (corrupt, lost or foreign frames) fails every pending and later take()
  * with a StageTensorError whose message names the stage, step, micro-batch and tensor.
  */
+/** One received tensor and its verified pkg/verify tensorDigest (absent for fp16 transfers). */
+export interface Arrival {
+  tensor: Tensor;
+  digest: Digest | undefined;
+}
+
+/** Tensors by name and the digests known for them (a stage's trace reuses these, never rehashing). */
+export interface Received {
+  tensors: Record<string, Tensor>;
+  digests: Record<string, Digest>;
+}
+
 export class Inbox {
   private readonly receiver: TensorReceiver;
-  private readonly box = new Map<string, Tensor>();
-  private readonly waiters = new Map<string, { resolve: (t: Tensor) => void; reject: (e: Error) => void }>();
+  private readonly box = new Map<string, Arrival>();
+  private readonly waiters = new Map<string, { resolve: (a: Arrival) => void; reject: (e: Error) => void }>();
   private failed: Error | undefined;
   private readonly pump: Promise<void>;
 
@@ -37,12 +50,13 @@ export class Inbox {
           continue;
         }
         const key = Inbox.key(e.meta.step, e.meta.microBatch, e.meta.name);
+        const arrival = { tensor: e.tensor, digest: e.digest };
         const w = this.waiters.get(key);
         if (w) {
           this.waiters.delete(key);
-          w.resolve(e.tensor);
+          w.resolve(arrival);
         } else {
-          this.box.set(key, e.tensor);
+          this.box.set(key, arrival);
         }
       }
       this.fail(new StageTensorError(`channel ${rx.subjects.data} closed`));
@@ -60,7 +74,7 @@ export class Inbox {
   }
 
   /** The tensor `name` of (step, micro-batch), once it has arrived. */
-  take(step: number, microBatch: number, name: string): Promise<Tensor> {
+  take(step: number, microBatch: number, name: string): Promise<Arrival> {
     const key = Inbox.key(step, microBatch, name);
     const t = this.box.get(key);
     if (t) {
@@ -71,10 +85,14 @@ export class Inbox {
     return new Promise((resolve, reject) => this.waiters.set(key, { resolve, reject }));
   }
 
-  /** Several tensors of one (step, micro-batch). */
-  async takeAll(step: number, microBatch: number, names: readonly string[]): Promise<Record<string, Tensor>> {
-    const out: Record<string, Tensor> = {};
-    for (const n of names) out[n] = await this.take(step, microBatch, n);
+  /** Several tensors of one (step, micro-batch), with the digests the transport verified them by. */
+  async takeAll(step: number, microBatch: number, names: readonly string[]): Promise<Received> {
+    const out: Received = { tensors: {}, digests: {} };
+    for (const n of names) {
+      const a = await this.take(step, microBatch, n);
+      out.tensors[n] = a.tensor;
+      if (a.digest) out.digests[n] = a.digest;
+    }
     return out;
   }
 

@@ -2,7 +2,7 @@ import { DataType, encodeModel, type ConcreteType, type Tensor } from '../onnx/i
 import { OrtSession } from '../runtime/index.js';
 import { buildOptimizerGraph, type OptimizerConfig, type OptimizerGraph } from '../optim/index.js';
 import { GradientSums, StageOp, meanAndSumSq, scaleGradient, type PipelineSplit } from '../pipeline/index.js';
-import { tensorSetDigest, type Digest, type MicroBatchDigests } from '../verify/index.js';
+import { tensorDigests, tensorSetDigest, tensorSetDigestOf, type Digest, type MicroBatchDigests } from '../verify/index.js';
 import { ComputeClosedError, StageCheckpointError } from './errors.js';
 
 /**
@@ -87,12 +87,22 @@ export interface StageStepDigests {
 }
 
 /**
+ * What forward and backward return: the tensors to pass on and their pkg/verify tensorDigests, the
+ * same the trace record is built from, so the sender frames them without hashing again.
+ */
+export interface StageOutputs {
+  tensors: Record<string, Tensor>;
+  digests: Record<string, Digest>;
+}
+
+/**
  * The async interface of a stage's compute, implemented inline (StageCompute, for tests) and in a
  * worker thread (ThreadCompute). Parameters, stashed inputs and gradient sums live behind it.
  */
 export interface StageComputeLike {
-  forward(microBatch: number, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
-  backward(op: 'B' | 'W' | 'BW', microBatch: number, outGrads: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  /** `known`: tensorDigests of some feeds (verified on receipt), so the trace does not hash them again. */
+  forward(microBatch: number, feeds: Record<string, Tensor>, known?: Record<string, Digest>): Promise<StageOutputs>;
+  backward(op: 'B' | 'W' | 'BW', microBatch: number, outGrads: Record<string, Tensor>, known?: Record<string, Digest>): Promise<StageOutputs>;
   /** Raw (unscaled) gradient sums of the tied parameters this stage reads but does not own. */
   tiedGrads(): Promise<Record<string, Tensor>>;
   /** Adds other readers' sums into this owner's accumulators (call in reader order). */
@@ -191,16 +201,17 @@ export class StageCompute implements StageComputeLike {
     return Object.fromEntries(this.plan.params.map((p) => [p.name, this.current[p.name]!]));
   }
 
-  async forward(microBatch: number, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+  async forward(microBatch: number, feeds: Record<string, Tensor>, known: Record<string, Digest> = {}): Promise<StageOutputs> {
     this.stash.set(microBatch, feeds);
     this.traceBefore ??= this.traceCarry ?? tensorSetDigest(this.stageParams());
     const out = await this.run('F', { ...feeds, ...this.stageParams() });
     const result = this.plan.index === this.plan.stages - 1
       ? { [this.plan.loss]: out[this.plan.loss]! }
       : Object.fromEntries(this.plan.activationOutputs.map((n) => [n, out[n]!]));
-    this.traceOf(microBatch).inputs = tensorSetDigest(feeds);
-    this.traceOf(microBatch).outputs = tensorSetDigest(result);
-    return result;
+    const digests = tensorDigests(result);
+    this.traceOf(microBatch).inputs = tensorSetDigestOf(tensorDigests(feeds, known));
+    this.traceOf(microBatch).outputs = tensorSetDigestOf(digests);
+    return { tensors: result, digests };
   }
 
   private traceOf(j: number): Partial<MicroBatchDigests> {
@@ -223,7 +234,7 @@ export class StageCompute implements StageComputeLike {
     return r;
   }
 
-  async backward(op: 'B' | 'W' | 'BW', j: number, grads: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+  async backward(op: 'B' | 'W' | 'BW', j: number, grads: Record<string, Tensor>, known: Record<string, Digest> = {}): Promise<StageOutputs> {
     if (op !== StageOp.BackwardWeight && this.plan.index < this.plan.stages - 1) {
       this.outGrads.set(j, Object.fromEntries(this.plan.gradInputs.map(([v, input]) => [input, grads[v]!])));
     }
@@ -232,9 +243,10 @@ export class StageCompute implements StageComputeLike {
     const out = empty ? {} : await this.run(op, feeds);
     const result: Record<string, Tensor> = {};
     if (op !== StageOp.BackwardWeight && this.plan.index > 0) for (const [v, o] of this.plan.inputGrads) result[v] = out[o]!;
+    const digests = tensorDigests(result);
     if (op !== StageOp.BackwardWeight) {
-      if (this.plan.index < this.plan.stages - 1) this.traceOf(j).gradsIn = tensorSetDigest(grads);
-      if (this.plan.index > 0) this.traceOf(j).gradsOut = tensorSetDigest(result);
+      if (this.plan.index < this.plan.stages - 1) this.traceOf(j).gradsIn = tensorSetDigestOf(tensorDigests(grads, known));
+      if (this.plan.index > 0) this.traceOf(j).gradsOut = tensorSetDigestOf(digests);
     }
     if (op !== StageOp.BackwardInput) {
       this.traceOf(j).paramGrads = tensorSetDigest(Object.fromEntries(this.plan.paramGrads.map(([param, o]) => [param, out[o]!])));
@@ -245,7 +257,7 @@ export class StageCompute implements StageComputeLike {
       this.stash.delete(j);
       this.outGrads.delete(j);
     }
-    return result;
+    return { tensors: result, digests };
   }
 
   async tiedGrads(): Promise<Record<string, Tensor>> {

@@ -6,7 +6,7 @@ import { stageSnapshotFor } from './checkpoint.js';
 import { openCheckpointStore, type CheckpointStore } from './checkpoint-store.js';
 import './jetstream-store.js';
 import { StageCheckpointError } from './errors.js';
-import { Inbox } from './inbox.js';
+import { Inbox, type Received } from './inbox.js';
 import {
   channels, decodeControl, driverCommandTypes, encodeControl, subjects, type DriverCommand, type JobSpec, type StageStepTimings, type WorkerEvent,
 } from './protocol.js';
@@ -14,6 +14,9 @@ import { traceToWire } from './trace-wire.js';
 import { StageCompute, stagePlan, tiedReads, type StageComputeLike, type StagePlan, type StageSnapshot } from './stage-compute.js';
 
 /** Makes the compute of one stage: inline (tests) or in a worker thread (processes). */
+/** No tensors (an input a stage does not have). */
+const NONE: Received = { tensors: {}, digests: {} };
+
 export type ComputeFactory = (plan: StagePlan, params: Record<string, Tensor>, ops: string[]) => Promise<StageComputeLike>;
 
 /** Inline compute: ORT runs on the caller's thread (blocks its event loop; tests and tools only). */
@@ -208,30 +211,30 @@ export class StageWorker {
       const j = a.microBatch;
       const t0 = performance.now();
       if (a.op === StageOp.Forward) {
-        const feeds = {
-          ...(this.inbox.fwd ? await this.inbox.fwd.takeAll(step, j, plan.activationInputs) : {}),
-          ...(this.inbox.data ? await this.inbox.data.takeAll(step, j, plan.dataInputs) : {}),
-        };
+        const acts = this.inbox.fwd ? await this.inbox.fwd.takeAll(step, j, plan.activationInputs) : NONE;
+        const data = this.inbox.data ? await this.inbox.data.takeAll(step, j, plan.dataInputs) : NONE;
         const t1 = performance.now();
-        const outs = await this.compute.forward(j, feeds);
+        // Received tensors come with the digests the transport verified, outputs with those the
+        // trace took: no tensor is hashed twice on its way through a stage.
+        const outs = await this.compute.forward(j, { ...acts.tensors, ...data.tensors }, { ...acts.digests, ...data.digests });
         const t2 = performance.now();
         if (last) {
-          const loss = Number(outs[plan.loss]!.data[0]);
+          const loss = Number(outs.tensors[plan.loss]!.data[0]);
           this.losses[j] = loss;
           this.emit({ type: 'loss', stage, step, microBatch: j, loss });
         } else {
-          for (const name of plan.activationOutputs) await this.out.fwd!.send({ job, step, microBatch: j, name, kind: 'activation' }, outs[name]!);
+          for (const name of plan.activationOutputs) await this.out.fwd!.send({ job, step, microBatch: j, name, kind: 'activation' }, outs.tensors[name]!, { digest: outs.digests[name] });
         }
         timed.push({ op: a.op, microBatch: j, waitMs: t1 - t0, computeMs: t2 - t1, sendMs: performance.now() - t2 });
         continue;
       }
       const needsGrad = a.op !== StageOp.BackwardWeight && !last;
-      const grads = needsGrad ? await this.inbox.bwd!.takeAll(step, j, plan.gradInputs.map(([v]) => v)) : {};
+      const grads = needsGrad ? await this.inbox.bwd!.takeAll(step, j, plan.gradInputs.map(([v]) => v)) : NONE;
       const t1 = performance.now();
-      const inGrads = await this.compute.backward(a.op, j, grads);
+      const inGrads = await this.compute.backward(a.op, j, grads.tensors, grads.digests);
       const t2 = performance.now();
       if (a.op !== StageOp.BackwardWeight && stage > 0) {
-        for (const [v] of plan.inputGrads) await this.out.bwd!.send({ job, step, microBatch: j, name: v, kind: 'gradient' }, inGrads[v]!);
+        for (const [v] of plan.inputGrads) await this.out.bwd!.send({ job, step, microBatch: j, name: v, kind: 'gradient' }, inGrads.tensors[v]!, { digest: inGrads.digests[v] });
       }
       timed.push({ op: a.op, microBatch: j, waitMs: t1 - t0, computeMs: t2 - t1, sendMs: performance.now() - t2 });
     }
@@ -244,7 +247,7 @@ export class StageWorker {
       }
     }
     for (const [reader, names] of [...this.tied.readers].sort((a, b) => a[0] - b[0])) {
-      await this.compute.addTiedGrads(await this.tiedGradInbox(reader).takeAll(step, 0, names));
+      await this.compute.addTiedGrads((await this.tiedGradInbox(reader).takeAll(step, 0, names)).tensors);
     }
     const sumsq = await this.compute.finishGrads(spec.microBatches);
     this.timings.finishMs = performance.now() - tEnd;
@@ -264,7 +267,7 @@ export class StageWorker {
     for (const [reader, names] of this.tied.readers) {
       for (const name of names) await this.out.tiedValue.get(reader)!.send({ job: this.spec.job, step, microBatch: 0, name, kind: 'other' }, values[name]!);
     }
-    for (const [owner, names] of this.tied.reads) await this.compute.setParams(await this.inbox.tiedValue.get(owner)!.takeAll(step, 0, names));
+    for (const [owner, names] of this.tied.reads) await this.compute.setParams((await this.inbox.tiedValue.get(owner)!.takeAll(step, 0, names)).tensors);
     const d = await this.compute.takeTrace(this.spec.microBatches);
     // The mean as the driver computes it (micro-batch order, then / m), so both report the same loss.
     const loss = this.stage === this.spec.stages - 1 ? this.losses.reduce((x, y) => x + y, 0) / this.spec.microBatches : null;

@@ -7,6 +7,7 @@ import { buildGpt } from '../models/index.js';
 import { DataType, type Tensor } from '../onnx/index.js';
 import { parseOptimizerConfig } from '../optim/index.js';
 import { splitStages } from '../pipeline/index.js';
+import { tensorDigest, toHex } from '../verify/index.js';
 import { ComputeClosedError, StageCompute, ThreadCompute, stagePlan } from './index.js';
 import { forTransfer } from './transfer.js';
 
@@ -39,11 +40,15 @@ test('a stage in a worker thread computes exactly what it computes inline, takin
   try {
     const feeds = { tokens: tokens() };
     const copy = { tokens: { ...feeds.tokens, data: feeds.tokens.data.slice() } };
-    const a = await inline.forward(0, copy);
-    const b = await thread.forward(0, feeds);
+    const { tensors: a, digests: da } = await inline.forward(0, copy);
+    const { tensors: b, digests: db } = await thread.forward(0, feeds);
     expect(feeds.tokens.data.byteLength).toBe(0); // transferred, not copied: the caller's buffer is detached
     expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
     for (const k of Object.keys(a)) expect(b[k]!.data).toEqual(a[k]!.data);
+    // The digests that travel with the outputs are their tensorDigests (the sender frames them as is).
+    expect(Object.keys(db).sort()).toEqual(Object.keys(a).sort());
+    for (const k of Object.keys(a)) expect(toHex(db[k]!)).toBe(toHex(tensorDigest(a[k]!)));
+    expect(db).toEqual(da);
     const grads = Object.fromEntries(plan.gradInputs.map(([v]) => [v, { ...a[v]!, data: (a[v]!.data as Float32Array).map((x) => x * 0.5) }]));
     await inline.backward('BW', 0, grads);
     await thread.backward('BW', 0, Object.fromEntries(Object.entries(grads).map(([k, t]) => [k, { ...t, data: t.data.slice() }])));
@@ -70,7 +75,7 @@ test('close() mid-run: the run in flight finishes, later runs reject with Comput
     expect(thread.close()).toBe(closed);
     await expect(thread.backward('BW', 0, {})).rejects.toThrow(ComputeClosedError);
     const out = await running; // the run was let finish (its result is the caller's to drop)
-    expect(Number.isFinite(Number(out[plan.loss]!.data[0]))).toBe(true);
+    expect(Number.isFinite(Number(out.tensors[plan.loss]!.data[0]))).toBe(true);
     await closed;
     await expect(thread.forward(1, { tokens: ints(), targets: ints() })).rejects.toThrow(ComputeClosedError);
   }
@@ -86,7 +91,7 @@ test('StageCompute.close waits for the run in flight, then refuses runs', async 
   const closed = c.close();
   expect(c.close()).toBe(closed);
   await expect(c.update(1, 1, 0.1, [])).rejects.toThrow(ComputeClosedError);
-  expect(Number.isFinite(Number((await running)[plan.loss]!.data[0]))).toBe(true);
+  expect(Number.isFinite(Number((await running).tensors[plan.loss]!.data[0]))).toBe(true);
   await closed;
   await expect(c.backward('BW', 0, {})).rejects.toThrow(ComputeClosedError);
 });

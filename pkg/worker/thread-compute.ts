@@ -1,14 +1,15 @@
 import { Worker } from 'node:worker_threads';
 import type { Tensor } from '../onnx/index.js';
+import type { Digest } from '../verify/index.js';
 import { ComputeClosedError } from './errors.js';
-import type { StageComputeLike, StagePlan, StageSnapshot, StageStepDigests } from './stage-compute.js';
+import type { StageComputeLike, StageOutputs, StagePlan, StageSnapshot, StageStepDigests } from './stage-compute.js';
 import { forTransfer } from './transfer.js';
 
 /** Messages to the compute thread (compute-thread.ts); `tensors` always travel by transfer. */
 export type ThreadRequest =
   | { id: number; op: 'warm' | 'tiedGrads' | 'snapshot' | 'params' | 'close' }
-  | { id: number; op: 'forward'; microBatch: number; tensors: Record<string, Tensor> }
-  | { id: number; op: 'backward'; kind: 'B' | 'W' | 'BW'; microBatch: number; tensors: Record<string, Tensor> }
+  | { id: number; op: 'forward'; microBatch: number; tensors: Record<string, Tensor>; known: Record<string, Digest> }
+  | { id: number; op: 'backward'; kind: 'B' | 'W' | 'BW'; microBatch: number; tensors: Record<string, Tensor>; known: Record<string, Digest> }
   | { id: number; op: 'addTiedGrads' | 'setParams'; tensors: Record<string, Tensor> }
   | { id: number; op: 'finishGrads' | 'takeTrace'; microBatches: number }
   | { id: number; op: 'update'; scale: number; step: number; lr: number; tied: string[] }
@@ -21,6 +22,8 @@ export interface ThreadReply {
   /** finishGrads: sum of squares per owned parameter. */
   sumSq?: Record<string, number>;
   tensors?: Record<string, Tensor>;
+  /** forward/backward: the tensorDigests of `tensors`. */
+  digests?: Record<string, Digest>;
   trace?: StageStepDigests;
 }
 
@@ -96,11 +99,13 @@ export class ThreadCompute implements StageComputeLike {
     });
   }
 
-  async forward(microBatch: number, tensors: Record<string, Tensor>): Promise<Record<string, Tensor>> {
-    return (await this.call({ op: 'forward', microBatch, tensors })).tensors!;
+  async forward(microBatch: number, tensors: Record<string, Tensor>, known: Record<string, Digest> = {}): Promise<StageOutputs> {
+    const r = await this.call({ op: 'forward', microBatch, tensors, known });
+    return { tensors: r.tensors!, digests: r.digests! };
   }
-  async backward(kind: 'B' | 'W' | 'BW', microBatch: number, tensors: Record<string, Tensor>): Promise<Record<string, Tensor>> {
-    return (await this.call({ op: 'backward', kind, microBatch, tensors })).tensors!;
+  async backward(kind: 'B' | 'W' | 'BW', microBatch: number, tensors: Record<string, Tensor>, known: Record<string, Digest> = {}): Promise<StageOutputs> {
+    const r = await this.call({ op: 'backward', kind, microBatch, tensors, known });
+    return { tensors: r.tensors!, digests: r.digests! };
   }
   async tiedGrads(): Promise<Record<string, Tensor>> {
     return (await this.call({ op: 'tiedGrads' })).tensors!;
