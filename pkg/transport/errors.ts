@@ -83,6 +83,14 @@ export class IncompleteTensorError extends FrameError {
     super(detail, context);
   }
 }
+/**
+ * The sender kept a tensor for resends and published it again on every overdue ack, and still no
+ * ack came: the receiver never got it whole (its frames were all lost) or is gone. Without this the
+ * receiving stage would wait for a tensor it never heard of.
+ */
+export class UndeliveredTensorError extends FrameError {
+  override name = 'UndeliveredTensorError';
+}
 /** A frame on this channel's subject names another job: it is rejected, never assembled. */
 export class ForeignFrameError extends FrameError {
   override name = 'ForeignFrameError';

@@ -9,7 +9,7 @@ export type { ResendDecision, ResendOptions, TransferControl } from './resend.js
 export { toHalf, fromHalf, float32ToHalfArray, halfToFloat32Array } from './fp16.js';
 export { crc32 } from './crc32.js';
 export {
-  BadMagicError, ChunkChecksumError, CreditError, ForeignFrameError, FrameError, FrameMismatchError, IncompleteTensorError, ReassemblyOverflowError, TensorDigestError, TruncatedFrameError,
+  BadMagicError, ChunkChecksumError, CreditError, ForeignFrameError, FrameError, FrameMismatchError, IncompleteTensorError, ReassemblyOverflowError, TensorDigestError, TruncatedFrameError, UndeliveredTensorError,
 } from './errors.js';
 export type { TransferContext } from './errors.js';
 export {

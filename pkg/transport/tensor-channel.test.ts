@@ -1,6 +1,6 @@
 import { DataType, type Tensor } from '../onnx/index.js';
 import {
-  ChannelClosedError, ChunkChecksumError, CreditTimeoutError, FrameError, InvalidSubjectError, MemoryBus, MemoryHub, TensorReceiver, TensorSender, UnknownBusError,
+  ChannelClosedError, ChunkChecksumError, CreditTimeoutError, FrameError, InvalidSubjectError, MemoryBus, MemoryHub, TensorReceiver, TensorSender, UndeliveredTensorError, UnknownBusError,
   channelSubjects, createBus, encodeTensorFrames, float32ToHalfArray, halfToFloat32Array, type ChannelAddress, type ChannelEvent,
 } from './index.js';
 
@@ -109,6 +109,38 @@ describe('tensor channel over the memory bus', () => {
     expect(e.tensor.dtype).toBe(DataType.FLOAT);
     expect(Array.from(e.tensor.data as Float32Array)).toEqual(Array.from(halfToFloat32Array(float32ToHalfArray(t.data as Float32Array))));
     expect(e.bytes).toBe(4096 * 2);
+  });
+
+  test('a tensor whose every transmission is lost: the sender reports UndeliveredTensorError once, naming it, and stops keeping it', async () => {
+    const hub = new MemoryHub();
+    const data = channelSubjects(addr).data;
+    const lossy = { on: false, dropped: 0 };
+    class LossyBus extends MemoryBus {
+      override publish(subject: string, body: Uint8Array, header?: Uint8Array): void {
+        if (lossy.on && subject === data && header) { lossy.dropped++; return; }
+        super.publish(subject, body, header);
+      }
+    }
+    const rx = new TensorReceiver(new MemoryBus(hub), addr);
+    const reported: Error[] = [];
+    const tx = new TensorSender(new LossyBus(hub), addr, { ackTimeoutMs: 20, onUndelivered: (e) => reported.push(e) });
+    const until = async (ok: () => boolean): Promise<void> => { while (!ok()) await new Promise((r) => setTimeout(r, 5)); };
+    await tx.send({ job: 'gpt', step: 0, microBatch: 0, name: 'ok' }, f32(10));
+    expect((await take(rx)).type).toBe('tensor');
+    await until(() => tx.stats.acks === 1); // delivered and acknowledged: never reported
+    lossy.on = true;
+    await tx.send({ job: 'gpt', step: 4, microBatch: 1, name: 'h.3' }, f32(10));
+    await until(() => reported.length > 0);
+    expect(reported).toHaveLength(1);
+    expect(reported[0]).toBeInstanceOf(UndeliveredTensorError);
+    expect(reported[0]!.message).toMatch(/^job gpt, stage 2 fwd, step 4, micro-batch 1, tensor "h\.3", after 3 attempts: the receiver never acknowledged the tensor/);
+    expect(lossy.dropped).toBe(3); // sent, then published again on each of two overdue acks
+    expect(tx.stats).toMatchObject({ acks: 1, ackTimeouts: 2, undelivered: 1, retainedBytes: 0 });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(reported).toHaveLength(1); // told once; nothing is kept or resent any more
+    expect(lossy.dropped).toBe(3);
+    await tx.close();
+    await rx.close();
   });
 
   test('a sender without a receiver times out; close() ends waits and iteration', async () => {

@@ -1,7 +1,7 @@
 import type { Tensor } from '../onnx/index.js';
 import type { Digest } from '../verify/index.js';
 import { CreditReceiver, CreditSender, decodeGrant, encodeGrant } from './credit.js';
-import { ChunkChecksumError, CreditError, ForeignFrameError, FrameError, IncompleteTensorError, TensorDigestError } from './errors.js';
+import { ChunkChecksumError, CreditError, ForeignFrameError, FrameError, IncompleteTensorError, TensorDigestError, UndeliveredTensorError } from './errors.js';
 import { encodeTensorFrames, peekFrameMeta, type EncodedFrame, type EncodeOptions, type FrameMeta, type TensorKind } from './frame.js';
 import { Reassembler, contextOf, transferKey, type ReassemblerOptions } from './reassembler.js';
 import { ResendTracker, decodeTransferControl, encodeTransferControl } from './resend.js';
@@ -193,6 +193,13 @@ export interface TensorSenderOptions {
    * whose frames arrived. Duplicates are dropped by the receiver. @default 10000 ms
    */
   ackTimeoutMs?: number;
+  /**
+   * Told once per kept tensor still unacknowledged after its third transmission timed out
+   * (UndeliveredTensorError naming job, receiving stage, step, micro-batch, tensor, attempts); the
+   * tensor is no longer kept. Receivers with resend off send no acks: give such a channel
+   * retainBytes 0. @default none (counted in stats.undelivered)
+   */
+  onUndelivered?: (error: UndeliveredTensorError) => void;
 }
 
 export interface TensorSenderStats {
@@ -221,6 +228,8 @@ export interface TensorSenderStats {
   ackTimeouts: number;
   /** Unacknowledged tensors dropped to stay within retainBytes. */
   evicted: number;
+  /** Kept tensors never acknowledged after their last transmission (onUndelivered was told). */
+  undelivered: number;
 }
 
 export class TensorSender {
@@ -238,18 +247,20 @@ export class TensorSender {
   private unflushed = 0;
   private readonly retainBytes: number;
   /** Sent, unacknowledged tensors by transfer key, oldest first (Map order). */
-  private readonly retained = new Map<string, { frames: EncodedFrame[]; bytes: number }>();
+  private readonly retained = new Map<string, { frames: EncodedFrame[]; bytes: number; meta: FrameMeta }>();
   private readonly s: TensorSenderStats = {
     framesSent: 0, tensorsSent: 0, bytesSent: 0, granted: 0, maxOverGrant: -Infinity, creditWaits: 0, probesSent: 0, flushes: 0,
-    retainedBytes: 0, maxRetainedBytes: 0, acks: 0, resends: 0, resendMisses: 0, ackTimeouts: 0, evicted: 0,
+    retainedBytes: 0, maxRetainedBytes: 0, acks: 0, resends: 0, resendMisses: 0, ackTimeouts: 0, evicted: 0, undelivered: 0,
   };
   /** Kept tensors awaiting their ack (ResendTracker: the timer here is the runner's, STYLE 6). */
   private readonly unacked: ResendTracker;
   private ackTimer: NodeJS.Timeout | undefined;
   private readonly ackTimeoutMs: number;
+  private readonly onUndelivered: ((error: UndeliveredTensorError) => void) | undefined;
 
-  constructor(private readonly bus: MessageBus, address: ChannelAddress, opts: TensorSenderOptions = {}) {
+  constructor(private readonly bus: MessageBus, private readonly address: ChannelAddress, opts: TensorSenderOptions = {}) {
     this.subjects = channelSubjects(address);
+    this.onUndelivered = opts.onUndelivered;
     this.maxPayload = opts.maxPayload ?? 8 * 1024 * 1024;
     this.encoding = opts.encoding ?? 'raw';
     this.flushEvery = opts.flushEvery ?? 16 * 1024 * 1024;
@@ -297,7 +308,14 @@ export class TensorSender {
       this.ackTimer = undefined;
       for (const d of this.unacked.due(performance.now())) {
         const kept = this.retained.get(d.key);
-        if (d.action === 'give-up' || !kept) continue; // the receiver's own timeouts decide from here
+        if (!kept) continue;
+        if (d.action === 'give-up') {
+          this.forget(d.key, kept.bytes);
+          this.s.undelivered++;
+          const where = { ...contextOf(kept.meta), job: kept.meta.job, stage: this.address.stage, direction: this.address.direction, attempts: d.attempts };
+          this.onUndelivered?.(new UndeliveredTensorError('the receiver never acknowledged the tensor (every transmission lost, or the receiver is gone)', where));
+          continue;
+        }
         this.s.ackTimeouts++;
         this.republish(kept.frames);
       }
@@ -307,7 +325,7 @@ export class TensorSender {
   }
 
   /** Keeps a sent tensor's frames for resends, dropping the oldest to stay within retainBytes. */
-  private retain(key: string, frames: EncodedFrame[]): void {
+  private retain(key: string, meta: FrameMeta, frames: EncodedFrame[]): void {
     const bytes = frames.reduce((n, f) => n + f.header.length + f.body.length, 0);
     if (bytes > this.retainBytes) return;
     const old = this.retained.get(key);
@@ -317,7 +335,7 @@ export class TensorSender {
       this.forget(k, v.bytes);
       this.s.evicted++;
     }
-    this.retained.set(key, { frames, bytes });
+    this.retained.set(key, { frames, bytes, meta });
     this.s.retainedBytes += bytes;
     this.s.maxRetainedBytes = Math.max(this.s.maxRetainedBytes, this.s.retainedBytes);
   }
@@ -342,7 +360,7 @@ export class TensorSender {
     const full: FrameMeta = { ...meta, kind: meta.kind ?? 'activation' };
     const frames = encodeTensorFrames(full, tensor, { maxPayload: this.maxPayload, encoding: opts.encoding ?? this.encoding, headerCost: this.bus.headerCost?.bind(this.bus), digest: opts.digest });
     const key = transferKey(full);
-    this.retain(key, frames);
+    this.retain(key, full, frames);
     const run = this.queue.then(async () => {
       await this.sendFrames(frames);
       this.s.tensorsSent++;

@@ -9,7 +9,7 @@ import { traceFromWire } from './trace-wire.js';
 import { NotEnoughWorkersError, StageFailedError, StageLostError } from './errors.js';
 import { Liveness } from './liveness.js';
 import {
-  channels, checkJobTokens, checkTransferSpec, decodeControl, encodeControl, subjects, workerEventTypes, type DriverCommand, type JobSpec, type StageStepTimings, type WorkerEvent,
+  channels, checkJobTokens, checkTransferSpec, decodeControl, encodeControl, senderOptions, subjects, workerEventTypes, type DriverCommand, type JobSpec, type StageStepTimings, type WorkerEvent,
 } from './protocol.js';
 
 /** The job spec, except that optimizer.gradClipNorm, if any, is applied globally by the driver (stages get the rest). */
@@ -140,7 +140,9 @@ export class Driver {
     const workers = wanted ? [...wanted] : hellos.slice(0, spec.stages);
 
     const dataOut = new Map<number, TensorSender>();
-    part.stages.forEach((st, i) => { if (st.dataInputs.length > 0) dataOut.set(i, new TensorSender(bus, channels.data(spec.ns, spec.job, i), { maxPayload: spec.transfer?.maxPayload })); });
+    // A batch a stage never acknowledged fails the step (that stage would wait for it forever).
+    const undelivered = (i: number) => (err: Error): void => d.fail(new StageFailedError(i, workers[i] ?? '?', `${err.name}: ${err.message}`));
+    part.stages.forEach((st, i) => { if (st.dataInputs.length > 0) dataOut.set(i, new TensorSender(bus, channels.data(spec.ns, spec.job, i), senderOptions(spec.transfer, undelivered(i)))); });
     const d = new Driver(bus, spec, part, gradClipNorm, opts, workers, dataOut, store);
     d.stepRoots.push(...resumedRoots);
     d.trace = TraceAccumulator.from(resumedRoots.map((h) => new Uint8Array(Buffer.from(h, 'hex'))));

@@ -1,4 +1,4 @@
-import { channelSubjects, type ChannelAddress } from '../transport/index.js';
+import { channelSubjects, type ChannelAddress, type TensorSenderOptions, type UndeliveredTensorError } from '../transport/index.js';
 import type { OptimizerConfig } from '../optim/index.js';
 import { ControlMessageError } from './errors.js';
 import type { WireTraceRecord } from './trace-wire.js';
@@ -96,8 +96,19 @@ export interface TransferSpec {
   assemblyTimeoutMs?: number;
   /** TensorReceiverOptions.maxAttempts (1: no resend). @default 3 */
   maxAttempts?: number;
-  /** TensorReceiverOptions.resendTimeoutMs. @default 10000 */
+  /** TensorReceiverOptions.resendTimeoutMs, and the senders' ackTimeoutMs. @default 10000 */
   resendTimeoutMs?: number;
+}
+
+/**
+ * The TensorSender options of a job's channels: frames of maxPayload; with resend on, sent tensors
+ * are kept until acked and one never acked after its last transmission goes to `onUndelivered`
+ * (the stage or driver fails the step instead of its receiver waiting forever); with resend off
+ * (maxAttempts 1) receivers send no acks, so nothing is kept.
+ */
+export function senderOptions(t: TransferSpec | undefined, onUndelivered: (err: UndeliveredTensorError) => void): TensorSenderOptions {
+  const off = t?.maxAttempts === 1;
+  return { maxPayload: t?.maxPayload, ackTimeoutMs: t?.resendTimeoutMs, retainBytes: off ? 0 : undefined, onUndelivered };
 }
 
 export type DriverCommand =

@@ -45,7 +45,7 @@ beforeAll(async () => { server = await NatsServer.start({}); });
 afterAll(async () => { await server?.stop(); });
 
 /** Two steps of a 2-stage, 2-micro-batch job; activations travel in ~1 KiB frames (3 chunks each). */
-async function run(job: string, fault?: Fault): Promise<{ params?: Record<string, Tensor>; err?: unknown; log: string[]; frames: number }> {
+async function run(job: string, fault?: Fault, resendTimeoutMs = 3000): Promise<{ params?: Record<string, Tensor>; err?: unknown; log: string[]; frames: number }> {
   const log: string[] = [];
   const shared: { fault?: Fault; n: number } = { fault, n: 0 };
   const conns = await Promise.all([0, 1, 2].map(() => NatsBus.connect({ servers: server.url })));
@@ -58,7 +58,7 @@ async function run(job: string, fault?: Fault): Promise<{ params?: Record<string
   const driver = await Driver.start(conns[2]!, {
     ns: 'rs', job, stages: 2, microBatches: 2, schedule: '1f1b', model, bindings: { batch: rows / 2 },
     optimizer: parseOptimizerConfig({ kind: 'adamw', lr: 0.01 }), heartbeatMs: 50, livenessTimeoutMs: 20_000, probeIntervalMs: 20,
-    transfer: { maxPayload: 1024, assemblyTimeoutMs: 300, resendTimeoutMs: 3000, maxAttempts: 3 },
+    transfer: { maxPayload: 1024, assemblyTimeoutMs: 300, resendTimeoutMs, maxAttempts: 3 },
   });
   let out: { params?: Record<string, Tensor>; err?: unknown } = {};
   try {
@@ -108,6 +108,15 @@ describe('a corrupt or lost activation chunk is resent; the run is unchanged', (
     expect((r.err as Error).message).toMatch(/stage 1 fwd, step 1, micro-batch 0, tensor "[^"]+", after 3 attempts: the tensor failed its SHA-256 digest/);
     // Micro-batch 0 was asked for twice (attempts 2 and 3) before the step failed (micro-batch 1 fared the same).
     expect(r.log.filter((l) => /resend requested .* micro-batch 0,/.test(l)).map((l) => /attempt (\d)/.exec(l)![1])).toEqual(['2', '3']);
+  }, 120_000);
+
+  test('every frame lost from the second activation on (the receiver never hears of it): the sender gives up after 3 transmissions and the step fails naming the tensor, no hang', async () => {
+    // Activations are 3 chunks each: the first tensor arrives, all later frames (resends included) are lost.
+    const r = await run('lost', (n, b) => (n < 3 ? b : undefined), 200);
+    expect(r.err).toBeInstanceOf(StageFailedError);
+    expect((r.err as StageFailedError).stage).toBe(0); // the sending stage reports it
+    expect((r.err as Error).message).toMatch(/UndeliveredTensorError: job lost, stage 1 fwd, step 1, micro-batch 1, tensor "[^"]+", after 3 attempts: the receiver never acknowledged/);
+    expect(r.frames).toBe(3 + 3 * 3); // the first tensor, then three transmissions of the lost one
   }, 120_000);
 });
 

@@ -8,7 +8,7 @@ import './jetstream-store.js';
 import { StageCheckpointError } from './errors.js';
 import { Inbox, type Received } from './inbox.js';
 import {
-  channels, decodeControl, driverCommandTypes, encodeControl, subjects, type DriverCommand, type JobSpec, type StageStepTimings, type WorkerEvent,
+  channels, decodeControl, driverCommandTypes, encodeControl, senderOptions, subjects, type DriverCommand, type JobSpec, type StageStepTimings, type WorkerEvent,
 } from './protocol.js';
 import { traceToWire } from './trace-wire.js';
 import { StageCompute, stagePlan, tiedReads, type StageComputeLike, type StagePlan, type StageSnapshot } from './stage-compute.js';
@@ -132,7 +132,9 @@ export class StageWorker {
       assemblyTimeoutMs: t.assemblyTimeoutMs, maxAttempts: t.maxAttempts, resendTimeoutMs: t.resendTimeoutMs,
       onResend: (err: Error, attempt: number) => log?.(`resend requested (attempt ${attempt}): ${err.name}: ${err.message}`),
     };
-    const tx = { maxPayload: t.maxPayload };
+    // A tensor the next stage never acknowledged fails this stage (the receiver cannot ask for a
+    // tensor it never heard of); with resend off no acks come, so nothing is kept.
+    const tx = senderOptions(t, (err) => w.fail(err));
     const inbox = {
       fwd: stage > 0 ? new Inbox(bus, channels.fwd(ns, job, stage), rx) : undefined,
       bwd: !last ? new Inbox(bus, channels.bwd(ns, job, stage), rx) : undefined,
@@ -161,6 +163,14 @@ export class StageWorker {
     } catch { /* bus closed: the driver notices the silence */ }
   }
 
+  /** Fails the stage from outside a command (e.g. a sender's undelivered tensor): as a failed command does. */
+  private fail(err: unknown): void {
+    if (this.state.type !== 'running') return;
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    this.emit({ type: 'failed', worker: this.worker, stage: this.stage, message });
+    void this.end({ type: 'failed', message });
+  }
+
   private onCommand(d: Uint8Array): void {
     let cmd: DriverCommand;
     try {
@@ -171,12 +181,7 @@ export class StageWorker {
     }
     // Abort jumps the queue: a step waiting for tensors that will never come must not block it.
     if (cmd.type === 'abort') { void this.end({ type: 'aborted', reason: cmd.reason }); return; }
-    this.queue = this.queue.then(() => this.state.type === 'running' ? this.handle(cmd) : undefined).catch((err: unknown) => {
-      if (this.state.type !== 'running') return;
-      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-      this.emit({ type: 'failed', worker: this.worker, stage: this.stage, message });
-      void this.end({ type: 'failed', message });
-    });
+    this.queue = this.queue.then(() => this.state.type === 'running' ? this.handle(cmd) : undefined).catch((err: unknown) => this.fail(err));
   }
 
   private async handle(cmd: DriverCommand): Promise<void> {
