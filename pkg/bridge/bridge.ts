@@ -10,6 +10,7 @@
  *               submit; after the challenge window, finalize and claim (one-shot runs, tests).
  * All persisted state lives in the StateStore file, so a new instance with the same file resumes.
  */
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { EventLog, type Log, type Provider, type Signer, type TransactionReceipt } from 'ethers';
 import { JobState, PriceUnit, ReleaseReason, type Capacity, type JobMarketClient, type SupplierRegistryClient } from '../chain/index.js';
 import { DEFAULT_MEMORY_PER_MODEL_BYTE, idleCapacity, type CapacitySource, type ClusterCapacity, type HeldResources, type LoadSource } from './capacity.js';
@@ -19,7 +20,7 @@ import { JobAbandonedError, JobInputError, JobSpecError, RunPendingError } from 
 import { parseJobSpec, type JobIntake } from './intake.js';
 import { isBusy, type BridgePace, type JobTask, type RunOutcome, type RunTask } from './job-task.js';
 import { SchedulerLease, clipDetail, networkJobSpec, type LeaseClient } from './lease.js';
-import type { JobRunner, RunControl, RunnableJob, YieldOutcome } from './runner.js';
+import type { JobRunner, RunControl, RunProgress, RunnableJob, YieldOutcome } from './runner.js';
 
 /** Predicts seconds per optimizer step of a model on the idle capacity (e.g. pkg/costmodel). */
 export interface StepTimePredictor {
@@ -193,12 +194,39 @@ export class Bridge {
       { now: await this.chainTime(), idle, policy: this.opts.policy, memoryPerModelByte: this.opts.memoryPerModelByte, marginSeconds: this.opts.marginSeconds },
     );
     if (decision.type === 'skip') {
+      await this.dropReservation(job.jobId); // one taken before a crash, between reserve and accept
       this.emit({ type: 'skipped', jobId: job.jobId, reason: decision.reason, detail: decision.detail });
       return undefined;
     }
-    await this.deps.market.connect(this.deps.signer).accept(job.jobId);
+    // With a scheduler, capacity is reserved before it is sold: the job is accepted on chain only
+    // once the scheduler has placed it, so the next job of the same intake batch already sees the
+    // reservation, and a job the fleet cannot place (e.g. no single device holds it) is not sold.
+    const lease = this.deps.scheduler ? await this.lease(job, deadline, modelBytes) : undefined;
+    if (lease && (await lease.submit()) === 'pending') {
+      const why = (await this.deps.scheduler!.getJob(lease.id)).reason;
+      await this.dropReservation(job.jobId, lease.id);
+      this.emit({ type: 'skipped', jobId: job.jobId, reason: SkipReason.Capacity, detail: `the scheduler cannot place it now: ${why}` });
+      return undefined;
+    }
+    try {
+      await this.deps.market.connect(this.deps.signer).accept(job.jobId);
+    } catch (err) {
+      if (lease) await this.dropReservation(job.jobId, lease.id);
+      throw err;
+    }
     this.emit({ type: 'accepted', jobId: job.jobId, predictedSeconds: decision.predictedSeconds });
     return record(modelBytes);
+  }
+
+  /** Cancels the job's scheduler job (`id`, or the lease's first id), if it has one; gone already is fine. */
+  private async dropReservation(jobId: bigint, id = `network-${jobId}`): Promise<void> {
+    if (!this.deps.scheduler) return;
+    try {
+      await this.deps.scheduler.cancelJob(id);
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      if (code !== grpcStatus.NOT_FOUND && code !== grpcStatus.FAILED_PRECONDITION) throw err;
+    }
   }
 
   /**
@@ -284,12 +312,7 @@ export class Bridge {
         const progress = { step: 0, steps: t.steps, secondsPerStep: 0 };
         const s = await t.lease.checkAdmission(progress, t.since);
         if (s.type === 'wait') return;
-        if (s.type === 'give-up') {
-          await t.lease.giveUp(progress, s);
-          this.#tasks.delete(a.jobId);
-          await this.dropActive(a.jobId);
-          return;
-        }
+        if (s.type === 'give-up') return this.giveUp(a.jobId, t.lease, progress, s);
         this.startRun(a, t.job, t.lease);
         return;
       }
@@ -360,7 +383,22 @@ export class Bridge {
     }
     const job = jobOf(a);
     // a job already running elsewhere is past the point of handing it back for fit or time
-    const recheck = (await this.deps.runner.started?.(job)) === true ? undefined : await this.recheck(a, onChain.deadline);
+    const started = (await this.deps.runner.started?.(job)) === true;
+    if (this.deps.scheduler && !started) {
+      // It holds the capacity reserved at accept (submit finds it; a restarted scheduler is asked
+      // again). Admitted: the deadline is checked and the run starts; else it waits for admission.
+      const lease = await this.lease(job, onChain.deadline);
+      if ((await lease.submit()) === 'pending') {
+        this.#tasks.set(a.jobId, { state: 'admitting', job, lease, since: Date.now(), steps: Number(job.steps) });
+        return;
+      }
+      const progress = { step: 0, steps: Number(job.steps), secondsPerStep: 0 };
+      const late = await lease.checkDeadline(progress, 'not started');
+      if (late) return this.giveUp(a.jobId, lease, progress, late);
+      this.startRun(a, job, lease);
+      return;
+    }
+    const recheck = started ? undefined : await this.recheck(a, onChain.deadline);
     if (recheck !== undefined) {
       // Local work took the capacity (or time ran short) since accept: hand the job back now,
       // free before the deadline, rather than time out and lose the bond.
@@ -375,6 +413,13 @@ export class Bridge {
       return;
     }
     this.startRun(a, job, lease);
+  }
+
+  /** A job that never ran here is released on chain (lease.giveUp) and forgotten. */
+  private async giveUp(jobId: string, lease: SchedulerLease, progress: RunProgress, g: Parameters<SchedulerLease['giveUp']>[1]): Promise<void> {
+    await lease.giveUp(progress, g);
+    this.#tasks.delete(jobId);
+    await this.dropActive(jobId);
   }
 
   /** Starts the job's run as its own task; the task talks to the loop only through its state. */
@@ -463,8 +508,8 @@ export class Bridge {
   }
 
   /** The job's hold on capacity through the scheduler; releases on chain when it must give up. */
-  private async lease(job: RunnableJob, deadline: bigint): Promise<SchedulerLease> {
-    const modelBytes = (await this.deps.runner.inspect(job)).modelBytes;
+  private async lease(job: RunnableJob, deadline: bigint, inspected?: bigint): Promise<SchedulerLease> {
+    const modelBytes = inspected ?? (await this.deps.runner.inspect(job)).modelBytes;
     const idle = idleCapacity(await this.deps.capacity.capacity(), await this.held(job.jobId.toString()));
     return new SchedulerLease({
       client: this.deps.scheduler!,
@@ -505,8 +550,9 @@ export class Bridge {
   /**
    * What the load source reports, plus this bridge's own accepted jobs that it cannot see, so the
    * capacity the policy sells is sold once: concurrent jobs are bounded by it. With a scheduler
-   * each job holds its capacity as a scheduler job, counted by a scheduler load source
-   * (SchedulerLoadSource), so nothing is added. `except`: the job being re-checked.
+   * each job holds its capacity as a scheduler job from before it is accepted (reserve, then sell),
+   * counted by a scheduler load source (SchedulerLoadSource), so nothing is added. `except`: the
+   * job being re-checked.
    */
   private async held(except?: string): Promise<HeldResources> {
     const h = await this.deps.load.held();

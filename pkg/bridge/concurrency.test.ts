@@ -229,6 +229,44 @@ test('without a scheduler, jobs accepted and not yet submitted hold capacity: a 
   expect(ofType(events, 'accepted').map((e) => e.jobId)).toEqual([x, z]);
 }, 120_000);
 
+test('with a scheduler, capacity is reserved before it is sold: of two jobs in one intake batch with room for one, the second is skipped with the scheduler\'s reason, never accepted; once the first is done the next is accepted', async () => {
+  // Room for one mid job on one device; by total memory (2.7 x mid) two would fit, but no second device holds one.
+  const own = new SchedulerServer({ host: '127.0.0.1', port: 0, heartbeatTimeoutMs: 600_000, tickIntervalMs: 100 });
+  const sched = new SchedulerClient(`127.0.0.1:${await own.start()}`);
+  const sizes = [1.5, 0.6, 0.6].map((k) => Math.round(models.mid.trainingBytes * k));
+  const fleet = sizes.map((memoryBytes, i) => sched.connectWorker(`dev-${i}`, { ...profile(1), memoryBytes }));
+  try {
+    for (const w of fleet) await w.next((m) => m.type === 'ack');
+    const events: BridgeEvent[] = [];
+    const bridge = new Bridge({
+      signer: supplier, provider: chain.provider, registry, market,
+      store: new FileStateStore(join(dir, 'reserve.json')),
+      capacity: new StaticCapacitySource({ flopsPerSecond: 3n * 10n ** 14n, memoryBytes: BigInt(sizes.reduce((a, b) => a + b, 0)), maxModelBytes: 2n ** 30n }),
+      load: new SchedulerLoadSource(sched),
+      runner: new LocalTrainRunner({ outDir: join(dir, 'out-reserve'), batch: 2, checkpointEvery: EVERY }),
+      predictor: { stepSeconds: () => 1 },
+      scheduler: sched,
+      log: (e) => events.push(e),
+    }, { stake: STAKE, policy: { minWeiPerStep: parseEther('0.001') }, leasePollMs: 50, fromBlock: (await chain.provider.getBlockNumber()) + 1 });
+    await bridge.register();
+    const x = await post('mid', 10n);
+    const y = await post('mid', 10n); // same intake batch: the bridge has not looked yet
+    await drive(bridge, () => has(events, 'submitted', x), 'X submitted');
+    expect(ofType(events, 'accepted').map((e) => e.jobId)).toEqual([x]);
+    expect(ofType(events, 'skipped')).toEqual([expect.objectContaining({ jobId: y, reason: 'capacity', detail: expect.stringMatching(/^the scheduler cannot place it now: .+/) })]);
+    expect((await market.getJob(y)).state).toBe(JobState.Open); // not sold: the submitter's job waits for another supplier
+    expect((await sched.getJob(`network-${y}`)).phase).toBe('Cancelled'); // its queued request was withdrawn, it holds nothing
+    expect(await sched.getJob(`network-${x}`)).toMatchObject({ phase: 'Complete' });
+    const z = await post('mid', 10n);
+    await drive(bridge, () => has(events, 'submitted', z), 'Z submitted');
+    expect(ofType(events, 'accepted').map((e) => e.jobId)).toEqual([x, z]);
+  } finally {
+    for (const w of fleet) w.cancel();
+    sched.close();
+    await own.stop(500);
+  }
+}, 120_000);
+
 /** The local job: as much memory as a mid network job, so it fits gpu-0 only. */
 function localSpec(): JobSpec {
   return { ...networkJobSpec('local-train', BigInt(models.mid.trainingBytes) / DEFAULT_MEMORY_PER_MODEL_BYTE, DEFAULT_MEMORY_PER_MODEL_BYTE), source: 'local' };

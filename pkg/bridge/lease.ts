@@ -172,9 +172,8 @@ export class SchedulerLease implements RunControl {
    * scheduler's phase. `since`: when the wait began (Date.now()), for the resumed event.
    */
   async checkAdmission(progress: RunProgress, since: number): Promise<AdmissionStep> {
-    const rate = progress.secondsPerStep > 0 ? progress.secondsPerStep : this.o.predictedSecondsPerStep;
-    const d = deadlineCheck({ now: await this.o.chainTime(), deadline: this.o.deadline, remainingSteps: progress.steps - progress.step, secondsPerStep: rate, marginSeconds: this.o.marginSeconds });
-    if (d.type === 'release') return { type: 'give-up', code: ReleaseReason.DeadlineUnreachable, detail: `preempted at step ${progress.step}: ${d.detail}`, cancel: true };
+    const late = await this.checkDeadline(progress, `preempted at step ${progress.step}`);
+    if (late) return late;
     const job = await this.o.client.getJob(this.id);
     if (job.phase === 'Planned' || job.phase === 'Running') {
       this.o.log?.({ type: 'resumed', schedulerJobId: this.id, step: progress.step, waitedMs: Date.now() - since });
@@ -189,6 +188,16 @@ export class SchedulerLease implements RunControl {
       this.o.log?.({ type: 'waiting', schedulerJobId: this.id, phase: job.phase, reason: job.reason });
     }
     return { type: 'wait', phase: job.phase, reason: job.reason };
+  }
+
+  /**
+   * The give-up when the remaining steps (at the measured rate, else the predicted one) no longer
+   * end before the deadline; undefined while they do. `what` opens the detail (e.g. "not started").
+   */
+  async checkDeadline(progress: RunProgress, what: string): Promise<Extract<AdmissionStep, { type: 'give-up' }> | undefined> {
+    const rate = progress.secondsPerStep > 0 ? progress.secondsPerStep : this.o.predictedSecondsPerStep;
+    const d = deadlineCheck({ now: await this.o.chainTime(), deadline: this.o.deadline, remainingSteps: progress.steps - progress.step, secondsPerStep: rate, marginSeconds: this.o.marginSeconds });
+    return d.type === 'release' ? { type: 'give-up', code: ReleaseReason.DeadlineUnreachable, detail: `${what}: ${d.detail}`, cancel: true } : undefined;
   }
 
   /** Gives the job up: released on chain with the reason (free before the deadline), the scheduler job cancelled if still live. */
