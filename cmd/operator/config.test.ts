@@ -2,10 +2,12 @@ import { UsageError, parseOperatorFlags } from './config.js';
 
 describe('tessera-operator flags', () => {
   it.each<[string, string[], NodeJS.ProcessEnv, unknown]>([
-    ['no scheduler: in-process', [], {}, { planner: 'in-process', plannerConfig: {} }],
-    ['--scheduler: grpc', ['--scheduler', 'sched.ns.svc:7070'], {}, { planner: 'grpc', plannerConfig: { scheduler: 'sched.ns.svc:7070' } }],
-    ['env: grpc', [], { TESSERA_SCHEDULER_ADDR: '10.0.0.1:7070' }, { planner: 'grpc', plannerConfig: { scheduler: '10.0.0.1:7070' } }],
-    ['flag over env, explicit planner, deadline', ['--scheduler=a:1', '--planner=in-process', '--scheduler-deadline-ms=500'], { TESSERA_SCHEDULER_ADDR: 'b:2' }, { planner: 'in-process', plannerConfig: { scheduler: 'a:1', deadlineMs: 500 } }],
+    ['no scheduler: in-process', [], {}, { planner: 'in-process', plannerConfig: {}, resyncMs: 60_000 }],
+    ['--scheduler: grpc', ['--scheduler', 'sched.ns.svc:7070'], {}, { planner: 'grpc', plannerConfig: { scheduler: 'sched.ns.svc:7070' }, resyncMs: 60_000 }],
+    ['env: grpc', [], { TESSERA_SCHEDULER_ADDR: '10.0.0.1:7070' }, { planner: 'grpc', plannerConfig: { scheduler: '10.0.0.1:7070' }, resyncMs: 60_000 }],
+    ['flag over env, explicit planner, deadline', ['--scheduler=a:1', '--planner=in-process', '--scheduler-deadline-ms=500'], { TESSERA_SCHEDULER_ADDR: 'b:2' }, { planner: 'in-process', plannerConfig: { scheduler: 'a:1', deadlineMs: 500 }, resyncMs: 60_000 }],
+    ['resync from env, off by flag', ['--resync-ms', '0'], { TESSERA_RESYNC_MS: '5000' }, { planner: 'in-process', plannerConfig: {}, resyncMs: 0 }],
+    ['resync from env', [], { TESSERA_RESYNC_MS: '5000' }, { planner: 'in-process', plannerConfig: {}, resyncMs: 5000 }],
   ])('%s', (_name, argv, env, want) => {
     expect(parseOperatorFlags(argv, env)).toEqual(want);
   });
@@ -16,6 +18,8 @@ describe('tessera-operator flags', () => {
     [['--scheduler', 'no-port'], /--scheduler must be host:port, got "no-port"/],
     [['--scheduler-deadline-ms', '0', '--scheduler', 'a:1'], /--scheduler-deadline-ms must be an integer > 0/],
     [['--bogus'], /Unknown option '--bogus'/],
+    [['--resync-ms', 'soon'], /--resync-ms must be an integer >= 0, got "soon"/],
+    [['--resync-ms=-1'], /--resync-ms must be an integer >= 0, got "-1"/],
   ])('%j is refused', (argv, message) => {
     expect(() => parseOperatorFlags(argv, {})).toThrow(UsageError);
     expect(() => parseOperatorFlags(argv, {})).toThrow(message);

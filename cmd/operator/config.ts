@@ -10,6 +10,8 @@ export const USAGE = `usage: tessera-operator [flags]
   --planner <name>          planning adapter: in-process | grpc
                             (env TESSERA_PLANNER; default: grpc with a scheduler address, else in-process)
   --scheduler-deadline-ms <n>  deadline of each scheduler call (default 10000)
+  --resync-ms <n>           reconcile every job this often without a change, e.g. to notice a
+                            restarted scheduler's lost holds; 0: off (env TESSERA_RESYNC_MS; default 60000)
 
 Everything else comes from the environment the chart sets (TESSERA_NAMESPACE, TESSERA_HTTP_PORT, ...).
 `;
@@ -21,6 +23,8 @@ export class UsageError extends Error {
 export interface OperatorFlags {
   planner: string;
   plannerConfig: PlannerConfig;
+  /** OperatorOptions.resyncMs. */
+  resyncMs: number;
 }
 
 export function parseOperatorFlags(argv: readonly string[], env: NodeJS.ProcessEnv): OperatorFlags | 'help' {
@@ -29,7 +33,7 @@ export function parseOperatorFlags(argv: readonly string[], env: NodeJS.ProcessE
     values = parseArgs({
       args: [...argv],
       strict: true,
-      options: { scheduler: { type: 'string' }, planner: { type: 'string' }, 'scheduler-deadline-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { scheduler: { type: 'string' }, planner: { type: 'string' }, 'scheduler-deadline-ms': { type: 'string' }, 'resync-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     }).values;
   } catch (err) {
     throw new UsageError((err as Error).message);
@@ -43,5 +47,8 @@ export function parseOperatorFlags(argv: readonly string[], env: NodeJS.ProcessE
   const rawDeadline = values['scheduler-deadline-ms'] as string | undefined;
   const deadlineMs = rawDeadline === undefined ? undefined : Number(rawDeadline);
   if (deadlineMs !== undefined && !(Number.isInteger(deadlineMs) && deadlineMs > 0)) throw new UsageError(`--scheduler-deadline-ms must be an integer > 0, got "${rawDeadline}"`);
-  return { planner, plannerConfig: { ...(scheduler ? { scheduler } : {}), ...(deadlineMs ? { deadlineMs } : {}) } };
+  const rawResync = (values['resync-ms'] as string | undefined) ?? env.TESSERA_RESYNC_MS;
+  const resyncMs = rawResync === undefined ? 60_000 : Number(rawResync);
+  if (!(Number.isInteger(resyncMs) && resyncMs >= 0)) throw new UsageError(`--resync-ms must be an integer >= 0, got "${rawResync}"`);
+  return { planner, plannerConfig: { ...(scheduler ? { scheduler } : {}), ...(deadlineMs ? { deadlineMs } : {}) }, resyncMs };
 }

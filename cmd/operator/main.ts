@@ -38,6 +38,7 @@ const operator = new Operator({
   identity: env.TESSERA_POD_NAME ?? hostname(),
   leaderElection: env.TESSERA_LEADER_ELECTION !== 'false',
   httpPort: Number(env.TESSERA_HTTP_PORT ?? 9090),
+  resyncMs: flags.resyncMs,
   template: {
     ...(env.TESSERA_WORKER_IMAGE ? { image: env.TESSERA_WORKER_IMAGE } : {}),
     ...(env.TESSERA_WORKER_IMAGE_PULL_POLICY ? { imagePullPolicy: env.TESSERA_WORKER_IMAGE_PULL_POLICY } : {}),

@@ -110,6 +110,19 @@ describe('GrpcPlanner against a real scheduler', () => {
     expect(await again.hold('ns/never')).toBe(false);
   });
 
+  it('a hold the scheduler no longer has (cancelled behind the operator\'s back): hold() is false and forgotten, a new plan holds again', async () => {
+    await planner.plan(req('ns/gone', { chain: chain(1, 1) }, { placement: { maxStages: 1 } }));
+    const jobId = planner.jobIdOf('ns/gone')!;
+    expect(await planner.hold('ns/gone')).toBe(true);
+    await client.cancelJob(jobId);
+    expect(await planner.hold('ns/gone')).toBe(false);
+    expect(planner.heldBy('ns/gone')).toEqual([]);
+    await planner.plan(req('ns/gone', { chain: chain(1, 1) }, { placement: { maxStages: 1 } }));
+    expect((await client.getJob(planner.jobIdOf('ns/gone')!)).phase).toBe(JobPhase.Planned);
+    expect(await planner.hold('ns/gone')).toBe(true);
+    await planner.release('ns/gone');
+  });
+
   it('release cancels the job: its capacity is free in the ledger; releasing twice is fine', async () => {
     const jobId = planner.jobIdOf('ns/one')!;
     const devices = planner.heldBy('ns/one');
@@ -135,4 +148,39 @@ describe('GrpcPlanner against a real scheduler', () => {
     expect(status.conditions).toContainEqual(expect.objectContaining({ type: 'Planned', status: 'False', reason: 'SchedulerUnavailable', message: expect.stringContaining('scheduler 127.0.0.1:1 unavailable') }));
     gone.close();
   });
+});
+
+describe('GrpcPlanner and a restarted scheduler', () => {
+  it('the new scheduler has no holds: hold() is false (the reconciler re-plans, reserving again); while it is down the hold is assumed', async () => {
+    const first = new SchedulerServer({ host: '127.0.0.1', port: 0 });
+    await first.start();
+    const port = first.port;
+    const client = new SchedulerClient(`127.0.0.1:${port}`, { deadlineMs: 2000 });
+    const planner = new GrpcPlanner(client, `127.0.0.1:${port}`);
+    let second: SchedulerServer | undefined;
+    try {
+      await planner.plan(req('ns/r', { chain: chain(1, 1) }, { placement: { maxStages: 1 } }));
+      expect(await planner.hold('ns/r')).toBe(true);
+      await first.stop(200);
+      expect(await planner.hold('ns/r')).toBe(true); // unreachable: running jobs are left alone
+      second = new SchedulerServer({ host: '127.0.0.1', port });
+      await second.start();
+      expect(second.core.ledger.devices().every((d) => d.heldBytes === 0)).toBe(true); // its ledger starts empty
+      // The client reconnects with backoff; meanwhile the hold is assumed, then the answer is NotFound.
+      const until = Date.now() + 20_000;
+      while (await planner.hold('ns/r')) {
+        if (Date.now() > until) throw new Error('hold() still true 20 s after the scheduler restarted');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(planner.heldBy('ns/r')).toEqual([]);
+      const plan = await planner.plan(req('ns/r', { chain: chain(1, 1) }, { placement: { maxStages: 1 } }));
+      const held = Object.fromEntries(second.core.ledger.devices().map((d) => [d.deviceId, d.heldBytes]));
+      expect(planner.heldBy('ns/r').map((d) => held[d])).toEqual(plan.stages.map((s) => s.memoryBytes));
+      expect(await planner.hold('ns/r')).toBe(true);
+    } finally {
+      client.close();
+      await second?.stop(200);
+      await first.stop(200).catch(() => undefined);
+    }
+  }, 60_000);
 });

@@ -13,7 +13,7 @@ import { NoCapacityError, PlanFailedError, PlannerConfigError, SchedulerUnavaila
  */
 
 /** The scheduler calls this planner makes (a SchedulerClient; tests may pass another). */
-export type SchedulerApi = Pick<SchedulerClient, 'submitJob' | 'cancelJob' | 'listJobs'>;
+export type SchedulerApi = Pick<SchedulerClient, 'submitJob' | 'cancelJob' | 'listJobs' | 'getJob'>;
 
 const ID_SEP = '#';
 /** The TrainingJob key a scheduler job id belongs to, or undefined for jobs of other submitters. */
@@ -59,10 +59,32 @@ export class GrpcPlanner implements Planner {
     return this.held.get(key)?.jobId;
   }
 
+  /**
+   * True while the scheduler still holds the job's plan. A restarted scheduler (its ledger is in
+   * memory) or a job cancelled behind the operator's back answers NotFound or an ended phase: the
+   * hold is forgotten and false returned, so the reconciler re-plans and the capacity is reserved
+   * again (same nodes when they are free: the pods stay). While the scheduler cannot be reached the
+   * hold is assumed: an outage must not disturb running jobs; the next reconcile looks again.
+   */
   hold(key: string): Promise<boolean> {
     return this.serial(async () => {
       await this.sync();
-      return this.held.has(key);
+      const h = this.held.get(key);
+      if (!h) return false;
+      let job: JobView;
+      try {
+        job = await this.api.getJob(h.jobId);
+      } catch (err) {
+        const code = codeOf(err);
+        if (UNAVAILABLE_CODES.has(code ?? -1)) return true;
+        if (code !== status.NOT_FOUND) throw err;
+        this.held.delete(key);
+        return false;
+      }
+      if (job.phase === JobPhase.Planned || job.phase === JobPhase.Running) return true;
+      if (job.phase === JobPhase.Pending) await this.cancel(h.jobId); // holds nothing; must not be admitted later
+      this.held.delete(key);
+      return false;
     });
   }
 

@@ -70,7 +70,7 @@ describe('operator planning through the scheduler gRPC API, on a real kube-apise
     planner = new GrpcPlanner(client, `127.0.0.1:${port}`);
     op = new Operator({
       kubeConfig: cluster.kubeConfig(), namespace: NS, identity: 'op', leaderElection: false, watchNamespace: NS, planner, profiles,
-      queue: { baseDelayMs: 200, maxDelayMs: 2000 }, log: (l) => process.stderr.write(`${l}\n`),
+      queue: { baseDelayMs: 200, maxDelayMs: 2000 }, resyncMs: 1000, log: (l) => process.stderr.write(`${l}\n`),
     });
     await op.start();
   }, 45 * 60_000);
@@ -143,5 +143,23 @@ describe('operator planning through the scheduler gRPC API, on a real kube-apise
     await startScheduler();
     await until('planned after the scheduler is back', planned('while-down'), 90_000);
     expect((await schedulerJobs('while-down')).filter((j) => j.phase === JobPhase.Planned)).toHaveLength(1);
+  });
+
+  it('a restarted scheduler (empty ledger): the resync notices the lost hold, the job is reserved again on the same nodes, its pods stay', async () => {
+    const job = await until('while-down planned', planned('while-down'));
+    const nodes = job.status!.plan!.stages!.map((s) => s.node);
+    const pods = await until('while-down pods bound', async () => {
+      const p = await podsOf('while-down');
+      return p.length === nodes.length && p.every((x) => x.spec?.nodeName) ? p : undefined;
+    });
+    await server.stop(200);
+    await startScheduler();
+    expect(server.core.ledger.devices().every((d) => d.heldBytes === 0)).toBe(true);
+    // No watch event comes: only the periodic resync (1 s here) finds that the new scheduler lacks the hold.
+    const sj = await until('held again by the new scheduler', async () => (await schedulerJobs('while-down')).find((j) => j.phase === JobPhase.Planned), 90_000);
+    expect(sj.plan!.stages.map((s) => s.deviceId.split('/')[0])).toEqual(nodes);
+    for (const s of sj.plan!.stages) expect(server.core.ledger.heldBytes(s.deviceId)).toBe(s.memoryBytes);
+    expect((await podsOf('while-down')).map((p) => p.metadata!.uid).sort()).toEqual(pods.map((p) => p.metadata!.uid).sort());
+    expect((await getJob('while-down')).status!.plan!.stages!.map((s) => s.node)).toEqual(nodes);
   });
 });

@@ -54,6 +54,11 @@ export interface OperatorOptions {
   workers?: number;
   /** @default base 100 ms, max 30 s */
   queue?: WorkQueueOptions;
+  /**
+   * Every job is reconciled again this often without a change, for what no watch reports (e.g. a
+   * restarted scheduler that lost the job's hold). Unchanged jobs write nothing. 0: off. @default 60000
+   */
+  resyncMs?: number;
   /** @default console.error */
   log?: (line: string) => void;
 }
@@ -69,6 +74,7 @@ export class Operator {
   private workersDone: Promise<void>[] = [];
   private http: Server | undefined;
   private leading = false;
+  private resync: NodeJS.Timeout | undefined;
   /** Port of the HTTP server once started. */
   port: number | undefined;
 
@@ -189,11 +195,17 @@ export class Operator {
     this.queue = q;
     this.workersDone = Array.from({ length: this.o.workers ?? 2 }, () => this.work(q));
     for (const j of this.jobs.list()) q.add(keyOf(j));
+    const every = this.o.resyncMs ?? 60_000;
+    if (every > 0) {
+      this.resync = setInterval(() => { for (const j of this.jobs.list()) this.enqueue(keyOf(j)); }, every);
+      this.resync.unref();
+    }
   }
 
   private stopLeading(): void {
     if (!this.leading) return;
     this.leading = false;
+    clearInterval(this.resync);
     this.o.log?.(`${this.o.identity}: stopped leading`);
     this.queue?.shutDown();
     this.queue = undefined;

@@ -5,7 +5,7 @@ import { fakeNodeObject } from '../../test/k8s/cluster.js';
 import { readProfiles, type ModelChain } from '../planner/index.js';
 import type { JobRunner, RunProgress, RunView } from './job-runner.js';
 import type { ModelCoster } from './model-source.js';
-import { InProcessPlanner, type NodeLike } from './planner.js';
+import { InProcessPlanner, type NodeLike, type Planner } from './planner.js';
 import { DEFAULT_POD_TEMPLATE, FINALIZER, TrainingJobReconciler, type Action, type RawJob, type Snapshot } from './trainingjob-reconciler.js';
 
 const KEY = 'ns/gpt-small';
@@ -132,6 +132,26 @@ describe('TrainingJobReconciler.decide', () => {
     expect(status.conditions!.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'True', reason: 'NodeLost' });
     expect(res.actions).toContainEqual({ type: 'deletePod', name: 'gpt-small-s0' });
     expect(res.pacing.type).toBe('retry');
+  });
+
+  it('a hold the planner lost (e.g. a restarted scheduler): re-planned and held again; the same nodes are free, so every pod stays', async () => {
+    const planner = new InProcessPlanner();
+    let lost = false;
+    const lossy: Planner = { plan: (q) => planner.plan(q), hold: async (k, n) => (lost ? false : planner.hold(k, n)), release: (k) => planner.release(k) };
+    const r = new TrainingJobReconciler({ planner: lossy, coster: costed, writer: { apply: async () => {} }, profiles: readProfiles(), template: DEFAULT_POD_TEMPLATE, now: () => NOW });
+    let snap: Snapshot = { job: job(), pods: [], nodes: nodes('a', 'b', 'c') };
+    snap = applied(snap, (await r.decide(KEY, snap)).actions);
+    snap = applied(snap, (await r.decide(KEY, snap)).actions);
+    const before = snap.job!.status!.plan!.stages!.map((s) => s.node);
+    await planner.release(KEY); // the capacity is no longer held anywhere
+    lost = true;
+    const res = await r.decide(KEY, snap);
+    lost = false;
+    expect(types(res.actions).filter((t) => t === 'createPod' || t === 'deletePod')).toEqual([]);
+    expect(res.actions).toContainEqual(expect.objectContaining({ type: 'event', reason: 'Planned' }));
+    const status = (res.actions.find((a) => a.type === 'updateStatus') as Extract<Action, { type: 'updateStatus' }> | undefined)?.status ?? snap.job!.status!;
+    expect(status.plan!.stages!.map((s) => s.node)).toEqual(before);
+    expect(planner.heldBy(KEY)).toHaveLength(before.length); // reserved again
   });
 
   it('suspend deletes pods, releases and keeps the plan; deletion releases and lifts the finalizer', async () => {
