@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isMap, isScalar, isSeq, parseDocument, type Node, type YAMLMap } from 'yaml';
 import { chartDir, root, runHelm, template, type Manifest } from './helm.js';
+import { parseOperatorFlags } from '../../cmd/operator/config.js';
 
 const byKind = (docs: Manifest[], kind: string) => docs.filter((d) => d.kind === kind);
 const ids = (docs: Manifest[]) => docs.map((d) => `${d.kind}/${d.metadata.name}`).sort();
@@ -170,6 +171,8 @@ describe('wiring between components', () => {
     expect(env(bundled, 'TESSERA_WORKER_IMAGE')).toBe('ghcr.io/tessera-dev/tessera-worker:0.1.0');
     expect(env(bundled, 'TESSERA_PRIORITY_CLASS_LOCAL')).toBe('tessera-local');
     expect(env(bundled, 'TESSERA_PRIORITY_CLASS_NETWORK')).toBe('tessera-network');
+    // What the chart passes is what cmd/operator accepts: the resync period included.
+    expect(parseOperatorFlags(bundled.args, { TESSERA_RESYNC_MS: env(bundled, 'TESSERA_RESYNC_MS') })).toMatchObject({ planner: 'grpc', resyncMs: 60_000 });
     const external = one(rendered.get('external NATS')!, 'Deployment', 'rel-tessera-operator').spec.template.spec.containers[0];
     expect(env(external, 'TESSERA_NATS_URL')).toBe('nats://nats.nats:4222');
   });
