@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // tessera-scheduler: a thin entry point around SchedulerServer. Flags (or env) are parsed into
-// typed options once, here; every scheduler event is logged as one line on stdout.
-// /metrics (Prometheus text) is not served yet: it comes with the metrics package.
+// typed options once, here; every scheduler event is logged as one line on stdout. /metrics
+// (Prometheus text) and /healthz (the chart's probes) are served on the HTTP port.
 import { parseArgs } from 'node:util';
+import { serveHttp } from '../../pkg/metrics/index.js';
 import { SchedulerServer } from '../../pkg/scheduler/index.js';
 
 const USAGE = `usage: tessera-scheduler [flags]
 
   --host <addr>                 bind address (env TESSERA_SCHEDULER_HOST; default 0.0.0.0)
   --port <n>                    gRPC port, 0 = any free port (env TESSERA_SCHEDULER_PORT; default 7070)
+  --http-port <n>               /metrics and /healthz, 0 = any free port (env TESSERA_HTTP_PORT; default 9090)
   --heartbeat-timeout-ms <n>    declare a silent worker lost after this long (default 10000)
   --tick-ms <n>                 how often to check heartbeats and preemption grace periods (default 1000)
   --preemption-grace-ms <n>     how long a preempted job has to confirm its checkpoint before its
@@ -18,6 +20,7 @@ const USAGE = `usage: tessera-scheduler [flags]
 interface Config {
   host: string;
   port: number;
+  httpPort: number;
   heartbeatTimeoutMs: number;
   tickIntervalMs: number;
   preemptionGraceMs: number;
@@ -40,7 +43,7 @@ function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'help' {
     values = parseArgs({
       args: argv,
       strict: true,
-      options: { host: { type: 'string' }, port: { type: 'string' }, 'heartbeat-timeout-ms': { type: 'string' }, 'tick-ms': { type: 'string' }, 'preemption-grace-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { host: { type: 'string' }, port: { type: 'string' }, 'http-port': { type: 'string' }, 'heartbeat-timeout-ms': { type: 'string' }, 'tick-ms': { type: 'string' }, 'preemption-grace-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     }).values;
   } catch (err) {
     throw new UsageError((err as Error).message);
@@ -50,6 +53,7 @@ function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'help' {
   return {
     host: str('host') ?? env.TESSERA_SCHEDULER_HOST ?? '0.0.0.0',
     port: intValue(str('port') ?? env.TESSERA_SCHEDULER_PORT, '--port', 7070, 0),
+    httpPort: intValue(str('http-port') ?? env.TESSERA_HTTP_PORT, '--http-port', 9090, 0),
     heartbeatTimeoutMs: intValue(str('heartbeat-timeout-ms'), '--heartbeat-timeout-ms', 10_000, 1),
     tickIntervalMs: intValue(str('tick-ms'), '--tick-ms', 1000, 1),
     preemptionGraceMs: intValue(str('preemption-grace-ms'), '--preemption-grace-ms', 30_000, 0),
@@ -71,6 +75,11 @@ async function main(): Promise<number> {
   const log = (line: string): void => void process.stdout.write(`${new Date().toISOString()} ${line}\n`);
   const server = new SchedulerServer({ ...config, log });
   await server.start();
+  const http = await serveHttp(config.httpPort, () => server.metricsText(), () => server.isServing).catch(async (err: unknown) => {
+    await server.stop(0); // the gRPC server would keep the process alive
+    throw new Error(`--http-port ${config.httpPort}: ${(err as Error).message}`);
+  });
+  log(`metrics and health on http://${config.host}:${http.port} (/metrics, /healthz)`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log(`received ${signal}, shutting down`);
@@ -80,6 +89,7 @@ async function main(): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   await server.stop();
+  http.server.close();
   return 0;
 }
 

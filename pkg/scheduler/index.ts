@@ -7,6 +7,7 @@ export type { EventSink, HolderReport, SchedulerCoreOptions, SchedulerEvent, Sta
 export { compareClass, preemptionTargets, priorityClassOf } from './preemption.js';
 export type { FitCheck, PreemptionCandidate, PreemptionOptions, PriorityClass } from './preemption.js';
 export { SchedulerServer, toServiceError } from './server.js';
+export { SchedulerMetrics } from './metrics.js';
 export type { SchedulerServerOptions } from './server.js';
 export { SchedulerClient, WorkerSession } from './client.js';
 export type { SchedulerClientOptions, WorkerInbound } from './client.js';

@@ -4,6 +4,7 @@ import { jobSpecFromWire, fleetFromWire, jobToWire, progressFromWire, phaseFromW
 import { SchedulerCore, type HolderReport, type SchedulerCoreOptions, type SchedulerEvent, type StageState } from './core.js';
 import { InvalidRequestError, LostWorkerError, SchedulerError, WorkerProtocolError } from './errors.js';
 import { HealthService, ServingStatus } from './health.js';
+import { SchedulerMetrics } from './metrics.js';
 import { HEALTH_SERVICE, PROTO_FILES, REFLECTION_SERVICES, SCHEDULER_SERVICE, loadProtos, serviceDefinition } from './proto.js';
 import { ReflectionService } from './reflection.js';
 import type { Job, JobProgress } from './types.js';
@@ -57,7 +58,9 @@ const HOLDER_REPORTS: Record<string, HolderReport> = { HOLDER_REPORT_CHECKPOINTE
 export class SchedulerServer {
   readonly core: SchedulerCore;
   readonly health = new HealthService();
+  readonly metrics = new SchedulerMetrics();
   private readonly server = new grpc.Server();
+  private serving = false;
   private readonly clock: () => number;
   private readonly log: (line: string) => void;
   private readonly options: SchedulerServerOptions;
@@ -97,6 +100,7 @@ export class SchedulerServer {
     this.timer.unref();
     this.health.set('', ServingStatus.Serving);
     this.health.set(SCHEDULER_SERVICE, ServingStatus.Serving);
+    this.serving = true;
     this.log(`scheduler listening on ${host}:${this.boundPort} (heartbeat timeout ${this.core.registry.heartbeatTimeoutMs} ms, check every ${interval} ms)`);
     return this.boundPort;
   }
@@ -104,6 +108,7 @@ export class SchedulerServer {
   /** Announces NOT_SERVING, ends worker streams, then shuts down (forcefully after graceMs). */
   async stop(graceMs = 2000): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.serving = false;
     this.health.set('', ServingStatus.NotServing);
     this.health.set(SCHEDULER_SERVICE, ServingStatus.NotServing);
     this.health.closeWatchers();
@@ -120,6 +125,16 @@ export class SchedulerServer {
       });
     });
     this.log('scheduler stopped');
+  }
+
+  /** True between start() and stop(): what /healthz reports. */
+  get isServing(): boolean {
+    return this.serving;
+  }
+
+  /** The /metrics text now. */
+  metricsText(): string {
+    return this.metrics.render(this.core, this.serving);
   }
 
   /** One heartbeat check; the interval timer calls this, tests may too. */
@@ -277,6 +292,7 @@ export class SchedulerServer {
     while (this.outbox.length > 0) {
       const e = this.outbox.shift()!;
       this.log(describe(e));
+      this.metrics.count(e);
       switch (e.type) {
         case 'job-reserved':
           for (const s of e.plan.stages) this.streams.get(s.deviceId)?.write(assignment(e.jobId, e.attempt, e.plan, s.index));
