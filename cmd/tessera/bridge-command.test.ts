@@ -75,6 +75,10 @@ test('a wrong password fails with KeystoreDecryptError that does not echo it; mi
   await expect(cli({}, ...runArgs, '--kubeconfig', join(dir, 'no-kubeconfig'))).rejects.toThrow(/--kubeconfig .*no-kubeconfig/);
   await expect(cli({ TESSERA_KUBECONFIG: join(dir, 'no-kubeconfig') }, ...runArgs)).rejects.toBeInstanceOf(UsageError);
   await expect(cli({}, ...runArgs, '--rpc-attempts', '0')).rejects.toThrow(/--rpc-attempts/);
+  // In-cluster hand-off needs a pod's environment; it excludes a kubeconfig and a scheduler
+  if (!process.env.KUBERNETES_SERVICE_HOST) await expect(cli({}, ...runArgs, '--in-cluster')).rejects.toThrow(/--in-cluster: not running in a Kubernetes pod/);
+  await expect(cli({}, ...runArgs, '--in-cluster', '--kubeconfig', join(dir, 'k'))).rejects.toThrow('--in-cluster and --kubeconfig exclude each other');
+  await expect(cli({ TESSERA_BRIDGE_IN_CLUSTER: 'true' }, ...runArgs, '--scheduler', '127.0.0.1:1')).rejects.toThrow(/--scheduler works with standalone training only/);
 }, 30_000);
 
 test('run --fleet registers the fleet\'s summed capacity', async () => {
@@ -110,4 +114,45 @@ test('run as a daemon: ticks until aborted, picks up a job posted while running,
   ac.abort();
   expect(await running).toBe(0);
   expect((await d.market.getJob(jobId)).supplier).toBe(acct.address);
+}, 60_000);
+
+test('configured from the environment alone, as the Helm chart runs it: /healthz and /metrics follow the loop', async () => {
+  const acct = chain.accounts[7]!;
+  await writeFile(join(dir, 'key7.json'), await encryptKeystoreJson({ address: acct.address, privateKey: acct.privateKey }, PASSWORD, { scrypt: { N: 1024 } }));
+  const model = await readFile(join(dir, 'm.onnx'));
+  const ac = new AbortController();
+  let out = '';
+  let err = '';
+  const env: Record<string, string> = {
+    TESSERA_BRIDGE_RPC_URL: chain.url, TESSERA_BRIDGE_REGISTRY: d.registry.address, TESSERA_BRIDGE_MARKET: d.market.address,
+    TESSERA_BRIDGE_KEYSTORE: join(dir, 'key7.json'), TESSERA_BRIDGE_KEYSTORE_PASSWORD_FILE: join(dir, 'pw'), TESSERA_BRIDGE_STATE: join(dir, 'state7.json'),
+    TESSERA_BRIDGE_FLOPS: '1e14', TESSERA_BRIDGE_MEMORY: String(2 ** 34), TESSERA_BRIDGE_MAX_MODEL_BYTES: String(2 ** 30), TESSERA_BRIDGE_STAKE: '1.25',
+    TESSERA_HTTP_PORT: '0',
+  };
+  const running = makeBridgeCommand({ out: (t) => (out += t), err: (t) => (err += t), env, signal: ac.signal })
+    .run(['run', '--from-block', String(await chain.provider.getBlockNumber() + 1), '--poll-ms', '50', '--json']);
+  const until = async (what: string, ok: () => boolean | Promise<boolean>) => {
+    for (let i = 0; i < 400 && !(await ok()); i++) await new Promise((r) => setTimeout(r, 25));
+    if (!(await ok())) throw new Error(`timed out waiting for ${what}; out: ${out}; err: ${err}`);
+  };
+  await until('the HTTP port', () => /metrics and health on http:\/\/\S+:(\d+)/.test(err));
+  const port = Number(/metrics and health on http:\/\/\S+:(\d+)/.exec(err)![1]);
+  const get = async (path: string) => { const r = await fetch(`http://127.0.0.1:${port}${path}`); return { status: r.status, text: await r.text() }; };
+  await until('registered', () => out.includes('"type":"registered"'));
+  expect((await d.registry.getSupplier(acct.address)).stake).toBe(parseEther('1.25'));
+  const now = await chain.latestTimestamp();
+  const { jobId } = await d.market.connect(chain.wallet(2)).postJob({
+    modelDigest: hexlify(sha256(new Uint8Array(model))), modelURI: join(dir, 'm.onnx'), dataDigest: hexlify(sha256(new Uint8Array(await readFile(corpus)))), dataURI: corpus,
+    steps: 2n, deadline: now + 3600n, challengeWindow: 600n,
+  }, parseEther('0.5'));
+  await until('submitted', () => out.includes(`"type":"submitted","jobId":"${jobId}"`));
+  await until('the submitted job in /metrics', async () => (await get('/metrics')).text.includes('tessera_bridge_jobs{state="submitted"} 1'));
+  const m = (await get('/metrics')).text;
+  expect(m).toContain('tessera_bridge_events_total{type="accepted"} 1');
+  expect(m).toContain('tessera_bridge_events_total{type="submitted"} 1');
+  expect(m).toMatch(/tessera_bridge_ticks_total [1-9]\d*/);
+  expect(await get('/healthz')).toEqual({ status: 200, text: 'ok\n' });
+  ac.abort();
+  expect(await running).toBe(0);
+  expect(out + err).not.toContain(PASSWORD);
 }, 60_000);

@@ -4,13 +4,15 @@
  * from a file or an environment variable and never printed.
  */
 import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
 import { resolve } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { formatEther, getAddress, parseEther } from 'ethers';
 import { JobMarketClient, RetryingJsonRpcProvider, SupplierRegistryClient, type JobState } from '../../pkg/chain/index.js';
 import { parseFleet, readProfiles } from '../../pkg/planner/index.js';
+import { serveHttp } from '../../pkg/metrics/index.js';
 import { SchedulerClient } from '../../pkg/scheduler/index.js';
-import { Bridge, FileStateStore, FleetCapacitySource, SchedulerLoadSource, KubeJobRunner, LocalTrainRunner, StaticCapacitySource, StaticLoadSource, loadSupplierWallet, readBridgeStatus, type BridgeEvent } from '../../pkg/bridge/index.js';
+import { Bridge, BridgeMetrics, FileStateStore, FleetCapacitySource, SchedulerLoadSource, KubeJobRunner, LocalTrainRunner, StaticCapacitySource, StaticLoadSource, loadSupplierWallet, readBridgeStatus, type BridgeEvent } from '../../pkg/bridge/index.js';
 import type { Command } from './commands.js';
 import { UsageError, formatError } from './errors.js';
 import { intFlag, numFlag, parseFlags, strFlag } from './flags.js';
@@ -23,6 +25,15 @@ export interface BridgeCommandIo {
   /** Stops `bridge run` after the current tick. @default SIGINT / SIGTERM */
   signal?: AbortSignal;
 }
+
+/** Flags the chart sets through the environment (charts/tessera/templates/bridge.yaml). */
+export const ENV_FLAGS: Readonly<Record<string, string>> = {
+  rpc: 'TESSERA_BRIDGE_RPC_URL', registry: 'TESSERA_BRIDGE_REGISTRY', market: 'TESSERA_BRIDGE_MARKET',
+  keystore: 'TESSERA_BRIDGE_KEYSTORE', 'password-file': 'TESSERA_BRIDGE_KEYSTORE_PASSWORD_FILE', state: 'TESSERA_BRIDGE_STATE',
+  stake: 'TESSERA_BRIDGE_STAKE', 'min-wei-per-step': 'TESSERA_BRIDGE_MIN_WEI_PER_STEP', flops: 'TESSERA_BRIDGE_FLOPS',
+  memory: 'TESSERA_BRIDGE_MEMORY', 'max-model-bytes': 'TESSERA_BRIDGE_MAX_MODEL_BYTES', namespace: 'TESSERA_BRIDGE_JOB_NAMESPACE',
+  'in-cluster': 'TESSERA_BRIDGE_IN_CLUSTER', 'http-port': 'TESSERA_HTTP_PORT',
+};
 
 const help = `usage: tessera bridge <run|status> [flags]
 
@@ -64,6 +75,12 @@ run (register or update capacity, then watch JobPosted, accept, train, submit, f
                             so local jobs preempt it (checkpoint, wait, resume, or release before the deadline);
                             what the scheduler's jobs reserve counts as load when jobs are evaluated;
                             not with --kubeconfig (there the TrainingJob's priority class does it)
+  --in-cluster              hand jobs to the Kubernetes cluster this pod runs in (its service account)
+  --http-port N             serve /metrics and /healthz (a tick stuck for max(60 s, 10 x --poll-ms) is
+                            unhealthy) on this port, 0 = any free port (default: none)
+
+Flags the Helm chart passes through the environment (a flag on the command line wins):
+${Object.entries(ENV_FLAGS).map(([f, e]) => `  --${f} <- ${e}`).join('\n')}
 `;
 
 const big = (values: Record<string, unknown>, name: string, fallback?: bigint): bigint => {
@@ -108,7 +125,14 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         batch: { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'from-block': { type: 'string' }, 'poll-ms': { type: 'string' },
         once: { type: 'boolean' }, fleet: { type: 'string' }, 'max-block-range': { type: 'string' }, help: { type: 'boolean', short: 'h' },
         'rpc-attempts': { type: 'string' }, kubeconfig: { type: 'string' }, namespace: { type: 'string' }, scheduler: { type: 'string' },
+        'in-cluster': { type: 'boolean' }, 'http-port': { type: 'string' },
       });
+      const env = io.env ?? process.env;
+      for (const [flag, name] of Object.entries(ENV_FLAGS)) {
+        const v = env[name];
+        if (values[flag] !== undefined || v === undefined || v === '') continue;
+        values[flag] = flag === 'in-cluster' ? v === 'true' : v;
+      }
       if (values.help) { io.out(help); return 0; }
       const json = values.json === true;
       // no cached answers (a stale nonce on a fast chain), network detected once, transient failures retried
@@ -120,6 +144,8 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         passwordEnv: values['password-env'] as string | undefined, env: io.env,
       }, provider);
       let scheduler: SchedulerClient | undefined;
+      let http: Server | undefined;
+      const metrics = new BridgeMetrics();
       try {
         if (sub === 'status') {
           const supplier = values.supplier !== undefined ? addr(values, 'supplier') : (await keystore()).address;
@@ -134,8 +160,10 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         const fleet = values.fleet === undefined ? [] : parseFleet(await readFile(strFlag(values, 'fleet'), 'utf8'), readProfiles());
         const wallet = await keystore();
         const statePath = resolve(strFlag(values, 'state'));
-        const kubeconfig = (values.kubeconfig as string | undefined) ?? (io.env ?? process.env).TESSERA_KUBECONFIG;
-        if (values.scheduler !== undefined && kubeconfig !== undefined) throw new UsageError('--scheduler works with standalone training only, not with --kubeconfig');
+        const kubeconfig = (values.kubeconfig as string | undefined) ?? env.TESSERA_KUBECONFIG;
+        const inCluster = values['in-cluster'] === true;
+        if (inCluster && kubeconfig !== undefined) throw new UsageError('--in-cluster and --kubeconfig exclude each other');
+        if (values.scheduler !== undefined && (kubeconfig !== undefined || inCluster)) throw new UsageError('--scheduler works with standalone training only, not with --kubeconfig or --in-cluster');
         scheduler = values.scheduler !== undefined ? new SchedulerClient(strFlag(values, 'scheduler')) : undefined;
         const print = (e: BridgeEvent) => io.out(json ? jsonLine(e) : `${e.type} ${jsonLine({ ...e, type: undefined }).trim()}\n`);
         const bridge = new Bridge({
@@ -146,20 +174,25 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
             ? new FleetCapacitySource(() => fleet)
             : new StaticCapacitySource({ flopsPerSecond: big(values, 'flops'), memoryBytes: big(values, 'memory'), maxModelBytes: big(values, 'max-model-bytes') }),
           load: scheduler ? new SchedulerLoadSource(scheduler) : new StaticLoadSource(),
-          runner: kubeconfig !== undefined
-            ? new KubeJobRunner({ kubeConfig: loadKubeConfig(kubeconfig), namespace: strFlag(values, 'namespace', 'tessera-network'), market: marketAddr, batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10), fetch: { cacheDir: `${statePath}.inputs` } })
+          runner: kubeconfig !== undefined || inCluster
+            ? new KubeJobRunner({ kubeConfig: inCluster ? clusterKubeConfig() : loadKubeConfig(kubeconfig!), namespace: strFlag(values, 'namespace', 'tessera-network'), market: marketAddr, batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10), fetch: { cacheDir: `${statePath}.inputs` } })
             : new LocalTrainRunner({ outDir: resolve(strFlag(values, 'out-dir', `${statePath}.out`)), batch: intFlag(values, 'batch', 4), checkpointEvery: intFlag(values, 'checkpoint-every', 10) }),
           predictor: { stepSeconds: () => numFlag(values, 'seconds-per-step', 1, 0)! },
           scheduler,
-          log: print,
+          log: (e) => { metrics.observe(e); print(e); },
         }, {
           stake: parseEther(strFlag(values, 'stake', '1')),
           policy: { minWeiPerStep: big(values, 'min-wei-per-step', 0n) },
           fromBlock: intFlag(values, 'from-block', 0, 0),
           maxBlockRange: intFlag(values, 'max-block-range', 2000),
         });
-        await bridge.register();
         const pollMs = intFlag(values, 'poll-ms', 2000, 0);
+        if (values['http-port'] !== undefined) {
+          const s = await serveHttp(intFlag(values, 'http-port', 0, 0), () => metrics.render(), () => metrics.healthy(Math.max(60_000, 10 * pollMs)));
+          http = s.server;
+          io.err(`tessera bridge: metrics and health on http://0.0.0.0:${s.port} (/metrics, /healthz)\n`);
+        }
+        await bridge.register();
         const signal = io.signal ?? signalOnExit();
         if (values.once) {
           await bridge.tick(); // one tick, finished: every job stepped until none has work in flight
@@ -168,12 +201,15 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         for (;;) {
           // step() never waits for a job: training, preemption waits and commits go on between ticks
           let waitMs = pollMs;
+          let ok = true;
           try {
             const pace = await bridge.step();
             if (pace.type === 'busy') waitMs = Math.min(pollMs, pace.afterMs);
           } catch (err) {
+            ok = false;
             io.err(`tessera bridge: ${formatError(err)}; retrying in ${pollMs} ms\n`);
           }
+          metrics.ticked(ok, await bridge.snapshot().catch(() => undefined));
           if (signal.aborted) break;
           await new Promise<void>((r) => {
             const t = setTimeout(r, waitMs);
@@ -184,11 +220,24 @@ export function makeBridgeCommand(io: BridgeCommandIo): Command {
         await bridge.stop(); // jobs training here checkpoint and end; the next start resumes them
         return 0;
       } finally {
+        http?.close();
         scheduler?.close();
         provider.destroy();
       }
     },
   };
+}
+
+/** The service account of the pod this runs in. */
+function clusterKubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    kc.loadFromCluster();
+  } catch (err) {
+    throw new UsageError(`--in-cluster: ${(err as Error).message}`);
+  }
+  if (!kc.getCurrentCluster()?.server || kc.getCurrentCluster()?.server === 'https://undefined:undefined') throw new UsageError('--in-cluster: not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST/PORT unset)');
+  return kc;
 }
 
 function loadKubeConfig(path: string): KubeConfig {

@@ -19,6 +19,7 @@ import { evaluateJob, SkipReason, type PricePolicy } from './evaluate.js';
 import { JobAbandonedError, JobInputError, JobSpecError, RunPendingError } from './errors.js';
 import { parseJobSpec, type JobIntake } from './intake.js';
 import { isBusy, type BridgePace, type JobTask, type RunOutcome, type RunTask } from './job-task.js';
+import type { BridgeSnapshot } from './metrics.js';
 import { SchedulerLease, clipDetail, networkJobSpec, type LeaseClient } from './lease.js';
 import type { JobRunner, RunControl, RunProgress, RunnableJob, YieldOutcome } from './runner.js';
 
@@ -252,6 +253,17 @@ export class Bridge {
     await this.poll();
     this.#tick++;
     return this.pass();
+  }
+
+  /** Jobs in flight by lifecycle state (job-task.ts; the state file's phase for jobs not stepped yet) and wei earned: for /metrics. */
+  async snapshot(): Promise<BridgeSnapshot> {
+    const s = await this.state();
+    const jobs: Record<string, number> = {};
+    for (const a of Object.values(s.active)) {
+      const state = this.#tasks.get(a.jobId)?.state ?? a.phase;
+      jobs[state] = (jobs[state] ?? 0) + 1;
+    }
+    return { jobs, earnedWei: BigInt(s.earned) };
   }
 
   /**

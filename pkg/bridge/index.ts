@@ -17,6 +17,8 @@ export type { JobResult, JobRunner, LocalTrainRunnerOptions, RunControl, Runnabl
 export { SchedulerLease, clipDetail, deadlineCheck, networkJobSpec } from './lease.js';
 export type { AdmissionStep, DeadlineDecision, LeaseClient, LeaseEvent, SchedulerLeaseOptions } from './lease.js';
 export type { BridgePace, JobTask } from './job-task.js';
+export { BridgeMetrics } from './metrics.js';
+export type { BridgeSnapshot } from './metrics.js';
 export { loadSupplierWallet } from './keystore.js';
 export type { KeystoreOptions } from './keystore.js';
 export { readBridgeStatus } from './status.js';

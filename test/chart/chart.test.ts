@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { isMap, isScalar, isSeq, parseDocument, type Node, type YAMLMap } from 'yaml';
 import { chartDir, root, runHelm, template, type Manifest } from './helm.js';
 import { parseOperatorFlags } from '../../cmd/operator/config.js';
+import { ENV_FLAGS } from '../../cmd/tessera/bridge-command.js';
 
 const byKind = (docs: Manifest[], kind: string) => docs.filter((d) => d.kind === kind);
 const ids = (docs: Manifest[]) => docs.map((d) => `${d.kind}/${d.metadata.name}`).sort();
@@ -15,7 +16,7 @@ const one = (docs: Manifest[], kind: string, name: string): Manifest => {
 };
 const env = (c: Manifest, name: string) => (c.env as { name: string; value?: string }[]).find((e) => e.name === name)?.value;
 
-const BRIDGE = { 'bridge.enabled': 'true', 'bridge.rpcUrl': 'http://chain:8545', 'bridge.keystoreSecret': 'bridge-keys' };
+const BRIDGE = { 'bridge.enabled': 'true', 'bridge.rpcUrl': 'http://chain:8545', 'bridge.keystoreSecret': 'bridge-keys', 'bridge.registry': '0x5FbDB2315678afecb367f032d93F642f64180aa3', 'bridge.market': '0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512' };
 const EXTERNAL_NATS = { 'nats.bundled.enabled': 'false', 'nats.url': 'nats://nats.nats:4222' };
 
 const CORE = [
@@ -207,7 +208,24 @@ describe('wiring between components', () => {
     const pod = one(docs, 'Deployment', 'rel-tessera-bridge').spec.template.spec;
     expect(pod.volumes).toContainEqual({ name: 'keystore', secret: { secretName: 'bridge-keys', defaultMode: 0o400 } });
     expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'keystore', mountPath: '/var/run/tessera/keystore', readOnly: true });
-    expect(one(docs, 'Role', 'rel-tessera-bridge').rules).toEqual([{ apiGroups: ['tessera.dev'], resources: ['trainingjobs'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] }]);
+    expect(one(docs, 'Role', 'rel-tessera-bridge').rules).toEqual([
+      { apiGroups: ['tessera.dev'], resources: ['trainingjobs'], verbs: ['get', 'create'] },
+      { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'create', 'update'] },
+    ]);
+  });
+
+  it('the bridge container is configured through the environment the CLI reads: every required flag set, Kubernetes hand-off in-cluster', () => {
+    const c = one(rendered.get('bridge on')!, 'Deployment', 'rel-tessera-bridge').spec.template.spec.containers[0];
+    expect(c.args).toBeUndefined(); // tessera-bridge is `tessera bridge run`: the environment says the rest
+    const names = (c.env as Array<{ name: string }>).map((e) => e.name);
+    // every env var the container gets is one the CLI reads, and every flag without a default is among them
+    expect(names.filter((n) => !Object.values(ENV_FLAGS).includes(n))).toEqual([]);
+    for (const flag of ['rpc', 'registry', 'market', 'keystore', 'password-file', 'state', 'flops', 'memory', 'max-model-bytes']) expect(names).toContain(ENV_FLAGS[flag]);
+    expect(env(c, 'TESSERA_BRIDGE_MARKET')).toBe('0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512');
+    expect(env(c, 'TESSERA_BRIDGE_IN_CLUSTER')).toBe('true');
+    expect(env(c, 'TESSERA_HTTP_PORT')).toBe('9090');
+    expect(c.volumeMounts).toContainEqual({ name: 'state', mountPath: '/var/lib/tessera-bridge' });
+    expect(env(c, 'TESSERA_BRIDGE_STATE')).toBe('/var/lib/tessera-bridge/state.json');
   });
 });
 
@@ -217,6 +235,7 @@ describe('values that cannot work are refused at render time', () => {
     ['both bundled and external NATS', { 'nats.url': 'nats://x:4222' }, 'exclusive'],
     ['network priority above local', { 'priorityClasses.network.value': '5000' }, 'must be higher'],
     ['bridge without a keystore', { 'bridge.enabled': 'true', 'bridge.rpcUrl': 'http://chain:8545' }, 'bridge.keystoreSecret'],
+    ['bridge without contract addresses', { ...BRIDGE, 'bridge.market': '' }, 'bridge.market'],
     ['an unknown operator planner', { 'operator.planner': 'magic' }, 'operator.planner must be grpc or in-process'],
   ])('%s', (_name, set, message) => {
     expect(() => template(set)).toThrow(message);

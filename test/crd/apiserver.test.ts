@@ -157,7 +157,16 @@ describe('TrainingJob CRD on a real kube-apiserver (slow)', () => {
     // The optional parts too (PriorityClasses belong to the first release).
     ok(run(helm(), ['install', 'rel2', 'charts/tessera', '-n', 'tessera-extra', '--create-namespace', '--set', 'priorityClasses.create=false',
       '--set', 'bridge.enabled=true', '--set', 'bridge.rpcUrl=http://chain:8545', '--set', 'bridge.keystoreSecret=keys',
+      '--set', 'bridge.registry=0x5FbDB2315678afecb367f032d93F642f64180aa3', '--set', 'bridge.market=0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512',
       '--set', 'nats.bundled.enabled=false', '--set', 'nats.url=nats://nats:4222']));
     expect(ok(kubectl(['get', 'deploy', '-n', 'tessera-extra', '-o', 'name'])).trim().split('\n').sort()).toEqual(['deployment.apps/rel2-tessera-bridge', 'deployment.apps/rel2-tessera-operator', 'deployment.apps/rel2-tessera-scheduler']);
+    // The bridge hands jobs over as a TrainingJob plus an input ConfigMap it owns (pkg/bridge/kube-runner.ts): that, nothing more.
+    const bridge = (...args: string[]) => kubectl(['auth', 'can-i', '--as', 'system:serviceaccount:tessera-extra:rel2-tessera-bridge', ...args]).stdout.trim();
+    expect(['create', 'get'].map((v) => bridge(v, 'trainingjobs.tessera.dev', '-n', 'tessera-extra'))).toEqual(['yes', 'yes']);
+    expect(['create', 'get', 'update'].map((v) => bridge(v, 'configmaps', '-n', 'tessera-extra'))).toEqual(['yes', 'yes', 'yes']);
+    expect(bridge('delete', 'trainingjobs.tessera.dev', '-n', 'tessera-extra')).toBe('no');
+    expect(bridge('list', 'configmaps', '-n', 'tessera-extra')).toBe('no');
+    expect(bridge('create', 'trainingjobs.tessera.dev', '-n', 'default')).toBe('no');
+    expect(bridge('get', 'secrets', '-n', 'tessera-extra')).toBe('no');
   });
 });

@@ -69,8 +69,8 @@ helm.sh/chart: {{ include "tessera.chart" .ctx }}
 {{- if not (has .Values.operator.planner (list "grpc" "in-process")) -}}
 {{- fail (printf "operator.planner must be grpc or in-process, got %q" (toString .Values.operator.planner)) -}}
 {{- end -}}
-{{- if and .Values.bridge.enabled (or (not .Values.bridge.rpcUrl) (not .Values.bridge.keystoreSecret)) -}}
-{{- fail "bridge.enabled=true needs bridge.rpcUrl and bridge.keystoreSecret" -}}
+{{- if and .Values.bridge.enabled (or (not .Values.bridge.rpcUrl) (not .Values.bridge.keystoreSecret) (not .Values.bridge.registry) (not .Values.bridge.market)) -}}
+{{- fail "bridge.enabled=true needs bridge.rpcUrl, bridge.keystoreSecret, bridge.registry and bridge.market" -}}
 {{- end -}}
 {{- end -}}
 
