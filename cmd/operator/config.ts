@@ -13,7 +13,9 @@ export const USAGE = `usage: tessera-operator [flags]
   --resync-ms <n>           reconcile every job this often without a change, e.g. to notice a
                             restarted scheduler's lost holds; 0: off (env TESSERA_RESYNC_MS; default 60000)
 
-Everything else comes from the environment the chart sets (TESSERA_NAMESPACE, TESSERA_HTTP_PORT, ...).
+Everything else comes from the environment the chart sets (TESSERA_NAMESPACE, TESSERA_HTTP_PORT, ...),
+e.g. TESSERA_WORKER_RESOURCES: JSON {"requests": {...}, "limits": {...}} for each stage container
+(a whole GPU is always added).
 `;
 
 export class UsageError extends Error {
@@ -25,6 +27,35 @@ export interface OperatorFlags {
   plannerConfig: PlannerConfig;
   /** OperatorOptions.resyncMs. */
   resyncMs: number;
+  /** PodTemplateConfig.resources, from TESSERA_WORKER_RESOURCES. */
+  workerResources: WorkerResources;
+}
+
+export interface WorkerResources {
+  requests?: Record<string, string>;
+  limits?: Record<string, string>;
+}
+
+/** TESSERA_WORKER_RESOURCES (the chart's `toJson .Values.worker.resources`): only requests/limits maps of quantities. */
+export function parseWorkerResources(raw: string | undefined): WorkerResources {
+  if (raw === undefined || raw.trim() === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (err) {
+    throw new UsageError(`TESSERA_WORKER_RESOURCES is not JSON: ${(err as Error).message}`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new UsageError('TESSERA_WORKER_RESOURCES must be a JSON object with "requests" and/or "limits"');
+  const out: WorkerResources = {};
+  for (const [k, m] of Object.entries(v)) {
+    if (k !== 'requests' && k !== 'limits') throw new UsageError(`TESSERA_WORKER_RESOURCES: unknown key "${k}" (requests, limits)`);
+    if (m === null || typeof m !== 'object' || Array.isArray(m)) throw new UsageError(`TESSERA_WORKER_RESOURCES.${k} must be an object of quantities`);
+    out[k] = Object.fromEntries(Object.entries(m).map(([r, q]) => {
+      if ((typeof q !== 'string' || q === '') && typeof q !== 'number') throw new UsageError(`TESSERA_WORKER_RESOURCES.${k}.${r} must be a quantity, got ${JSON.stringify(q)}`);
+      return [r, String(q)];
+    }));
+  }
+  return out;
 }
 
 export function parseOperatorFlags(argv: readonly string[], env: NodeJS.ProcessEnv): OperatorFlags | 'help' {
@@ -50,5 +81,5 @@ export function parseOperatorFlags(argv: readonly string[], env: NodeJS.ProcessE
   const rawResync = (values['resync-ms'] as string | undefined) ?? env.TESSERA_RESYNC_MS;
   const resyncMs = rawResync === undefined ? 60_000 : Number(rawResync);
   if (!(Number.isInteger(resyncMs) && resyncMs >= 0)) throw new UsageError(`--resync-ms must be an integer >= 0, got "${rawResync}"`);
-  return { planner, plannerConfig: { ...(scheduler ? { scheduler } : {}), ...(deadlineMs ? { deadlineMs } : {}) }, resyncMs };
+  return { planner, plannerConfig: { ...(scheduler ? { scheduler } : {}), ...(deadlineMs ? { deadlineMs } : {}) }, resyncMs, workerResources: parseWorkerResources(env.TESSERA_WORKER_RESOURCES) };
 }

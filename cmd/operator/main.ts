@@ -45,6 +45,7 @@ const operator = new Operator({
     natsUrl: env.TESSERA_NATS_URL ?? '',
     schedulerAddr: flags.plannerConfig.scheduler ?? env.TESSERA_SCHEDULER_ADDR ?? '',
     priorityClass: { local: env.TESSERA_PRIORITY_CLASS_LOCAL ?? 'tessera-local', network: env.TESSERA_PRIORITY_CLASS_NETWORK ?? 'tessera-network' },
+    resources: flags.workerResources,
   },
   planner,
   runner,

@@ -95,6 +95,15 @@ describe('TrainingJobReconciler.decide', () => {
     expect(third).toEqual({ actions: [], pacing: { type: 'done' } });
   });
 
+  it('stage pods get the configured CPU and memory and always one whole GPU', async () => {
+    const r = new TrainingJobReconciler({ planner: new InProcessPlanner(), coster: costed, writer: { apply: async () => {} }, profiles: readProfiles(), now: () => NOW,
+      template: { ...DEFAULT_POD_TEMPLATE, resources: { requests: { cpu: '1', memory: '2Gi', 'nvidia.com/gpu': '8' }, limits: { memory: '16Gi' } } } });
+    const res = await r.decide(KEY, { job: job(), pods: [], nodes: nodes('a', 'b', 'c') });
+    const pods = res.actions.filter((a): a is Extract<Action, { type: 'createPod' }> => a.type === 'createPod');
+    expect(pods.length).toBeGreaterThan(0);
+    for (const p of pods) expect(p.pod.spec!.containers[0]!.resources).toEqual({ requests: { cpu: '1', memory: '2Gi', 'nvidia.com/gpu': '1' }, limits: { memory: '16Gi', 'nvidia.com/gpu': '1' } });
+  });
+
   it('a model that cannot be costed: even split over maxStages nodes, said in the Planned condition', async () => {
     const { r } = setup(uncostable);
     const res = await r.decide(KEY, { job: job(), pods: [], nodes: nodes('a', 'b', 'c') });

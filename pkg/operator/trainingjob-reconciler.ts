@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { API_VERSION, ConditionType, KIND, Phase, TrainingJobSpecError, parseTrainingJob, type Condition, type TrainingJob, type TrainingJobSpec, type TrainingJobStatus } from '../k8s/index.js';
-import type { DeviceProfile } from '../planner/index.js';
+import { GPU_RESOURCE, type DeviceProfile } from '../planner/index.js';
 import { isActive, StopMode, type JobRunner, type RunProgress, type RunRequest, type RunView } from './job-runner.js';
 import type { ModelCoster } from './model-source.js';
 import { NoCapacityError, PlanFailedError, SchedulerUnavailableError, fleetFromNodes, type JobPlan, type NodeLike, type Planner } from './planner.js';
@@ -80,6 +80,8 @@ export interface PodTemplateConfig {
   schedulerAddr: string;
   /** @default { local: "tessera-local", network: "tessera-network" } */
   priorityClass: { local: string; network: string };
+  /** CPU and memory of each stage container (the chart's worker.resources); one whole GPU is always added. @default {} */
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
 }
 
 export const DEFAULT_POD_TEMPLATE: PodTemplateConfig = {
@@ -188,7 +190,7 @@ export function stagePod(job: TrainingJob, index: number, stages: number, node: 
           { name: 'TESSERA_NATS_URL', value: t.natsUrl },
           { name: 'TESSERA_SCHEDULER_ADDR', value: t.schedulerAddr },
         ],
-        resources: { requests: { 'nvidia.com/gpu': '1' }, limits: { 'nvidia.com/gpu': '1' } },
+        resources: { requests: { ...t.resources?.requests, [GPU_RESOURCE]: '1' }, limits: { ...t.resources?.limits, [GPU_RESOURCE]: '1' } },
       }],
     },
   };

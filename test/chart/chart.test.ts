@@ -173,7 +173,12 @@ describe('wiring between components', () => {
     expect(env(bundled, 'TESSERA_PRIORITY_CLASS_LOCAL')).toBe('tessera-local');
     expect(env(bundled, 'TESSERA_PRIORITY_CLASS_NETWORK')).toBe('tessera-network');
     // What the chart passes is what cmd/operator accepts: the resync period included.
-    expect(parseOperatorFlags(bundled.args, { TESSERA_RESYNC_MS: env(bundled, 'TESSERA_RESYNC_MS') })).toMatchObject({ planner: 'grpc', resyncMs: 60_000 });
+    expect(parseOperatorFlags(bundled.args, { TESSERA_RESYNC_MS: env(bundled, 'TESSERA_RESYNC_MS'), TESSERA_WORKER_RESOURCES: env(bundled, 'TESSERA_WORKER_RESOURCES') })).toMatchObject({
+      planner: 'grpc', resyncMs: 60_000, workerResources: { requests: { cpu: '1', memory: '2Gi' }, limits: { cpu: '4', memory: '16Gi' } },
+    });
+    // every variable the chart gives the operator is one it reads
+    const read = readFileSync(`${root}cmd/operator/main.ts`, 'utf8') + readFileSync(`${root}cmd/operator/config.ts`, 'utf8');
+    expect((bundled.env as Array<{ name: string }>).map((e) => e.name).filter((n) => !read.includes(n))).toEqual([]);
     const external = one(rendered.get('external NATS')!, 'Deployment', 'rel-tessera-operator').spec.template.spec.containers[0];
     expect(env(external, 'TESSERA_NATS_URL')).toBe('nats://nats.nats:4222');
   });
