@@ -26,4 +26,4 @@ export type { ModelCoster } from './model-source.js';
 export { ConflictError, KubeWriter, statusCodeOf } from './kube-writer.js';
 export { LeaderElector, LeaderState } from './leader.js';
 export type { LeaderElectionOptions } from './leader.js';
-export { LATENCY_BUCKETS, OperatorMetrics } from './metrics.js';
+export { LATENCY_BUCKETS, OperatorMetrics, jobProgressFamilies } from './metrics.js';

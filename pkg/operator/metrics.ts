@@ -1,3 +1,5 @@
+import type { MetricFamily } from '../metrics/index.js';
+import type { RawJob } from './trainingjob-reconciler.js';
 
 /** Reconcile latency buckets, seconds. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -44,3 +46,27 @@ export class OperatorMetrics {
     return `${lines.join('\n')}\n`;
   }
 }
+
+/**
+ * Training progress per TrainingJob, from each job's status (what the operator last wrote there),
+ * for dashboards and alerts: step and target steps (progress = step / steps), loss, samples/s, the
+ * last checkpoint's step. Jobs without progress yet have no samples.
+ */
+export function jobProgressFamilies(jobs: readonly RawJob[]): MetricFamily[] {
+  const rows = jobs.filter((j) => j.status?.progress?.step !== undefined).sort((a, b) => key(a).localeCompare(key(b)));
+  const labels = (j: RawJob) => ({ namespace: j.metadata.namespace, name: j.metadata.name });
+  const gauge = (name: string, help: string, value: (j: RawJob) => number | undefined): MetricFamily => ({
+    name, type: 'gauge', help,
+    samples: rows.flatMap((j) => { const v = value(j); return v === undefined || !Number.isFinite(v) ? [] : [{ labels: labels(j), value: v }]; }),
+  });
+  const spec = (j: RawJob) => j.spec as { steps?: unknown } | undefined;
+  return [
+    gauge('tessera_trainingjob_step', 'Optimizer steps done (status.progress.step).', (j) => j.status!.progress!.step),
+    gauge('tessera_trainingjob_steps', 'Optimizer steps the job asks for (spec.steps).', (j) => (typeof spec(j)?.steps === 'number' ? (spec(j)!.steps as number) : undefined)),
+    gauge('tessera_trainingjob_loss', 'Latest training loss (status.progress.loss).', (j) => (j.status!.progress!.loss === undefined ? undefined : Number(j.status!.progress!.loss))),
+    gauge('tessera_trainingjob_samples_per_second', 'Training throughput over the last progress window.', (j) => j.status!.progress!.samplesPerSecond),
+    gauge('tessera_trainingjob_last_checkpoint_step', 'Step of the latest complete checkpoint.', (j) => j.status!.progress!.lastCheckpointStep),
+  ];
+}
+
+const key = (j: RawJob): string => `${j.metadata.namespace}/${j.metadata.name}`;

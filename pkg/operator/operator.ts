@@ -6,8 +6,8 @@ import { readProfiles, type DeviceProfile } from '../planner/index.js';
 import { Informer, keyOf, type InformerEvent, type ListResult } from './informer.js';
 import { KubeWriter } from './kube-writer.js';
 import { LeaderElector } from './leader.js';
-import { serveHttp } from '../metrics/index.js';
-import { OperatorMetrics } from './metrics.js';
+import { renderMetrics, serveHttp } from '../metrics/index.js';
+import { OperatorMetrics, jobProgressFamilies } from './metrics.js';
 import { ConfigMapModelCoster, type ModelCoster } from './model-source.js';
 import { InProcessPlanner, type Planner } from './planner.js';
 import type { JobRunner } from './job-runner.js';
@@ -181,7 +181,7 @@ export class Operator {
       const p = j.status?.phase ?? 'Pending';
       byPhase[p] = (byPhase[p] ?? 0) + 1;
     }
-    return this.metrics.render(byPhase, this.leading);
+    return this.metrics.render(byPhase, this.leading) + renderMetrics(jobProgressFamilies(this.jobs.list()));
   }
 
   private enqueue(key: string): void {

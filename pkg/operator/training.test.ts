@@ -139,6 +139,12 @@ describe('training through the operator: apply to Succeeded on stage worker proc
     const [head, row] = kubectl(cluster, ['get', 'tj', 'tiny', '-n', NS]).trim().split('\n').map((l) => l.trim().split(/\s+/));
     expect(head!.slice(0, 5)).toEqual(['NAME', 'PHASE', 'STAGES', 'STEP', 'LOSS']);
     expect(row!.slice(0, 5)).toEqual(['tiny', 'Succeeded', '2', '120', s.progress!.loss]);
+    // ... and /metrics, per job, from its status (the informer may lag the status read above by a moment)
+    const series = `{name="tiny",namespace="${NS}"}`;
+    const m = await until('tiny in /metrics', async () => (op.metricsText().includes(`tessera_trainingjob_step${series} 120`) ? op.metricsText() : undefined));
+    expect(m).toContain(`tessera_trainingjob_steps${series} 120`);
+    expect(m).toContain(`tessera_trainingjob_loss${series} ${Number(s.progress!.loss)}`);
+    expect(m).toContain(`tessera_trainingjob_last_checkpoint_step${series} 120`);
 
     // The workers are idle once training ended: their pods go, and the kubelet stops their processes.
     await until('stage pods gone', async () => (await podsOf('tiny')).length === 0 && kubelet.running.length === 0);
