@@ -126,7 +126,7 @@ describe('TrainingJob CRD on a real kube-apiserver (slow)', () => {
     expect(wideRow!.slice(5, 7)).toEqual(['local', '1f1b']);
   });
 
-  it('helm install: the apiserver accepts every object the chart renders, and the operator RBAC allows exactly its work', () => {
+  it('helm install: the apiserver accepts every object the chart renders, the operator RBAC allows exactly its work, and an upgrade applies in place', () => {
     // The CRD exists already (applied above), so helm leaves crds/ alone, as it does on upgrades.
     ok(run(helm(), ['install', 'rel', 'charts/tessera', '-n', 'tessera-system', '--create-namespace']));
     const objects = ok(kubectl(['get', 'deploy,sts,svc,sa,role,rolebinding', '-n', 'tessera-system', '-l', 'app.kubernetes.io/instance=rel', '-o', 'name'])).trim().split('\n').sort();
@@ -153,6 +153,11 @@ describe('TrainingJob CRD on a real kube-apiserver (slow)', () => {
     expect(can('create', 'trainingjobs.tessera.dev', '-n', NS)).toBe('no');
     expect(can('get', 'secrets', '-n', NS)).toBe('no');
     expect(can('update', 'pods', '-n', NS)).toBe('no');
+
+    // An upgrade with changed values applies in place (selectors are stable across versions).
+    ok(run(helm(), ['upgrade', 'rel', 'charts/tessera', '-n', 'tessera-system', '--reuse-values', '--set', 'operator.replicas=2', '--set', 'operator.resyncMs=30000']));
+    expect(ok(kubectl(['get', 'deploy', 'rel-tessera-operator', '-n', 'tessera-system', '-o', 'jsonpath={.spec.replicas} {.spec.template.spec.containers[0].env[?(@.name=="TESSERA_RESYNC_MS")].value}']))).toBe('2 30000');
+    expect(ok(run(helm(), ['status', 'rel', '-n', 'tessera-system', '-o', 'json']))).toMatch(/"version":2/);
 
     // The optional parts too (PriorityClasses belong to the first release).
     ok(run(helm(), ['install', 'rel2', 'charts/tessera', '-n', 'tessera-extra', '--create-namespace', '--set', 'priorityClasses.create=false',
