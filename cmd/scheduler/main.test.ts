@@ -2,7 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { SchedulerClient } from '../../pkg/scheduler/index.js';
-import { eventually, profile } from '../../pkg/scheduler/testing.js';
+import { eventually, profile, uniformModel } from '../../pkg/scheduler/testing.js';
 
 const bin = join(new URL('../..', import.meta.url).pathname, 'dist/cmd/scheduler/main.js');
 
@@ -31,6 +31,16 @@ test('serves /healthz for the probes and /metrics that follow the fleet; SIGTERM
     const m = (await get('/metrics')).text;
     expect(m).toContain(`tessera_scheduler_memory_bytes{kind="offered"} ${16e9}`);
     expect(m).toContain('tessera_scheduler_events_total{type="worker-registered"} 1');
+    // A planned job's progress reports show per job.
+    await client.submitJob('run-1', { model: { type: 'chain', chain: uniformModel(2, 0.001) }, stages: 1 });
+    await client.reportProgress('run-1', { step: 40, steps: 300, loss: 2.5, itemsPerSecond: 1200, unit: 'tokens', checkpoint: '', traceRoot: '', traceSteps: 0 });
+    const p = (await get('/metrics')).text;
+    expect(p).toContain('tessera_scheduler_jobs{phase="Planned"} 1');
+    expect(p).toContain('tessera_scheduler_job_step{job="run-1"} 40');
+    expect(p).toContain('tessera_scheduler_job_steps{job="run-1"} 300');
+    expect(p).toContain('tessera_scheduler_job_loss{job="run-1"} 2.5');
+    expect(p).toContain('tessera_scheduler_job_items_per_second{job="run-1",unit="tokens"} 1200');
+    expect(p).toMatch(/tessera_scheduler_memory_bytes\{kind="reserved"\} [1-9]/);
     w.cancel();
   } finally {
     client?.close();

@@ -1,6 +1,6 @@
 import { Counts, renderMetrics, type MetricFamily } from '../metrics/index.js';
 import type { SchedulerCore, SchedulerEvent } from './core.js';
-import { JobPhase } from './types.js';
+import { JobPhase, type JobProgress } from './types.js';
 
 const EVENT_TYPES: readonly SchedulerEvent['type'][] = ['worker-registered', 'worker-lost', 'job-submitted', 'job-reserved', 'job-released', 'job-pending', 'job-preempting', 'job-phase'];
 
@@ -15,7 +15,8 @@ export class SchedulerMetrics {
     this.events.add(e.type);
   }
 
-  render(core: SchedulerCore, serving: boolean): string {
+  /** `progress`: the latest ReportProgress per job (runs that report, e.g. `tessera train --scheduler`). */
+  render(core: SchedulerCore, serving: boolean, progress: ReadonlyMap<string, JobProgress> = new Map()): string {
     const fleet = core.listFleet();
     const jobs = core.listJobs();
     const live = fleet.filter((w) => w.status.type === 'live');
@@ -30,8 +31,23 @@ export class SchedulerMetrics {
         samples: [{ labels: { kind: 'offered' }, value: live.reduce((a, w) => a + w.profile.memoryBytes, 0) }, { labels: { kind: 'reserved' }, value: live.reduce((a, w) => a + w.reservedBytes, 0) }],
       },
       { name: 'tessera_scheduler_preemptions_pending', type: 'gauge', help: 'Jobs asked to checkpoint and yield to a higher-class job.', samples: [{ value: jobs.filter((j) => j.preemption).length }] },
+      ...progressFamilies(progress),
       { name: 'tessera_scheduler_events_total', type: 'counter', help: 'Scheduler events by type (worker-lost counts lost workers, job-reserved every plan reserved, job-preempting every preemption notice).', samples: this.events.samples('type', EVENT_TYPES) },
     ];
     return renderMetrics(families);
   }
+}
+
+/** Per reporting job: step of steps, loss, throughput (labelled with what it counts). */
+function progressFamilies(progress: ReadonlyMap<string, JobProgress>): MetricFamily[] {
+  const rows = [...progress].sort(([a], [b]) => a.localeCompare(b));
+  const gauge = (name: string, help: string, value: (p: JobProgress) => number, extra: (p: JobProgress) => Record<string, string> = () => ({})): MetricFamily => ({
+    name, type: 'gauge', help, samples: rows.filter(([, p]) => Number.isFinite(value(p))).map(([job, p]) => ({ labels: { job, ...extra(p) }, value: value(p) })),
+  });
+  return [
+    gauge('tessera_scheduler_job_step', 'Steps done, as the job last reported (ReportProgress).', (p) => p.step),
+    gauge('tessera_scheduler_job_steps', 'Steps the job runs.', (p) => p.steps),
+    gauge('tessera_scheduler_job_loss', 'Latest loss the job reported.', (p) => p.loss),
+    gauge('tessera_scheduler_job_items_per_second', 'Throughput the job reported, in its unit (e.g. tokens).', (p) => p.itemsPerSecond, (p) => ({ unit: p.unit || 'items' })),
+  ];
 }

@@ -134,7 +134,7 @@ export class SchedulerServer {
 
   /** The /metrics text now. */
   metricsText(): string {
-    return this.metrics.render(this.core, this.serving);
+    return this.metrics.render(this.core, this.serving, this.progress);
   }
 
   /** One heartbeat check; the interval timer calls this, tests may too. */
