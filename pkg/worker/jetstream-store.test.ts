@@ -71,6 +71,34 @@ describe('JetStream object store checkpoints', () => {
     await expect(store.get('bad/step-1/stage-0')).resolves.toBeInstanceOf(Uint8Array);
   }, 30_000);
 
+  test('the stages of a job opening a new bucket at once (each its own connection) all get it', async () => {
+    for (let round = 0; round < 3; round++) {
+      const buses = await Promise.all(Array.from({ length: 8 }, () => NatsBus.connect({ servers: server.url })));
+      try {
+        const bucket = `race-${round}`;
+        const stores = buses.map((b) => new JetStreamCheckpointStore(b.connection, { bucket }));
+        const names = await Promise.all(stores.map((st, i) => st.writeStage('job', i, { step: 1, params: { w: f32(i) }, optimizerState: {} }, 'fp')));
+        expect(names).toEqual(stores.map((_, i) => `job/step-1/stage-${i}`));
+        for (const n of names) expect((await stores[0]!.get(n)).length).toBeGreaterThan(0);
+      } finally {
+        await Promise.all(buses.map((b) => b.close()));
+      }
+    }
+  }, 60_000);
+
+  test('a server without JetStream: after a few tries, a StageCheckpointError that says why, with the server\'s own answer', async () => {
+    const plain = await NatsServer.start({});
+    const b = await NatsBus.connect({ servers: plain.url });
+    try {
+      const err = await new JetStreamCheckpointStore(b.connection, { bucket: 'none' }).writeStage('job', 0, { step: 1, params: { w: f32(1) }, optimizerState: {} }, 'fp').then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(StageCheckpointError);
+      expect((err as Error).message).toMatch(/^cannot open JetStream object store "none" \(is JetStream enabled on the server\?\): \S/);
+    } finally {
+      await b.close();
+      await plain.stop();
+    }
+  }, 30_000);
+
   test('store names: unknown is an error listing the known ones; jetstream needs a NATS bus', () => {
     expect(() => openCheckpointStore('s3')).toThrow(UnknownCheckpointStoreError);
     expect(() => openCheckpointStore('s3')).toThrow(/known: file, jetstream/);

@@ -35,11 +35,33 @@ export class JetStreamCheckpointStore implements CheckpointStore {
   }
 
   private store(): Promise<ObjectStore> {
-    this.os ??= new Objm(this.nc).create(this.bucket).catch((err: unknown) => {
+    this.os ??= this.openOrCreate().catch((err: unknown) => {
       this.os = undefined;
-      throw new StageCheckpointError(`cannot open JetStream object store "${this.bucket}" (is JetStream enabled on the server?)`, { cause: err });
+      throw new StageCheckpointError(`cannot open JetStream object store "${this.bucket}" (is JetStream enabled on the server?): ${(err as Error).message}`, { cause: err });
     });
     return this.os;
+  }
+
+  /**
+   * The stage workers of a job all open the bucket on their first checkpoint: the client's create
+   * is check-then-add, so all but one may lose that race (or time out on a loaded server) while the
+   * bucket comes to exist. Each failed create is followed by an open, with backoff, a few times.
+   */
+  private async openOrCreate(): Promise<ObjectStore> {
+    const objm = new Objm(this.nc);
+    let last: unknown;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      try {
+        return await objm.create(this.bucket);
+      } catch (err) {
+        last = err;
+      }
+      try {
+        return await objm.open(this.bucket);
+      } catch { /* not there yet */ }
+      await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+    }
+    throw last;
   }
 
   /** Puts bytes under `name` with their digest in the metadata. */
