@@ -167,10 +167,12 @@ test('train --stages auto --scheduler: a lost worker of 2 re-plans the job onto 
   const dir = mkdtempSync(join(tmpdir(), 'tessera-upresplit-'));
   // Untied head: the gradient arithmetic is then the same under any split, and equal to --micro-batches in one process.
   // A model this size the scheduler splits in 2 on 2 local workers (a smaller one it keeps whole).
+  // The workers are throttled 4x (as slower devices): compute then outweighs the measured message
+  // costs by far, so the split wins however loaded the host is when the workers measure themselves.
   const modelPath = join(dir, 'gpt.onnx');
   writeFileSync(modelPath, encodeModel(buildGpt({ vocab: 256, layers: 4, dModel: 64, heads: 2, context: 32, seed: 1, tiedHead: false })));
   const common = ['train', '--model', modelPath, '--data', corpus, '--batch', '8', '--micro-batches', '2', '--clip', '1', '--steps', '30', '--log-every', '1'];
-  const up = await startUp(['--workers', '2', '--ns', 'upresplit', '--heartbeat-timeout-ms', String(HEARTBEAT_TIMEOUT_MS)]);
+  const up = await startUp(['--workers', '2', '--ns', 'upresplit', '--heartbeat-timeout-ms', String(HEARTBEAT_TIMEOUT_MS), '--slowdown', '4,4']);
   try {
     const run = spawn(process.execPath, [cli, ...common, '--checkpoint-every', '5', '--stages', 'auto', '--nats', up.url, '--ns', 'upresplit', '--scheduler', up.address,
       '--job', 'resplit1', '--restarts', '1', '--out', join(dir, 'out.onnx'), '--checkpoint', join(dir, 'ck')], { stdio: ['ignore', 'pipe', 'pipe'] });
