@@ -396,7 +396,7 @@ export class Bridge {
     const job = jobOf(a);
     // a job already running elsewhere is past the point of handing it back for fit or time
     const started = (await this.deps.runner.started?.(job)) === true;
-    if (this.deps.scheduler && !started) {
+    if (this.deps.scheduler) {
       // It holds the capacity reserved at accept (submit finds it; a restarted scheduler is asked
       // again). Admitted: the deadline is checked and the run starts; else it waits for admission.
       const lease = await this.lease(job, onChain.deadline);
@@ -405,7 +405,7 @@ export class Bridge {
         return;
       }
       const progress = { step: 0, steps: Number(job.steps), secondsPerStep: 0 };
-      const late = await lease.checkDeadline(progress, 'not started');
+      const late = started ? undefined : await lease.checkDeadline(progress, 'not started');
       if (late) return this.giveUp(a.jobId, lease, progress, late);
       this.startRun(a, job, lease);
       return;
@@ -419,12 +419,7 @@ export class Bridge {
       await this.dropActive(a.jobId);
       return;
     }
-    const lease = this.deps.scheduler ? await this.lease(job, onChain.deadline) : undefined;
-    if (lease && (await lease.submit()) === 'pending') {
-      this.#tasks.set(a.jobId, { state: 'admitting', job, lease, since: Date.now(), steps: Number(job.steps) });
-      return;
-    }
-    this.startRun(a, job, lease);
+    this.startRun(a, job, undefined);
   }
 
   /** A job that never ran here is released on chain (lease.giveUp) and forgotten. */

@@ -12,7 +12,7 @@
  */
 import { status } from '@grpc/grpc-js';
 import { ReleaseReason } from '../chain/index.js';
-import type { JobSpec, JobView } from '../scheduler/index.js';
+import { TERMINAL_PHASES, type JobSpec, type JobView } from '../scheduler/index.js';
 import type { RunControl, RunProgress, YieldOutcome } from './runner.js';
 
 /** The scheduler calls a lease makes (SchedulerClient satisfies it; tests may pass their own). */
@@ -79,8 +79,6 @@ export interface SchedulerLeaseOptions {
   log?: (e: LeaseEvent) => void;
 }
 
-const ENDED = new Set(['Complete', 'Failed', 'Cancelled']);
-
 export class SchedulerLease implements RunControl {
   private preemptedBy = '';
   private lastReason = '';
@@ -111,7 +109,7 @@ export class SchedulerLease implements RunControl {
       } catch (err) {
         if ((err as { code?: number }).code !== status.ALREADY_EXISTS || n >= 100) throw err;
         const existing = await this.o.client.getJob(id);
-        if (!ENDED.has(existing.phase)) job = existing; // ours from before a restart: hold on to it
+        if (!TERMINAL_PHASES.has(existing.phase)) job = existing; // ours from before a restart: hold on to it
       }
       this.#id = id;
     }
