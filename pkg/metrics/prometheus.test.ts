@@ -15,6 +15,13 @@ describe('Prometheus text exposition', () => {
     ]);
   });
 
+  test('a histogram: _bucket samples with le, then _sum and _count, under one HELP and TYPE', () => {
+    expect(familyLines({
+      name: 'lat_seconds', type: 'histogram', help: 'h',
+      samples: [{ suffix: '_bucket', labels: { le: '0.5' }, value: 1 }, { suffix: '_bucket', labels: { le: '+Inf' }, value: 2 }, { suffix: '_sum', value: 1.75 }, { suffix: '_count', value: 2 }],
+    })).toEqual(['# HELP lat_seconds h', '# TYPE lat_seconds histogram', 'lat_seconds_bucket{le="0.5"} 1', 'lat_seconds_bucket{le="+Inf"} 2', 'lat_seconds_sum 1.75', 'lat_seconds_count 2']);
+  });
+
   test('a whole exposition ends with a newline; a family without samples has only its HELP and TYPE', () => {
     expect(renderMetrics([{ name: 'a', type: 'gauge', help: 'h', samples: [] }, { name: 'b', type: 'gauge', help: 'h', samples: [{ value: 0 }] }]))
       .toBe('# HELP a h\n# TYPE a gauge\n# HELP b h\n# TYPE b gauge\nb 0\n');

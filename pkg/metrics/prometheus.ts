@@ -3,11 +3,13 @@
  * The operator, the scheduler and the bridge each keep their own counters and render them here.
  */
 
-export type MetricType = 'counter' | 'gauge';
+export type MetricType = 'counter' | 'gauge' | 'histogram';
 
 export interface Sample {
   labels?: Readonly<Record<string, string>>;
   value: number;
+  /** Appended to the family name: a histogram's `_bucket` (with label `le`), `_sum` and `_count`. */
+  suffix?: '_bucket' | '_sum' | '_count';
 }
 
 export interface MetricFamily {
@@ -44,7 +46,7 @@ export function familyLines(f: MetricFamily): string[] {
     const entries = Object.entries(s.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     for (const [k] of entries) if (!LABEL.test(k) || k.startsWith('__')) throw new MetricNameError(`"${k}" is not a valid label name (metric ${f.name})`);
     const labels = entries.length ? `{${entries.map(([k, v]) => `${k}="${escapeValue(v)}"`).join(',')}}` : '';
-    lines.push(`${f.name}${labels} ${formatValue(s.value)}`);
+    lines.push(`${f.name}${s.suffix ?? ''}${labels} ${formatValue(s.value)}`);
   }
   return lines;
 }

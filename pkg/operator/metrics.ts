@@ -4,7 +4,7 @@ import type { RawJob } from './trainingjob-reconciler.js';
 /** Reconcile latency buckets, seconds. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
 
-/** The operator's counters; rendered as Prometheus text exposition format 0.0.4. */
+/** The operator's counters and reconcile latency histogram. */
 export class OperatorMetrics {
   reconciles = 0;
   errors = 0;
@@ -22,28 +22,23 @@ export class OperatorMetrics {
     });
   }
 
-  render(jobsByPhase: Record<string, number>, leader: boolean): string {
-    const lines = [
-      '# HELP tessera_operator_reconcile_total Reconciles run.',
-      '# TYPE tessera_operator_reconcile_total counter',
-      `tessera_operator_reconcile_total ${this.reconciles}`,
-      '# HELP tessera_operator_reconcile_errors_total Reconciles that failed.',
-      '# TYPE tessera_operator_reconcile_errors_total counter',
-      `tessera_operator_reconcile_errors_total ${this.errors}`,
-      '# HELP tessera_operator_reconcile_duration_seconds Reconcile latency.',
-      '# TYPE tessera_operator_reconcile_duration_seconds histogram',
-      ...LATENCY_BUCKETS.map((b, i) => `tessera_operator_reconcile_duration_seconds_bucket{le="${b}"} ${this.buckets[i]}`),
-      `tessera_operator_reconcile_duration_seconds_bucket{le="+Inf"} ${this.count}`,
-      `tessera_operator_reconcile_duration_seconds_sum ${this.sum}`,
-      `tessera_operator_reconcile_duration_seconds_count ${this.count}`,
-      '# HELP tessera_operator_jobs TrainingJobs by phase.',
-      '# TYPE tessera_operator_jobs gauge',
-      ...Object.entries(jobsByPhase).sort().map(([p, n]) => `tessera_operator_jobs{phase="${p}"} ${n}`),
-      '# HELP tessera_operator_leader 1 while this replica holds the lease.',
-      '# TYPE tessera_operator_leader gauge',
-      `tessera_operator_leader ${leader ? 1 : 0}`,
+  /** The operator's own families (pkg/metrics renders them). */
+  families(jobsByPhase: Record<string, number>, leader: boolean): MetricFamily[] {
+    return [
+      { name: 'tessera_operator_reconcile_total', type: 'counter', help: 'Reconciles run.', samples: [{ value: this.reconciles }] },
+      { name: 'tessera_operator_reconcile_errors_total', type: 'counter', help: 'Reconciles that failed.', samples: [{ value: this.errors }] },
+      {
+        name: 'tessera_operator_reconcile_duration_seconds', type: 'histogram', help: 'Reconcile latency.',
+        samples: [
+          ...LATENCY_BUCKETS.map((b, i) => ({ suffix: '_bucket' as const, labels: { le: String(b) }, value: this.buckets[i]! })),
+          { suffix: '_bucket', labels: { le: '+Inf' }, value: this.count },
+          { suffix: '_sum', value: this.sum },
+          { suffix: '_count', value: this.count },
+        ],
+      },
+      { name: 'tessera_operator_jobs', type: 'gauge', help: 'TrainingJobs by phase.', samples: Object.entries(jobsByPhase).sort().map(([phase, value]) => ({ labels: { phase }, value })) },
+      { name: 'tessera_operator_leader', type: 'gauge', help: '1 while this replica holds the lease.', samples: [{ value: leader ? 1 : 0 }] },
     ];
-    return `${lines.join('\n')}\n`;
   }
 }
 

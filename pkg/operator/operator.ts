@@ -181,7 +181,7 @@ export class Operator {
       const p = j.status?.phase ?? 'Pending';
       byPhase[p] = (byPhase[p] ?? 0) + 1;
     }
-    return this.metrics.render(byPhase, this.leading) + renderMetrics(jobProgressFamilies(this.jobs.list()));
+    return renderMetrics([...this.metrics.families(byPhase, this.leading), ...jobProgressFamilies(this.jobs.list())]);
   }
 
   private enqueue(key: string): void {
