@@ -1,5 +1,5 @@
 import { DataType, dtypeInfo, type Tensor } from '../onnx/index.js';
-import { tensorBytes, tensorDigest, type Digest } from '../verify/index.js';
+import { DIGEST_BYTES, tensorBytes, tensorDigest, type Digest } from '../verify/index.js';
 import { crc32 } from './crc32.js';
 import { float32ToHalfArray, halfToFloat32Array } from './fp16.js';
 import { BadMagicError, ChunkChecksumError, FrameError, TruncatedFrameError, type TransferContext } from './errors.js';
@@ -110,7 +110,7 @@ export function encodeTensorFrames(meta: FrameMeta, tensor: Tensor, opts: Encode
   const per = maxPayload - cost;
   const count = Math.max(1, Math.ceil(body.length / per));
   const digest = encoding === 'raw' && opts.digest ? opts.digest : tensorDigest(encoded);
-  if (digest.length !== 32) throw new FrameError(`a tensor digest has 32 bytes, "${meta.name}" was given ${digest.length}`);
+  if (digest.length !== DIGEST_BYTES) throw new FrameError(`a tensor digest has ${DIGEST_BYTES} bytes, "${meta.name}" was given ${digest.length}`);
   // The header differs between chunks only in chunkIndex, chunkOffset, chunkLength and the CRC:
   // build it once, copy its ~100 bytes per frame. The body is never copied.
   const head = new Uint8Array(hlen);

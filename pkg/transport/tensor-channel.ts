@@ -189,12 +189,14 @@ export interface TensorSenderOptions {
   retainBytes?: number;
   /**
    * A kept tensor not acknowledged this long after its last frame went out is published again
-   * (doubling per attempt, at most 3 transmissions): the receiver cannot ask for a tensor none of
+   * (doubling per attempt, at most maxAttempts transmissions): the receiver cannot ask for a tensor none of
    * whose frames arrived. Duplicates are dropped by the receiver. @default 10000 ms
    */
   ackTimeoutMs?: number;
+  /** Transmissions of an unacknowledged tensor before it is reported undelivered; match the receiver's maxAttempts. @default 3 */
+  maxAttempts?: number;
   /**
-   * Told once per kept tensor still unacknowledged after its third transmission timed out
+   * Told once per kept tensor still unacknowledged after its last transmission (maxAttempts) timed out
    * (UndeliveredTensorError naming job, receiving stage, step, micro-batch, tensor, attempts); the
    * tensor is no longer kept. Receivers with resend off send no acks: give such a channel
    * retainBytes 0. @default none (counted in stats.undelivered)
@@ -268,7 +270,7 @@ export class TensorSender {
     this.creditTimeoutMs = opts.creditTimeoutMs ?? 30_000;
     this.retainBytes = opts.retainBytes ?? 64 * 1024 * 1024;
     this.ackTimeoutMs = opts.ackTimeoutMs ?? 10_000;
-    this.unacked = new ResendTracker({ timeoutMs: this.ackTimeoutMs, backoff: 2, maxAttempts: 3 });
+    this.unacked = new ResendTracker({ timeoutMs: this.ackTimeoutMs, backoff: 2, maxAttempts: opts.maxAttempts ?? 3 });
     this.sub = bus.subscribe(this.subjects.credit, (d) => {
       if (d.length !== 8) { this.onControl(d); return; }
       const g = decodeGrant(d);
@@ -638,7 +640,7 @@ export class TensorReceiver implements AsyncIterable<ChannelEvent> {
         this.finish(key);
         this.control({ type: 'ack', meta: e.meta });
       }
-      this.enqueue(e.digest ? { type: 'tensor', meta: e.meta, tensor: e.tensor, bytes: e.bytes, digest: e.digest } : { type: 'tensor', meta: e.meta, tensor: e.tensor, bytes: e.bytes }, bytes);
+      this.enqueue(e, bytes); // the reassembler's tensor event is a ChannelEvent (digest included)
     }
   }
 

@@ -12,12 +12,6 @@ export function frameJob(channelJob: string): string {
   return channelJob.replace(/-(data|tie\d+)$/, '');
 }
 
-/**
- * A tensor channel's receiving end, read eagerly into a mailbox keyed by (step, micro-batch, name),
- * so a stage takes tensors in the order its schedule needs them, whatever order they arrived in.
- * A transport error event (corrupt, lost or foreign frames) fails every pending and later take()
- * with a StageTensorError whose message names the stage, step, micro-batch and tensor.
- */
 /** One received tensor and its verified pkg/verify tensorDigest (absent for fp16 transfers). */
 export interface Arrival {
   tensor: Tensor;
@@ -30,6 +24,12 @@ export interface Received {
   digests: Record<string, Digest>;
 }
 
+/**
+ * A tensor channel's receiving end, read eagerly into a mailbox keyed by (step, micro-batch, name),
+ * so a stage takes tensors in the order its schedule needs them, whatever order they arrived in.
+ * A transport error event (corrupt, lost or foreign frames) fails every pending and later take()
+ * with a StageTensorError whose message names the stage, step, micro-batch and tensor.
+ */
 export class Inbox {
   private readonly receiver: TensorReceiver;
   private readonly box = new Map<string, Arrival>();

@@ -108,7 +108,7 @@ export interface TransferSpec {
  */
 export function senderOptions(t: TransferSpec | undefined, onUndelivered: (err: UndeliveredTensorError) => void): TensorSenderOptions {
   const off = t?.maxAttempts === 1;
-  return { maxPayload: t?.maxPayload, ackTimeoutMs: t?.resendTimeoutMs, retainBytes: off ? 0 : undefined, onUndelivered };
+  return { maxPayload: t?.maxPayload, ackTimeoutMs: t?.resendTimeoutMs, maxAttempts: t?.maxAttempts, retainBytes: off ? 0 : undefined, onUndelivered };
 }
 
 export type DriverCommand =

@@ -13,10 +13,10 @@ import {
 import { traceToWire } from './trace-wire.js';
 import { StageCompute, stagePlan, tiedReads, type StageComputeLike, type StagePlan, type StageSnapshot } from './stage-compute.js';
 
-/** Makes the compute of one stage: inline (tests) or in a worker thread (processes). */
 /** No tensors (an input a stage does not have). */
 const NONE: Received = { tensors: {}, digests: {} };
 
+/** Makes the compute of one stage: inline (tests) or in a worker thread (processes). */
 export type ComputeFactory = (plan: StagePlan, params: Record<string, Tensor>, ops: string[]) => Promise<StageComputeLike>;
 
 /** Inline compute: ORT runs on the caller's thread (blocks its event loop; tests and tools only). */
