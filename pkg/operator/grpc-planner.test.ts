@@ -111,6 +111,7 @@ describe('GrpcPlanner against a real scheduler', () => {
   });
 
   it('a hold the scheduler no longer has (cancelled behind the operator\'s back): hold() is false and forgotten, a new plan holds again', async () => {
+    const planner = new GrpcPlanner(client, `127.0.0.1:${server.port}`, undefined, { recheckMs: 0 }); // re-reads the holds on every call
     await planner.plan(req('ns/gone', { chain: chain(1, 1) }, { placement: { maxStages: 1 } }));
     const jobId = planner.jobIdOf('ns/gone')!;
     expect(await planner.hold('ns/gone')).toBe(true);
@@ -121,6 +122,23 @@ describe('GrpcPlanner against a real scheduler', () => {
     expect((await client.getJob(planner.jobIdOf('ns/gone')!)).phase).toBe(JobPhase.Planned);
     expect(await planner.hold('ns/gone')).toBe(true);
     await planner.release('ns/gone');
+  });
+
+  it('holds are re-read from the scheduler at most every recheckMs (one ListJobs for all jobs, not a call per reconcile)', async () => {
+    let t = 0;
+    let lists = 0;
+    const counting = { ...client, submitJob: client.submitJob.bind(client), cancelJob: client.cancelJob.bind(client), listJobs: () => { lists++; return client.listJobs(); } };
+    const planner = new GrpcPlanner(counting, 'scheduler', undefined, { recheckMs: 5000, now: () => t });
+    await planner.plan(req('ns/tick', { chain: chain(1, 1) }, { placement: { maxStages: 1 } }));
+    await client.cancelJob(planner.jobIdOf('ns/tick')!);
+    const before = lists;
+    t = 4999;
+    expect(await planner.hold('ns/tick')).toBe(true); // not re-read yet
+    expect(await planner.hold('ns/tick')).toBe(true);
+    expect(lists).toBe(before);
+    t = 5000;
+    expect(await planner.hold('ns/tick')).toBe(false);
+    expect(lists).toBe(before + 1);
   });
 
   it('release cancels the job: its capacity is free in the ledger; releasing twice is fine', async () => {
@@ -156,7 +174,7 @@ describe('GrpcPlanner and a restarted scheduler', () => {
     await first.start();
     const port = first.port;
     const client = new SchedulerClient(`127.0.0.1:${port}`, { deadlineMs: 2000 });
-    const planner = new GrpcPlanner(client, `127.0.0.1:${port}`);
+    const planner = new GrpcPlanner(client, `127.0.0.1:${port}`, undefined, { recheckMs: 0 });
     let second: SchedulerServer | undefined;
     try {
       await planner.plan(req('ns/r', { chain: chain(1, 1) }, { placement: { maxStages: 1 } }));

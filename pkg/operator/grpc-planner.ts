@@ -13,7 +13,7 @@ import { NoCapacityError, PlanFailedError, PlannerConfigError, SchedulerUnavaila
  */
 
 /** The scheduler calls this planner makes (a SchedulerClient; tests may pass another). */
-export type SchedulerApi = Pick<SchedulerClient, 'submitJob' | 'cancelJob' | 'listJobs' | 'getJob'>;
+export type SchedulerApi = Pick<SchedulerClient, 'submitJob' | 'cancelJob' | 'listJobs'>;
 
 const ID_SEP = '#';
 /** The TrainingJob key a scheduler job id belongs to, or undefined for jobs of other submitters. */
@@ -36,9 +36,19 @@ interface Held {
   deviceIds: string[];
 }
 
+export interface GrpcPlannerOptions {
+  /** Re-read the holds from the scheduler when the last read is older than this. @default 10000 */
+  recheckMs?: number;
+  /** @default Date.now */
+  now?: () => number;
+}
+
 export class GrpcPlanner implements Planner {
   private readonly held = new Map<string, Held>();
-  private synced = false;
+  /** When the holds were last read from the scheduler (ListJobs); undefined: never. */
+  private syncedAt: number | undefined;
+  private readonly recheckMs: number;
+  private readonly now: () => number;
   private tail: Promise<unknown> = Promise.resolve();
   private seq = 0;
 
@@ -47,7 +57,11 @@ export class GrpcPlanner implements Planner {
     /** For messages only. */
     private readonly address = 'scheduler',
     private readonly onClose: () => void = () => {},
-  ) {}
+    opts: GrpcPlannerOptions = {},
+  ) {
+    this.recheckMs = opts.recheckMs ?? 10_000;
+    this.now = opts.now ?? Date.now;
+  }
 
   /** Device ids the scheduler holds for the job, as this planner knows them. */
   heldBy(key: string): readonly string[] {
@@ -60,31 +74,16 @@ export class GrpcPlanner implements Planner {
   }
 
   /**
-   * True while the scheduler still holds the job's plan. A restarted scheduler (its ledger is in
-   * memory) or a job cancelled behind the operator's back answers NotFound or an ended phase: the
-   * hold is forgotten and false returned, so the reconciler re-plans and the capacity is reserved
-   * again (same nodes when they are free: the pods stay). While the scheduler cannot be reached the
-   * hold is assumed: an outage must not disturb running jobs; the next reconcile looks again.
+   * True while the scheduler holds the job's plan, as last read from it (at most `recheckMs` ago).
+   * A restarted scheduler (its ledger is in memory) or a job cancelled behind the operator's back
+   * no longer lists the hold: false, so the reconciler re-plans and the capacity is reserved again
+   * (same nodes when they are free: the pods stay). While the scheduler cannot be reached the holds
+   * read before are assumed: an outage must not disturb running jobs.
    */
   hold(key: string): Promise<boolean> {
     return this.serial(async () => {
       await this.sync();
-      const h = this.held.get(key);
-      if (!h) return false;
-      let job: JobView;
-      try {
-        job = await this.api.getJob(h.jobId);
-      } catch (err) {
-        const code = codeOf(err);
-        if (UNAVAILABLE_CODES.has(code ?? -1)) return true;
-        if (code !== status.NOT_FOUND) throw err;
-        this.held.delete(key);
-        return false;
-      }
-      if (job.phase === JobPhase.Planned || job.phase === JobPhase.Running) return true;
-      if (job.phase === JobPhase.Pending) await this.cancel(h.jobId); // holds nothing; must not be admitted later
-      this.held.delete(key);
-      return false;
+      return this.held.has(key);
     });
   }
 
@@ -172,9 +171,22 @@ export class GrpcPlanner implements Planner {
   }
 
   /** Rebuilds the holds from the scheduler once (operator restart); drops leftovers of a crash. */
+  /**
+   * Rebuilds the holds from the scheduler's job list: once at start (operator restart), then again
+   * when the last read is older than recheckMs (one ListJobs for all jobs, not one call per
+   * reconcile). Drops leftovers of a crash: older or pending jobs of a key are cancelled.
+   */
   private async sync(): Promise<void> {
-    if (this.synced) return;
-    const jobs = await this.call('ListJobs', () => this.api.listJobs());
+    const now = this.now();
+    if (this.syncedAt !== undefined && now - this.syncedAt < this.recheckMs) return;
+    let jobs: JobView[];
+    try {
+      jobs = await this.call('ListJobs', () => this.api.listJobs());
+    } catch (err) {
+      if (this.syncedAt === undefined || !(err instanceof SchedulerUnavailableError)) throw err;
+      this.syncedAt = now; // keep the holds read before; look again after recheckMs
+      return;
+    }
     const latest = new Map<string, JobView>();
     for (const j of jobs) {
       const key = keyOfSchedulerJob(j.id);
@@ -185,11 +197,12 @@ export class GrpcPlanner implements Planner {
       if (drop) await this.cancel(drop.id);
       latest.set(key, keep);
     }
+    this.held.clear();
     for (const [key, j] of latest) {
       if (j.phase === JobPhase.Pending || !j.plan) await this.cancel(j.id);
       else this.held.set(key, { jobId: j.id, deviceIds: j.plan.stages.map((s) => s.deviceId) });
     }
-    this.synced = true;
+    this.syncedAt = now;
   }
 
   /** CancelJob; a job that is gone or already finished holds nothing, which is what release wants. */
