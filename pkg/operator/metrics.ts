@@ -1,4 +1,5 @@
 import type { MetricFamily } from '../metrics/index.js';
+import { keyOf } from './informer.js';
 import type { RawJob } from './trainingjob-reconciler.js';
 
 /** Reconcile latency buckets, seconds. */
@@ -48,7 +49,7 @@ export class OperatorMetrics {
  * last checkpoint's step. Jobs without progress yet have no samples.
  */
 export function jobProgressFamilies(jobs: readonly RawJob[]): MetricFamily[] {
-  const rows = jobs.filter((j) => j.status?.progress?.step !== undefined).sort((a, b) => key(a).localeCompare(key(b)));
+  const rows = jobs.filter((j) => j.status?.progress?.step !== undefined).sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
   const labels = (j: RawJob) => ({ namespace: j.metadata.namespace, name: j.metadata.name });
   const gauge = (name: string, help: string, value: (j: RawJob) => number | undefined): MetricFamily => ({
     name, type: 'gauge', help,
@@ -64,4 +65,3 @@ export function jobProgressFamilies(jobs: readonly RawJob[]): MetricFamily[] {
   ];
 }
 
-const key = (j: RawJob): string => `${j.metadata.namespace}/${j.metadata.name}`;

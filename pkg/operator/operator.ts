@@ -125,7 +125,7 @@ export class Operator {
     });
     this.nodes.on((e) => {
       if (e.type === 'modified' && !nodeChanged(e)) return;
-      for (const j of this.jobs.list()) this.enqueue(keyOf(j));
+      this.enqueueAll();
     });
     if (o.leaderElection ?? true) {
       this.elector = new LeaderElector(kc.makeApiClient(CoordinationV1Api), {
@@ -188,6 +188,11 @@ export class Operator {
     if (this.leading) this.queue?.add(key);
   }
 
+  /** Every known TrainingJob (a node changed, leadership began, the resync period passed). */
+  private enqueueAll(): void {
+    for (const j of this.jobs.list()) this.enqueue(keyOf(j));
+  }
+
   private startLeading(): void {
     if (this.leading) return;
     this.leading = true;
@@ -195,10 +200,10 @@ export class Operator {
     const q = new WorkQueue(this.o.queue);
     this.queue = q;
     this.workersDone = Array.from({ length: this.o.workers ?? 2 }, () => this.work(q));
-    for (const j of this.jobs.list()) q.add(keyOf(j));
+    this.enqueueAll();
     const every = this.o.resyncMs ?? 60_000;
     if (every > 0) {
-      this.resync = setInterval(() => { for (const j of this.jobs.list()) this.enqueue(keyOf(j)); }, every);
+      this.resync = setInterval(() => this.enqueueAll(), every);
       this.resync.unref();
     }
   }
