@@ -14,9 +14,9 @@ test('serves /healthz for the probes and /metrics that follow the fleet; SIGTERM
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   let client: SchedulerClient | undefined;
   try {
-    await eventually(() => /metrics and health on http:\/\/\S+:(\d+)/.test(out), 20_000, 'the HTTP port in the log');
+    await eventually(() => /metrics and health on port (\d+)/.test(out), 20_000, 'the HTTP port in the log');
     const grpcPort = Number(/scheduler listening on \S+:(\d+)/.exec(out)![1]);
-    const httpPort = Number(/metrics and health on http:\/\/\S+:(\d+)/.exec(out)![1]);
+    const httpPort = Number(/metrics and health on port (\d+)/.exec(out)![1]);
     const get = async (path: string) => { const r = await fetch(`http://127.0.0.1:${httpPort}${path}`); return { status: r.status, text: await r.text() }; };
     expect(await get('/healthz')).toEqual({ status: 200, text: 'ok\n' });
     const before = (await get('/metrics')).text;

@@ -79,7 +79,7 @@ async function main(): Promise<number> {
     await server.stop(0); // the gRPC server would keep the process alive
     throw new Error(`--http-port ${config.httpPort}: ${(err as Error).message}`);
   });
-  log(`metrics and health on http://${config.host}:${http.port} (/metrics, /healthz)`);
+  log(`metrics and health on port ${http.port}, all interfaces (/metrics, /healthz)`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log(`received ${signal}, shutting down`);

@@ -60,7 +60,6 @@ export class SchedulerServer {
   readonly health = new HealthService();
   readonly metrics = new SchedulerMetrics();
   private readonly server = new grpc.Server();
-  private serving = false;
   private readonly clock: () => number;
   private readonly log: (line: string) => void;
   private readonly options: SchedulerServerOptions;
@@ -100,7 +99,6 @@ export class SchedulerServer {
     this.timer.unref();
     this.health.set('', ServingStatus.Serving);
     this.health.set(SCHEDULER_SERVICE, ServingStatus.Serving);
-    this.serving = true;
     this.log(`scheduler listening on ${host}:${this.boundPort} (heartbeat timeout ${this.core.registry.heartbeatTimeoutMs} ms, check every ${interval} ms)`);
     return this.boundPort;
   }
@@ -108,7 +106,6 @@ export class SchedulerServer {
   /** Announces NOT_SERVING, ends worker streams, then shuts down (forcefully after graceMs). */
   async stop(graceMs = 2000): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    this.serving = false;
     this.health.set('', ServingStatus.NotServing);
     this.health.set(SCHEDULER_SERVICE, ServingStatus.NotServing);
     this.health.closeWatchers();
@@ -129,12 +126,12 @@ export class SchedulerServer {
 
   /** True between start() and stop(): what /healthz reports. */
   get isServing(): boolean {
-    return this.serving;
+    return this.health.get(SCHEDULER_SERVICE) === ServingStatus.Serving;
   }
 
   /** The /metrics text now. */
   metricsText(): string {
-    return this.metrics.render(this.core, this.serving, this.progress);
+    return this.metrics.render(this.core, this.isServing, this.progress);
   }
 
   /** One heartbeat check; the interval timer calls this, tests may too. */
