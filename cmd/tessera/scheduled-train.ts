@@ -31,6 +31,17 @@ function costOptimizer(o: OptimizerConfig): Optimizer {
   return o.momentum > 0 ? 'sgd-momentum' : 'sgd';
 }
 
+/** The batch bindings divided into m micro-batches (what stage graphs and an accumulating Trainer are built for). */
+export function microBindings(bindings: Record<string, number>, m: number): Record<string, number> {
+  if (m > 1 && Object.keys(bindings).length === 0) throw new UsageError('--micro-batches needs a model with a symbolic batch dim (this one has a fixed batch)');
+  const micro: Record<string, number> = {};
+  for (const [dim, v] of Object.entries(bindings)) {
+    if (v % m !== 0) throw new UsageError(`the batch (${dim} = ${v}) does not split into ${m} equal micro-batches; pass --batch divisible by --micro-batches`);
+    micro[dim] = v / m;
+  }
+  return micro;
+}
+
 /** Largest divisor of every batch binding that is <= limit (at least 1). */
 function microBatchesFor(bindings: Record<string, number>, limit: number): number {
   for (let m = Math.max(1, limit); m > 1; m--) if (Object.values(bindings).every((v) => v % m === 0)) return m;
@@ -50,11 +61,7 @@ export async function planOnScheduler(a: {
     // Default micro-batches: one per stage; for auto, per live worker (as divisible as the batch allows).
     const live = stages === 'auto' && values['micro-batches'] === undefined ? (await client.listFleet()).filter((w) => w.status === 'live').length : 0;
     const m = values['micro-batches'] !== undefined ? intFlag(values, 'micro-batches', undefined) : stages === 'auto' ? microBatchesFor(a.bindings, live) : stages;
-    const micro: Record<string, number> = {};
-    for (const [dim, v] of Object.entries(a.bindings)) {
-      if (v % m !== 0) throw new UsageError(`the batch (${dim} = ${v}) does not split into ${m} equal micro-batches; pass --batch divisible by --micro-batches`);
-      micro[dim] = v / m;
-    }
+    const micro = microBindings(a.bindings, m);
     const chain: ModelChain = costChain(a.model, { bindings: micro, optimizer: costOptimizer(a.optimizer) });
     let reportFailed = false;
     const job = await ScheduledJob.submit(client, a.jobId, chain, {

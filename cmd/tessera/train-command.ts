@@ -5,7 +5,7 @@ import { parseOptimizerConfig, type OptimizerConfig } from '../../pkg/optim/inde
 import { NatsBus } from '../../pkg/transport/index.js';
 import { Driver, openCheckpointStore, pipelineFingerprint, runPipelineWithRecovery, startLocalCluster } from '../../pkg/worker/index.js';
 import { UsageError, formatError } from './errors.js';
-import { planOnScheduler } from './scheduled-train.js';
+import { microBindings, planOnScheduler } from './scheduled-train.js';
 import { Trainer, runTraining, openDataSource, embeddingVocab, bindBatchDims, decodeCheckpoint, encodeCheckpoint, fingerprintOf, trainedModelFile, type Progress } from '../../pkg/train/index.js';
 import type { Command } from './commands.js';
 import { choiceFlag, intFlag, numFlag, parseFlags, strFlag } from './flags.js';
@@ -13,17 +13,6 @@ import { choiceFlag, intFlag, numFlag, parseFlags, strFlag } from './flags.js';
 async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
   await writeFile(`${path}.tmp`, bytes);
   await rename(`${path}.tmp`, path);
-}
-
-/** The batch bindings divided into m micro-batches (what stage graphs and an accumulating Trainer are built for). */
-function microBindings(bindings: Record<string, number>, m: number): Record<string, number> {
-  if (m > 1 && Object.keys(bindings).length === 0) throw new UsageError('--micro-batches needs a model with a symbolic batch dim (this one has a fixed batch)');
-  const micro: Record<string, number> = {};
-  for (const [dim, v] of Object.entries(bindings)) {
-    if (v % m !== 0) throw new UsageError(`the batch (${dim} = ${v}) does not split into ${m} equal micro-batches; pass --batch divisible by --micro-batches`);
-    micro[dim] = v / m;
-  }
-  return micro;
 }
 
 /** --checkpoint-store / --checkpoint-bucket of a --stages run, checked at the boundary. */
